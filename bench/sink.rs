@@ -1,0 +1,221 @@
+//! `jiaoying-bench-sink`: a fast loopback receiver for the generic SMS gateway protocol
+//! (SPEC §5), the far end of `bench/run`.
+//!
+//! - `POST /send` — checks `X-Jiaoying-Timestamp` / `X-Jiaoying-Signature: v1=<hex HMAC-SHA256(
+//!   secret, timestamp + "." + body)>` with the secret from `BENCH_SINK_SECRET`; a bad or missing
+//!   signature, or a timestamp more than 5 minutes off, gets 401 and is counted in
+//!   `bad_signature`; a body that is not `{"to": "…", "text": "…", "ref": "…"}` gets 400 and is
+//!   counted in `bad_request`; otherwise 200 `{"id": "sink-<n>"}`.
+//! - `GET /stats` — `{"count", "bad_signature", "bad_request", "distinct_to", "first_at",
+//!   "last_at"}`; the times are the first and last accepted arrivals in unix seconds (µs
+//!   precision), `null` before any.
+//!
+//! Usage: `jiaoying-bench-sink [--bind ADDR]` (default `127.0.0.1:0`); the first stdout line is
+//! `listening ADDR`.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+
+/// Largest timestamp skew accepted (SPEC §5: five minutes).
+const MAX_SKEW_SECS: i64 = 300;
+
+struct Sink {
+    secret: Vec<u8>,
+    count: AtomicU64,
+    bad_signature: AtomicU64,
+    bad_request: AtomicU64,
+    /// Unix microseconds of the first / last accepted message; 0 = none yet.
+    first_us: AtomicU64,
+    last_us: AtomicU64,
+    distinct: Mutex<HashSet<String>>,
+}
+
+#[derive(Deserialize)]
+struct SendRequest {
+    to: String,
+    #[allow(dead_code)]
+    text: String,
+    #[allow(dead_code)]
+    #[serde(rename = "ref")]
+    reference: String,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(serde_json::json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+impl Sink {
+    /// Whether the request carries a valid, fresh signature for `body`.
+    fn verify(&self, headers: &HeaderMap, body: &[u8], now_secs: i64) -> bool {
+        let Some(ts) = headers
+            .get("x-jiaoying-timestamp")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let Some(sig) = headers
+            .get("x-jiaoying-signature")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("v1="))
+        else {
+            return false;
+        };
+        match ts.trim().parse::<i64>() {
+            Ok(t) if (now_secs - t).abs() <= MAX_SKEW_SECS => {}
+            _ => return false,
+        }
+        let Ok(sig) = hex::decode(sig.trim()) else {
+            return false;
+        };
+        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.secret) {
+            Ok(m) => m,
+            Err(_) => return false,
+        };
+        mac.update(ts.as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        mac.verify_slice(&sig).is_ok()
+    }
+}
+
+async fn send(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes) -> Response {
+    let now = now_us();
+    if !sink.verify(&headers, &body, (now / 1_000_000) as i64) {
+        sink.bad_signature.fetch_add(1, Ordering::Relaxed);
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "bad or missing signature",
+        );
+    }
+    let req: SendRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            sink.bad_request.fetch_add(1, Ordering::Relaxed);
+            return error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string());
+        }
+    };
+    sink.distinct
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(req.to);
+    let _ = sink
+        .first_us
+        .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    sink.last_us.fetch_max(now, Ordering::Relaxed);
+    let n = sink.count.fetch_add(1, Ordering::Relaxed) + 1;
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        format!("{{\"id\":\"sink-{n}\"}}"),
+    )
+        .into_response()
+}
+
+fn secs(us: u64) -> serde_json::Value {
+    if us == 0 {
+        serde_json::Value::Null
+    } else {
+        serde_json::json!(us as f64 / 1e6)
+    }
+}
+
+async fn stats(State(sink): State<Arc<Sink>>) -> Response {
+    let distinct = sink
+        .distinct
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .len();
+    Json(serde_json::json!({
+        "count": sink.count.load(Ordering::Relaxed),
+        "bad_signature": sink.bad_signature.load(Ordering::Relaxed),
+        "bad_request": sink.bad_request.load(Ordering::Relaxed),
+        "distinct_to": distinct,
+        "first_at": secs(sink.first_us.load(Ordering::Relaxed)),
+        "last_at": secs(sink.last_us.load(Ordering::Relaxed)),
+    }))
+    .into_response()
+}
+
+fn usage() -> ! {
+    eprintln!("usage: jiaoying-bench-sink [--bind ADDR]   (secret from env BENCH_SINK_SECRET)");
+    std::process::exit(2);
+}
+
+#[tokio::main]
+async fn main() {
+    let mut bind = String::from("127.0.0.1:0");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--bind" => bind = args.next().unwrap_or_else(|| usage()),
+            a if a.starts_with("--bind=") => bind = a["--bind=".len()..].to_string(),
+            "-h" | "--help" => usage(),
+            _ => {
+                eprintln!("jiaoying-bench-sink: unknown argument {arg:?}");
+                usage()
+            }
+        }
+    }
+    let secret = match std::env::var("BENCH_SINK_SECRET") {
+        Ok(s) if !s.is_empty() => s,
+        _ => {
+            eprintln!("jiaoying-bench-sink: BENCH_SINK_SECRET is not set");
+            std::process::exit(2);
+        }
+    };
+    let sink = Arc::new(Sink {
+        secret: secret.into_bytes(),
+        count: AtomicU64::new(0),
+        bad_signature: AtomicU64::new(0),
+        bad_request: AtomicU64::new(0),
+        first_us: AtomicU64::new(0),
+        last_us: AtomicU64::new(0),
+        distinct: Mutex::new(HashSet::new()),
+    });
+    let app = Router::new()
+        .route("/send", post(send))
+        .route("/stats", get(stats))
+        .with_state(sink);
+    let listener = match tokio::net::TcpListener::bind(&bind).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("jiaoying-bench-sink: cannot bind {bind}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let addr = listener.local_addr().expect("local address");
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening {addr}");
+        let _ = out.flush();
+    }
+    if let Err(e) = axum::serve(listener, app).await {
+        eprintln!("jiaoying-bench-sink: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,568 @@
+#!/usr/bin/env python3
+"""Generate the demo roster of Yulin (玉林市) for jiaoying.
+
+Writes next to this file:
+  regions.csv, boundaries.geojson, contacts.csv, rainstorm-red.cap.xml, README.md
+
+Deterministic (random.Random(2026)), Python 3.11 standard library only, no network.
+County and township names and codes are real (统计用区划代码 2023, via
+modood/Administrative-divisions-of-China dist/streets.csv). Coordinates, boundaries,
+villages, people, phone numbers and e-mail addresses are SYNTHETIC.
+
+Run: python3 config/demo/generate.py
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import sys
+from collections import Counter
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent
+SEED = 2026
+
+CITY = ("450900", "玉林市", 22.65, 110.18)
+
+# code, name, centre lat, centre lon (centres synthetic but near the real seats)
+COUNTIES = [
+    ("450902", "玉州区", 22.65, 110.15),
+    ("450903", "福绵区", 22.58, 110.06),
+    ("450921", "容县", 22.86, 110.56),
+    ("450922", "陆川县", 22.32, 110.26),
+    ("450923", "博白县", 22.27, 109.98),
+    ("450924", "兴业县", 22.74, 109.87),
+    ("450981", "北流市", 22.71, 110.35),
+]
+
+# Township-level units, real names and codes (2023 edition). Suffix = digits 7–9.
+TOWNSHIPS = {
+    "450902": [
+        ("001", "玉城街道"), ("002", "南江街道"), ("003", "城西街道"), ("004", "城北街道"),
+        ("005", "名山街道"), ("100", "大塘镇"), ("105", "茂林镇"), ("106", "仁东镇"),
+        ("113", "仁厚镇"),
+    ],
+    "450903": [
+        ("107", "福绵镇"), ("108", "成均镇"), ("109", "樟木镇"), ("110", "新桥镇"),
+        ("111", "沙田镇"), ("112", "石和镇"),
+    ],
+    "450921": [
+        ("100", "容州镇"), ("102", "杨梅镇"), ("103", "灵山镇"), ("104", "六王镇"),
+        ("105", "黎村镇"), ("106", "杨村镇"), ("107", "县底镇"), ("108", "自良镇"),
+        ("109", "松山镇"), ("110", "罗江镇"), ("111", "石头镇"), ("112", "石寨镇"),
+        ("113", "十里镇"), ("114", "容西镇"), ("115", "浪水镇"),
+    ],
+    "450922": [
+        ("101", "温泉镇"), ("102", "米场镇"), ("103", "马坡镇"), ("104", "珊罗镇"),
+        ("105", "平乐镇"), ("106", "沙坡镇"), ("107", "大桥镇"), ("108", "乌石镇"),
+        ("109", "良田镇"), ("110", "清湖镇"), ("111", "古城镇"), ("112", "沙湖镇"),
+        ("113", "横山镇"), ("114", "滩面镇"),
+    ],
+    "450923": [
+        ("100", "博白镇"), ("102", "双凤镇"), ("105", "顿谷镇"), ("106", "水鸣镇"),
+        ("107", "那林镇"), ("108", "江宁镇"), ("109", "三滩镇"), ("110", "黄凌镇"),
+        ("111", "亚山镇"), ("112", "旺茂镇"), ("114", "东平镇"), ("115", "沙河镇"),
+        ("116", "菱角镇"), ("117", "新田镇"), ("118", "凤山镇"), ("119", "宁潭镇"),
+        ("120", "文地镇"), ("121", "英桥镇"), ("122", "那卜镇"), ("123", "大垌镇"),
+        ("124", "沙陂镇"), ("125", "双旺镇"), ("126", "松旺镇"), ("127", "龙潭镇"),
+        ("128", "大坝镇"), ("129", "永安镇"), ("130", "径口镇"), ("131", "浪平镇"),
+    ],
+    "450924": [
+        ("100", "石南镇"), ("101", "大平山镇"), ("102", "葵阳镇"), ("103", "城隍镇"),
+        ("104", "山心镇"), ("105", "沙塘镇"), ("106", "蒲塘镇"), ("107", "北市镇"),
+        ("108", "龙安镇"), ("109", "高峰镇"), ("110", "小平山镇"), ("111", "卖酒镇"),
+        ("112", "洛阳镇"),
+    ],
+    "450981": [
+        ("001", "陵城街道"), ("002", "城南街道"), ("003", "城北街道"), ("100", "北流镇"),
+        ("101", "新荣镇"), ("102", "民安镇"), ("103", "山围镇"), ("104", "民乐镇"),
+        ("105", "西埌镇"), ("106", "新圩镇"), ("107", "大里镇"), ("108", "塘岸镇"),
+        ("109", "清水口镇"), ("110", "隆盛镇"), ("111", "大坡外镇"), ("112", "六麻镇"),
+        ("113", "新丰镇"), ("114", "沙垌镇"), ("115", "平政镇"), ("116", "白马镇"),
+        ("117", "大伦镇"), ("118", "扶新镇"), ("119", "六靖镇"), ("120", "石窝镇"),
+        ("121", "清湾镇"),
+    ],
+}
+
+# Yulin bounding box (approximate).
+LAT_MIN, LAT_MAX = 21.6, 23.1
+LON_MIN, LON_MAX = 109.6, 110.8
+
+# Synthetic village name parts: prefix + "村".
+VILLAGE_PREFIXES = [
+    "东", "西", "南", "北", "石岭", "大垌", "新塘", "木棉", "龙湾", "六合", "平山", "水口",
+    "竹山", "黄泥", "长岭", "高田", "罗冲", "石塘", "荔枝", "上垌", "下垌", "塘口", "那良",
+    "旺坡", "山口", "河背", "坡头", "大坑", "清水", "凤岭", "白石", "新村", "榕树", "樟木",
+    "禾田", "鹿塘", "沙垌", "双合", "岭头", "马山", "松岭", "桂花", "三联", "合江", "朗村",
+    "车田", "新安", "文岭", "福田", "甘塘",
+]
+
+SURNAMES = [
+    "陈", "黄", "李", "梁", "韦", "覃", "莫", "庞", "钟", "冯", "吴", "刘", "张", "王", "杨",
+    "林", "何", "罗", "谢", "邓", "周", "苏", "朱", "卢", "蒙", "廖", "潘", "唐", "宁", "温",
+    "陆", "彭", "曾", "赖", "叶", "丘", "邹", "龙", "蔡", "肖",
+]
+GIVEN = [
+    "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛",
+    "明", "超", "秀", "霞", "平", "刚", "桂", "英", "华", "建", "文", "斌", "宁", "海", "林",
+    "春", "志", "红", "玉", "兰", "凤", "福", "荣", "德", "贵", "生", "成", "宏", "振", "国",
+    "新", "光", "庆", "祥", "远", "东", "金", "兴", "燕", "梅", "婷", "琳", "锋", "辉", "健",
+    "俊", "鹏", "浩", "宇", "航", "珍", "清", "永", "源", "朝",
+]
+
+# Role labels (for the README and the summary; contacts.csv carries the role id only).
+ROLES = {
+    "city_duty": "市防指值班员",
+    "county_duty": "县防指值班领导（A角）",
+    "county_duty_b": "县防指值班领导（B角，A角的backup）",
+    "township_leader": "乡镇党政主要领导",
+    "township_duty": "乡镇值班领导",
+    "village_leader": "村（社区）防汛责任人",
+    "info_officer": "灾害信息员",
+}
+
+# The CAP area polygon, (lat, lon) as CAP writes it: roughly 容县 + 北流市. The generator
+# checks that it contains every township centroid of those two counties and none of the others.
+CAP_POLYGON = [
+    (23.12, 110.118),
+    (23.12, 110.45),
+    (23.12, 110.82),
+    (22.75, 110.82),
+    (22.397, 110.82),
+    (22.516, 110.299),
+    (23.12, 110.118),
+]
+
+
+def r5(x: float) -> float:
+    return round(x, 5)
+
+
+def f5(x: float) -> str:
+    return f"{x:.5f}"
+
+
+def nearest_county(lat: float, lon: float) -> str:
+    best, best_d = "", float("inf")
+    for code, _name, clat, clon in COUNTIES:
+        d = (lat - clat) ** 2 + (lon - clon) ** 2
+        if d < best_d:
+            best, best_d = code, d
+    return best
+
+
+def in_bbox(lat: float, lon: float) -> bool:
+    return LAT_MIN <= lat <= LAT_MAX and LON_MIN <= lon <= LON_MAX
+
+
+def scatter(rng: random.Random, clat: float, clon: float, radius: float, county: str,
+            taken: list[tuple[float, float]], min_dist: float) -> tuple[float, float]:
+    """A point within `radius` of the centre, inside the bbox, whose nearest county centre is
+    `county` (so centroids partition cleanly by county) and not closer than `min_dist` to the
+    points already taken. Relaxes `min_dist` if the cell gets crowded."""
+    attempts = 0
+    while True:
+        attempts += 1
+        if attempts % 400 == 0:
+            min_dist *= 0.8
+        r = radius * math.sqrt(rng.random())
+        a = rng.random() * 2 * math.pi
+        lat = clat + r * math.sin(a)
+        lon = clon + r * math.cos(a)
+        if not in_bbox(lat, lon) or nearest_county(lat, lon) != county:
+            continue
+        if any((lat - p) ** 2 + (lon - q) ** 2 < min_dist ** 2 for p, q in taken):
+            continue
+        return r5(lat), r5(lon)
+
+
+def hexagon(lat: float, lon: float, radius: float, rot: float) -> list[list[float]]:
+    """Closed GeoJSON ring ([lon, lat]) of a hexagon around (lat, lon)."""
+    ring = []
+    for k in range(6):
+        a = rot + k * math.pi / 3
+        ring.append([r5(lon + radius * math.cos(a)), r5(lat + radius * math.sin(a))])
+    ring.append(list(ring[0]))
+    return ring
+
+
+def point_in_polygon(lat: float, lon: float, poly: list[tuple[float, float]]) -> bool:
+    inside = False
+    n = len(poly)
+    for i in range(n - 1):
+        (y1, x1), (y2, x2) = poly[i], poly[i + 1]
+        if (y1 > lat) != (y2 > lat):
+            x = x1 + (lat - y1) * (x2 - x1) / (y2 - y1)
+            if lon < x:
+                inside = not inside
+    return inside
+
+
+def build(rng: random.Random):
+    regions = []  # dicts: code,name,level,parent,lat,lon
+    regions.append(dict(code=CITY[0], name=CITY[1], level="city", parent="",
+                        lat=CITY[2], lon=CITY[3]))
+    for code, name, lat, lon in COUNTIES:
+        regions.append(dict(code=code, name=name, level="county", parent=CITY[0],
+                            lat=lat, lon=lon))
+
+    townships = []  # (county_code, code, name, lat, lon)
+    villages = []   # (township_code, code, name, lat, lon)
+    all_points: list[tuple[float, float]] = []
+    for ccode, _cname, clat, clon in COUNTIES:
+        taken: list[tuple[float, float]] = []
+        for suffix, tname in TOWNSHIPS[ccode]:
+            if tname.endswith("街道"):
+                lat, lon = scatter(rng, clat, clon, 0.045, ccode, taken, 0.015)
+            else:
+                lat, lon = scatter(rng, clat, clon, 0.25, ccode, taken, 0.045)
+            taken.append((lat, lon))
+            townships.append((ccode, ccode + suffix, tname, lat, lon))
+        all_points.extend(taken)
+
+    for ccode, tcode, tname, tlat, tlon in townships:
+        n = rng.randint(2, 4)
+        prefixes = rng.sample(VILLAGE_PREFIXES, n)
+        vtaken: list[tuple[float, float]] = []
+        for i, prefix in enumerate(prefixes):
+            vcode = f"{tcode}{201 + i:03d}"
+            vname = prefix if prefix.endswith("村") else prefix + "村"
+            lat, lon = scatter(rng, tlat, tlon, 0.04, ccode, vtaken, 0.008)
+            vtaken.append((lat, lon))
+            villages.append((tcode, vcode, vname, lat, lon))
+
+    for ccode, tcode, tname, lat, lon in townships:
+        regions.append(dict(code=tcode, name=tname, level="township", parent=ccode,
+                            lat=lat, lon=lon))
+    for tcode, vcode, vname, lat, lon in villages:
+        regions.append(dict(code=vcode, name=vname, level="village", parent=tcode,
+                            lat=lat, lon=lon))
+    return regions, townships, villages
+
+
+class People:
+    """Distinct synthetic names and phone numbers, drawn from the shared RNG."""
+
+    def __init__(self, rng: random.Random, count: int):
+        self.rng = rng
+        self.names: set[str] = set()
+        # 11 digits, "1700" + 7 digits, all distinct.
+        self.phones = [f"1700{n:07d}" for n in rng.sample(range(10_000_000), count)]
+        self.next_phone = 0
+
+    def name(self) -> str:
+        while True:
+            given_len = 1 if self.rng.random() < 0.3 else 2
+            n = self.rng.choice(SURNAMES) + "".join(
+                self.rng.choice(GIVEN) for _ in range(given_len))
+            if n not in self.names:
+                self.names.add(n)
+                return n
+
+    def phone(self) -> str:
+        p = self.phones[self.next_phone]
+        self.next_phone += 1
+        return p
+
+
+def build_contacts(rng: random.Random, townships, villages):
+    total = 1 + 2 * len(COUNTIES) + 2 * len(townships) + 2 * len(villages)
+    people = People(rng, total)
+    rows = []
+
+    def add(key, role, region, backup, superior, channels="", email=False):
+        rows.append(dict(
+            key=key, name=people.name(), phone=people.phone(),
+            email=f"{key}@demo.invalid" if email else "",
+            role=role, region=region, backup=backup, superior=superior, channels=channels,
+        ))
+
+    add("city-duty", "city_duty", CITY[0], "", "", "sms;email", email=True)
+    for ccode, *_ in COUNTIES:
+        a, b = f"c-{ccode}-duty", f"c-{ccode}-duty-b"
+        add(a, "county_duty", ccode, b, "city-duty", "sms;email", email=True)
+        add(b, "county_duty_b", ccode, a, "city-duty", "sms;email", email=True)
+    for ccode, tcode, *_ in townships:
+        lead, duty = f"t-{tcode}-leader", f"t-{tcode}-duty"
+        add(lead, "township_leader", tcode, duty, f"c-{ccode}-duty")
+        add(duty, "township_duty", tcode, lead, f"c-{ccode}-duty")
+    for tcode, vcode, *_ in villages:
+        lead, info = f"v-{vcode}-leader", f"v-{vcode}-info"
+        add(lead, "village_leader", vcode, info, f"t-{tcode}-leader")
+        add(info, "info_officer", vcode, lead, f"t-{tcode}-leader")
+    assert people.next_phone == total
+    return rows
+
+
+def write_csv(path: Path, header: list[str], rows: list[dict]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=header, lineterminator="\n")
+        w.writeheader()
+        for row in rows:
+            w.writerow(row)
+
+
+def write_regions(regions) -> None:
+    rows = [dict(r, lat=f5(r["lat"]), lon=f5(r["lon"])) for r in regions]
+    write_csv(OUT / "regions.csv", ["code", "name", "level", "parent", "lat", "lon"], rows)
+
+
+def write_boundaries(rng: random.Random, townships) -> int:
+    features = []
+    for code, name, lat, lon in COUNTIES:
+        features.append((code, name, hexagon(lat, lon, 0.30, rng.random() * math.pi / 3)))
+    for _c, code, name, lat, lon in townships:
+        features.append((code, name, hexagon(lat, lon, 0.12, rng.random() * math.pi / 3)))
+    lines = []
+    for code, name, ring in features:
+        feat = {
+            "type": "Feature",
+            "properties": {"code": code, "name": name, "synthetic": True},
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
+        }
+        lines.append(json.dumps(feat, ensure_ascii=False, separators=(",", ":")))
+    text = '{"type":"FeatureCollection","features":[\n' + ",\n".join(lines) + "\n]}\n"
+    (OUT / "boundaries.geojson").write_text(text, encoding="utf-8")
+    return len(features)
+
+
+CAP_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>45090041600000_20260612023000</identifier>
+  <sender>450900000000@yulin.weather.demo</sender>
+  <sent>2026-06-12T02:30:00+08:00</sent>
+  <status>Actual</status>
+  <msgType>Alert</msgType>
+  <scope>Public</scope>
+  <note>jiaoying demo message: synthetic, not a real warning.</note>
+  <info>
+    <language>zh-CN</language>
+    <category>Met</category>
+    <event>暴雨红色预警</event>
+    <responseType>Evacuate</responseType>
+    <urgency>Immediate</urgency>
+    <severity>Extreme</severity>
+    <certainty>Likely</certainty>
+    <eventCode>
+      <valueName>GB/T 35561</valueName>
+      <value>11B03</value>
+    </eventCode>
+    <effective>2026-06-12T02:30:00+08:00</effective>
+    <onset>2026-06-12T02:30:00+08:00</onset>
+    <expires>2026-06-12T08:30:00+08:00</expires>
+    <senderName>玉林市气象台</senderName>
+    <headline>玉林市气象台发布暴雨红色预警信号</headline>
+    <description>玉林市气象台2026年6月12日02时30分发布暴雨红色预警信号：过去3小时，容县、北流市、陆川县部分乡镇已出现100毫米以上降雨，其中容县六王镇、北流市隆盛镇累计雨量超过150毫米；预计未来3小时上述地区强降雨仍将持续，累计雨量可达100毫米以上，并伴有雷电和短时大风。发生山洪、滑坡、泥石流等地质灾害和城乡内涝的风险极高，请注意防御。</description>
+    <instruction>1.政府及相关部门按照职责做好防暴雨应急和抢险工作；2.立即转移危险区域群众，山洪、地质灾害隐患点和低洼易涝区人员立即撤离，转移后不得擅自返回；3.停止集会、停课、停业（除特殊行业外）；4.做好山洪、滑坡、泥石流等灾害的防御和抢险工作；5.乡镇、村（社区）防汛责任人收到后立即回复“收到”，并及时报告转移人数。</instruction>
+    <parameter>
+      <valueName>colour</valueName>
+      <value>red</value>
+    </parameter>
+    <area>
+      <areaDesc>玉林市容县、北流市、陆川县</areaDesc>
+      <polygon>{polygon}</polygon>
+      <geocode>
+        <valueName>GB2260</valueName>
+        <value>450921</value>
+      </geocode>
+      <geocode>
+        <valueName>GB2260</valueName>
+        <value>450981</value>
+      </geocode>
+      <geocode>
+        <valueName>GB2260</valueName>
+        <value>450922</value>
+      </geocode>
+    </area>
+  </info>
+</alert>
+"""
+
+
+def write_cap() -> None:
+    assert CAP_POLYGON[0] == CAP_POLYGON[-1] and 5 <= len(CAP_POLYGON) <= 8
+    polygon = " ".join(f"{lat},{lon}" for lat, lon in CAP_POLYGON)
+    (OUT / "rainstorm-red.cap.xml").write_text(CAP_TEMPLATE.format(polygon=polygon),
+                                               encoding="utf-8")
+
+
+README = """# Demo roster: 玉林市 (Yulin, Guangxi)
+
+Generated by `generate.py`; do not edit these files by hand. Regenerate with
+
+    python3 config/demo/generate.py
+
+(Python 3.11+, standard library only, deterministic: `random.Random(2026)`, no network).
+`jiaoying demo` loads this directory; `jiaoying import regions|contacts|boundaries FILE` and
+`jiaoying ingest rainstorm-red.cap.xml` take the same files.
+
+## What is real and what is not
+
+- **Real:** the names and division codes of 玉林市, its 7 county-level units and their
+  110 township-level units (统计用区划代码, 2023 edition, via
+  modood/Administrative-divisions-of-China `dist/streets.csv`).
+- **SYNTHETIC:** every coordinate (centroids), every boundary polygon, all villages (names and
+  codes), all people, phone numbers and e-mail addresses, and the warning itself. Phone numbers
+  are `1700` + 7 digits; e-mail addresses use the reserved `.invalid` domain. Do not dial or
+  mail them; the demo uses the loopback gateway.
+
+## Files
+
+| file | content |
+| --- | --- |
+| `regions.csv` | `code,name,level,parent,lat,lon`. Codes are written as 6 (city, county), 9 (township) or 12 (village) digits, not zero-padded to 12; `level` is `city`, `county`, `township` or `village`; `parent` is the parent's code (empty for the city); `lat`/`lon` a WGS 84 centroid in degrees. Rows are ordered parents first. |
+| `boundaries.geojson` | FeatureCollection, one Polygon per county (hexagon, radius 0.3°) and per township (radius 0.12°) around the centroid; GeoJSON order `[lon, lat]`; properties `code`, `name`, `synthetic: true`. They overlap: use them for drawing, not for exact targeting. |
+| `contacts.csv` | `key,name,phone,email,role,region,backup,superior,channels` (details below). |
+| `rainstorm-red.cap.xml` | CAP 1.2 暴雨红色预警 from 玉林市气象台, 2026-06-12 02:30+08:00, expires 08:30; one `area` with geocodes (`GB2260`) 450921 容县, 450981 北流市, 450922 陆川县 and a polygon that on its own covers 容县 and 北流市 (see below). |
+
+### contacts.csv
+
+- `key`: stable ASCII id, referenced by `backup` and `superior`: `city-duty`,
+  `c-<county>-duty`, `c-<county>-duty-b`, `t-<township>-leader`, `t-<township>-duty`,
+  `v-<village>-leader`, `v-<village>-info`.
+- `phone`: 11-digit mainland mobile form (`17000012345`); normalise to E.164 (`+86…`).
+- `email`: only for the city and county rows.
+- `role`, `region` (the division code the person answers for):
+
+{roles}
+
+- `backup` (AB角) and `superior`: keys of other rows, empty for none. Backups are mutual pairs
+  (county A/B, township leader/duty, village leader/info officer). Superiors: village → the
+  township leader; township → the county duty (A); county A and B → `city-duty`.
+- `channels`: `;`-separated channel kinds (`sms;email`) overriding the policy's channels;
+  empty means the policy default. Only the city and county rows set it.
+
+### Targeting the demo warning
+
+Township and village centroids are placed so that each lies nearer its own county centre than
+any other (a Voronoi partition of the county centres), and the CAP polygon's west and south
+edges follow the bisectors to 玉州区 and 陆川县. So, by centroid:
+
+- the polygon alone contains exactly the townships and villages of 容县 and 北流市
+  ({poly_summary});
+- the geocodes (prefix match) add 陆川县: {geo_summary}.
+
+## Counts
+
+{counts}
+"""
+
+
+def main() -> int:
+    rng = random.Random(SEED)
+    regions, townships, villages = build(rng)
+    contacts = build_contacts(rng, townships, villages)
+    write_regions(regions)
+    n_features = write_boundaries(rng, townships)
+    write_csv(OUT / "contacts.csv",
+              ["key", "name", "phone", "email", "role", "region", "backup", "superior",
+               "channels"], contacts)
+    write_cap()
+
+    # ---- checks -------------------------------------------------------------------------
+    errors = []
+    codes = [r["code"] for r in regions]
+    if len(set(codes)) != len(codes):
+        errors.append("duplicate region codes")
+    code_set = set(codes)
+    for r in regions:
+        if r["parent"] and r["parent"] not in code_set:
+            errors.append(f"region {r['code']}: unknown parent {r['parent']}")
+        if r["parent"] and not r["code"].startswith(r["parent"][:4 if r["level"] == "county"
+                                                                else len(r["parent"])]):
+            errors.append(f"region {r['code']}: not under its parent {r['parent']}")
+        if not in_bbox(r["lat"], r["lon"]):
+            errors.append(f"region {r['code']}: outside the Yulin bbox")
+    per_county = Counter(c for c, *_ in townships)
+    for ccode, _n, *_ in COUNTIES:
+        if per_county[ccode] != len(TOWNSHIPS[ccode]):
+            errors.append(f"county {ccode}: township count")
+    if len(townships) != 110:
+        errors.append(f"{len(townships)} townships, expected 110")
+    keys = [c["key"] for c in contacts]
+    if len(set(keys)) != len(keys):
+        errors.append("duplicate contact keys")
+    key_set = set(keys)
+    refs = 0
+    for c in contacts:
+        for field in ("backup", "superior"):
+            if c[field]:
+                refs += 1
+                if c[field] not in key_set:
+                    errors.append(f"contact {c['key']}: {field} {c[field]} does not exist")
+                if c[field] == c["key"]:
+                    errors.append(f"contact {c['key']}: {field} is itself")
+        if c["region"] not in code_set:
+            errors.append(f"contact {c['key']}: unknown region {c['region']}")
+    phones = [c["phone"] for c in contacts]
+    if len(set(phones)) != len(phones) or not all(
+            len(p) == 11 and p.startswith("1700") and p.isdigit() for p in phones):
+        errors.append("phones not distinct or not 1700xxxxxxx")
+    if len(contacts) > 1000:
+        errors.append(f"{len(contacts)} contacts, more than 1000")
+
+    # The CAP polygon must cover exactly the townships (and villages) of 容县 and 北流市.
+    target = {"450921", "450981"}
+    poly_hits = Counter()
+    for ccode, tcode, tname, lat, lon in townships:
+        inside = point_in_polygon(lat, lon, CAP_POLYGON)
+        if inside:
+            poly_hits[ccode] += 1
+        if inside != (ccode in target):
+            errors.append(f"CAP polygon: township {tcode} {tname} "
+                          f"{'inside' if inside else 'outside'}")
+    v_in = Counter()
+    for tcode, vcode, vname, lat, lon in villages:
+        if point_in_polygon(lat, lon, CAP_POLYGON):
+            v_in[tcode[:6]] += 1
+    v_target = sum(1 for t, *_ in villages if t[:6] in target)
+
+    # ---- summary ------------------------------------------------------------------------
+    levels = Counter(r["level"] for r in regions)
+    roles = Counter(c["role"] for c in contacts)
+    level_line = ", ".join(f"{lv} {levels[lv]}" for lv in ("city", "county", "township",
+                                                          "village"))
+    role_lines = [f"  {role:16} {roles[role]:4}  {ROLES[role]}" for role in ROLES]
+    print(f"regions.csv         {len(regions)} rows: {level_line}")
+    print("  townships per county: " + ", ".join(
+        f"{n} {per_county[c]}" for c, n, *_ in COUNTIES))
+    print(f"boundaries.geojson  {n_features} features (7 counties + {len(townships)} townships)")
+    print(f"contacts.csv        {len(contacts)} rows; {refs} backup/superior references, "
+          f"all resolve" if not any("does not exist" in e for e in errors) else "")
+    print("\n".join(role_lines))
+    print("rainstorm-red.cap.xml  polygon contains township centroids: " + ", ".join(
+        f"{n} {poly_hits[c]}/{per_county[c]}" for c, n, *_ in COUNTIES if poly_hits[c]
+        or c in target) + f"; villages {sum(v_in.values())} in polygon "
+        f"({sum(v_in[c] for c in target)}/{v_target} of 容县+北流市)")
+
+    role_md = "\n".join(
+        f"  - `{role}`: {label}, {roles[role]} row{'' if roles[role] == 1 else 's'}"
+        for role, label in ROLES.items())
+    counts_md = "\n".join([
+        f"- regions: {len(regions)} ({level_line})",
+        "- townships per county: " + ", ".join(f"{n} {per_county[c]}"
+                                                for c, n, *_ in COUNTIES),
+        f"- boundaries: {n_features} features",
+        f"- contacts: {len(contacts)}",
+    ])
+    poly_summary = (f"{sum(poly_hits.values())} townships, {sum(v_in.values())} villages")
+    geo = {"450921", "450981", "450922"}
+    geo_summary = (f"{sum(1 for c, *_ in townships if c in geo)} townships, "
+                   f"{sum(1 for t, *_ in villages if t[:6] in geo)} villages in all")
+    (OUT / "README.md").write_text(README.format(roles=role_md, counts=counts_md,
+                                                 poly_summary=poly_summary,
+                                                 geo_summary=geo_summary),
+                                   encoding="utf-8")
+
+    if errors:
+        for e in errors:
+            print("ERROR:", e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,385 @@
+//! XML text → `Alert`: roxmltree with DTDs off and a node limit, then a walk over the CAP
+//! elements matched by namespace + local name (prefixes mean nothing). Foreign elements such
+//! as an XML-DSig `<Signature>` are skipped; the caller keeps the raw bytes.
+
+use chrono::{DateTime, FixedOffset};
+use roxmltree::{Document, Node, ParsingOptions};
+
+use super::decode::{decode, nests_deeper_than};
+use super::model::{Alert, Area, CapError, CapVersion, Circle, Info, MsgType, Status};
+use super::values;
+
+/// Well above any real message (the 600 KB corpus files have a few thousand nodes).
+pub const NODES_LIMIT: u32 = 200_000;
+/// CAP nests five levels deep; anything near this is hostile.
+pub const MAX_DEPTH: usize = 64;
+
+const SCOPES: &[&str] = &["Public", "Restricted", "Private"];
+const URGENCIES: &[&str] = &["Immediate", "Expected", "Future", "Past", "Unknown"];
+const SEVERITIES: &[&str] = &["Extreme", "Severe", "Moderate", "Minor", "Unknown"];
+const CERTAINTIES: &[&str] = &["Observed", "Likely", "Possible", "Unlikely", "Unknown"];
+const CATEGORIES: &[&str] = &[
+    "Geo",
+    "Met",
+    "Safety",
+    "Security",
+    "Rescue",
+    "Fire",
+    "Health",
+    "Env",
+    "Transport",
+    "Infra",
+    "CBRNE",
+    "Other",
+];
+
+pub fn parse(bytes: &[u8]) -> Result<Alert, CapError> {
+    let text = decode(bytes)?;
+    let options = ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: NODES_LIMIT,
+    };
+    if nests_deeper_than(&text, MAX_DEPTH) {
+        return Err(CapError::new(
+            "xml",
+            format!("elements nested deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    let doc = Document::parse_with_options(&text, options).map_err(xml_error)?;
+    let root = doc.root_element();
+    let name = root.tag_name();
+    let ns = name.namespace().unwrap_or("(none)");
+    if name.name() != "alert" {
+        return Err(CapError::new(
+            "alert",
+            format!(
+                "root element {} (namespace {ns}) is not a CAP alert",
+                name.name()
+            ),
+        ));
+    }
+    let version = CapVersion::from_namespace(ns).ok_or_else(|| {
+        CapError::new(
+            "alert",
+            format!("namespace {ns} is not CAP 1.0, 1.1 or 1.2"),
+        )
+    })?;
+    let mut walk = Walk {
+        version,
+        deviations: Vec::new(),
+    };
+    walk.alert(root)
+}
+
+fn xml_error(e: roxmltree::Error) -> CapError {
+    use roxmltree::Error as E;
+    let reason = match e {
+        E::DtdDetected => "DTD/entity declarations are refused (XXE)".to_string(),
+        E::NodesLimitReached => format!("more than {NODES_LIMIT} XML nodes"),
+        E::UnknownEntityReference(name, pos) => {
+            format!("unknown entity &{name}; at {pos} (entity expansion is refused)")
+        }
+        other => format!("malformed XML: {other}"),
+    };
+    CapError::new("xml", reason)
+}
+
+struct Walk {
+    version: CapVersion,
+    deviations: Vec<String>,
+}
+
+type Pairs = Vec<(String, String)>;
+
+impl Walk {
+    fn alert(&mut self, el: Node) -> Result<Alert, CapError> {
+        let p = "alert";
+        let identifier = self.required(el, p, "identifier")?;
+        let sender = self.required(el, p, "sender")?;
+        for (field, v) in [("identifier", &identifier), ("sender", &sender)] {
+            // These go into reference triples, which split on commas and whitespace.
+            if v.contains(|c: char| c == ',' || c.is_whitespace()) {
+                return Err(CapError::new(
+                    format!("{p}/{field}"),
+                    format!("{v:?} contains a space or comma"),
+                ));
+            }
+        }
+        let sent = self.required(el, p, "sent")?;
+        let sent_at = self.time_value(&format!("{p}/sent"), &sent)?;
+        let status = self.required(el, p, "status")?;
+        let status = Status::parse(&status).ok_or_else(|| unknown(p, "status", &status))?;
+        let msg_type = self.required(el, p, "msgType")?;
+        let msg_type = MsgType::parse(&msg_type).ok_or_else(|| unknown(p, "msgType", &msg_type))?;
+        let scope = self.enumerated(el, p, "scope", SCOPES)?;
+        let source = self.optional(el, p, "source");
+        let note = self.optional(el, p, "note");
+        let incidents = self.optional(el, p, "incidents");
+
+        let refs_path = format!("{p}/references");
+        let refs = self.optional(el, p, "references");
+        let references = match refs {
+            Some(text) => {
+                let (r, note) = values::references(&text, self.version == CapVersion::V1_0)
+                    .map_err(|e| CapError::new(&refs_path, e))?;
+                if let Some(note) = note {
+                    self.deviate(&refs_path, &note);
+                }
+                r
+            }
+            None => Vec::new(),
+        };
+        // Without references an Update/Cancel cannot be tied to what it changes.
+        if references.is_empty() && matches!(msg_type, MsgType::Update | MsgType::Cancel) {
+            let what = if kids(el, self.ns(), "references").next().is_some() {
+                "empty"
+            } else {
+                "missing"
+            };
+            return Err(CapError::new(
+                refs_path,
+                format!(
+                    "{what}; {} must reference the messages it changes",
+                    msg_type.as_str()
+                ),
+            ));
+        }
+
+        let infos = kids(el, self.ns(), "info")
+            .enumerate()
+            .map(|(i, info)| self.info(info, &format!("{p}/info[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        Ok(Alert {
+            version: self.version,
+            identifier,
+            sender,
+            sent,
+            sent_at,
+            status,
+            msg_type,
+            scope,
+            source,
+            note,
+            references,
+            incidents,
+            infos,
+            deviations: std::mem::take(&mut self.deviations),
+        })
+    }
+
+    fn info(&mut self, el: Node, p: &str) -> Result<Info, CapError> {
+        let language = self
+            .optional(el, p, "language")
+            .unwrap_or_else(|| "en-US".to_string());
+        let mut categories = Vec::new();
+        for (i, c) in kids(el, self.ns(), "category").enumerate() {
+            let v = text(c);
+            if !CATEGORIES.contains(&v.as_str()) {
+                return Err(unknown(p, &format!("category[{i}]"), &v));
+            }
+            categories.push(v);
+        }
+        if categories.is_empty() {
+            return Err(CapError::new(format!("{p}/category"), "missing"));
+        }
+        let event = self.required(el, p, "event")?;
+        let urgency = self.enumerated(el, p, "urgency", URGENCIES)?;
+        let severity = self.enumerated(el, p, "severity", SEVERITIES)?;
+        let certainty = match self.required(el, p, "certainty")?.as_str() {
+            // CAP 1.0's "Very Likely" became "Likely" in 1.1.
+            "Very Likely" => {
+                self.deviate(
+                    &format!("{p}/certainty"),
+                    "read CAP 1.0 \"Very Likely\" as Likely",
+                );
+                "Likely".to_string()
+            }
+            v if CERTAINTIES.contains(&v) => v.to_string(),
+            v => return Err(unknown(p, "certainty", v)),
+        };
+        let event_codes = self.pairs(el, p, "eventCode")?;
+        let effective = self.optional_time(el, p, "effective")?;
+        let onset = self.optional_time(el, p, "onset")?;
+        let expires = self.optional_time(el, p, "expires")?;
+        let parameters = self.pairs(el, p, "parameter")?;
+        let areas = kids(el, self.ns(), "area")
+            .enumerate()
+            .map(|(i, a)| self.area(a, &format!("{p}/area[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Info {
+            language,
+            categories,
+            event,
+            urgency,
+            severity,
+            certainty,
+            event_codes,
+            effective,
+            onset,
+            expires,
+            sender_name: self.optional(el, p, "senderName"),
+            headline: self.optional(el, p, "headline"),
+            description: self.optional(el, p, "description"),
+            instruction: self.optional(el, p, "instruction"),
+            web: self.optional(el, p, "web"),
+            contact: self.optional(el, p, "contact"),
+            parameters,
+            areas,
+        })
+    }
+
+    fn area(&mut self, el: Node, p: &str) -> Result<Area, CapError> {
+        let desc = self.required(el, p, "areaDesc")?;
+        let mut polygons = Vec::new();
+        for (i, poly) in kids(el, self.ns(), "polygon").enumerate() {
+            let path = format!("{p}/polygon[{i}]");
+            let t = text(poly);
+            if t.is_empty() {
+                continue; // An empty <polygon/> means "no polygon" in real feeds.
+            }
+            let (ring, note) = values::polygon(&t).map_err(|e| CapError::new(&path, e))?;
+            if let Some(note) = note {
+                self.deviate(&path, &note);
+            }
+            polygons.push(ring);
+        }
+        let mut circles = Vec::new();
+        for (i, c) in kids(el, self.ns(), "circle").enumerate() {
+            let t = text(c);
+            if t.is_empty() {
+                continue;
+            }
+            let (lat, lon, radius_km) =
+                values::circle(&t).map_err(|e| CapError::new(format!("{p}/circle[{i}]"), e))?;
+            circles.push(Circle {
+                lat,
+                lon,
+                radius_km,
+            });
+        }
+        let geocodes = self.pairs(el, p, "geocode")?;
+        let mut number = |name: &str| -> Result<Option<f64>, CapError> {
+            self.optional(el, p, name)
+                .map(|v| values::number(&v).map_err(|e| CapError::new(format!("{p}/{name}"), e)))
+                .transpose()
+        };
+        let altitude = number("altitude")?;
+        let ceiling = number("ceiling")?;
+        Ok(Area {
+            desc,
+            polygons,
+            circles,
+            geocodes,
+            altitude,
+            ceiling,
+        })
+    }
+
+    fn ns(&self) -> &'static str {
+        self.version.namespace()
+    }
+
+    fn deviate(&mut self, path: &str, what: &str) {
+        self.deviations.push(format!("{path}: {what}"));
+    }
+
+    /// Trimmed text of the first `name` child; empty counts as absent.
+    fn optional(&mut self, el: Node, p: &str, name: &str) -> Option<String> {
+        let mut found = kids(el, self.ns(), name);
+        let first = found.next().map(text);
+        if found.next().is_some() {
+            self.deviate(&format!("{p}/{name}"), "repeated; used the first");
+        }
+        first.filter(|t| !t.is_empty())
+    }
+
+    fn required(&mut self, el: Node, p: &str, name: &str) -> Result<String, CapError> {
+        let present = kids(el, self.ns(), name).next().is_some();
+        self.optional(el, p, name).ok_or_else(|| {
+            CapError::new(
+                format!("{p}/{name}"),
+                if present { "empty" } else { "missing" },
+            )
+        })
+    }
+
+    fn enumerated(
+        &mut self,
+        el: Node,
+        p: &str,
+        name: &str,
+        allowed: &[&str],
+    ) -> Result<String, CapError> {
+        let v = self.required(el, p, name)?;
+        if allowed.contains(&v.as_str()) {
+            Ok(v)
+        } else {
+            Err(unknown(p, name, &v))
+        }
+    }
+
+    fn time_value(&mut self, path: &str, s: &str) -> Result<DateTime<FixedOffset>, CapError> {
+        let t = values::time(s).map_err(|e| CapError::new(path, e))?;
+        if t.lenient {
+            self.deviate(path, &format!("time {s:?} is not strict CAP 1.2 form"));
+        }
+        Ok(t.at)
+    }
+
+    fn optional_time(
+        &mut self,
+        el: Node,
+        p: &str,
+        name: &str,
+    ) -> Result<Option<DateTime<FixedOffset>>, CapError> {
+        match self.optional(el, p, name) {
+            Some(s) => self.time_value(&format!("{p}/{name}"), &s).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// `valueName`/`value` children (1.1, 1.2) or CAP 1.0's `name=value` text.
+    fn pairs(&mut self, el: Node, p: &str, name: &str) -> Result<Pairs, CapError> {
+        let mut out = Vec::new();
+        for (i, pair) in kids(el, self.ns(), name).enumerate() {
+            let path = format!("{p}/{name}[{i}]");
+            let value_name = self.optional(pair, &path, "valueName");
+            let value = self.optional(pair, &path, "value").unwrap_or_default();
+            match value_name {
+                Some(n) => out.push((n, value)),
+                None if self.version == CapVersion::V1_0 => match text(pair).split_once('=') {
+                    Some((n, v)) => out.push((n.trim().to_string(), v.trim().to_string())),
+                    None => return Err(CapError::new(path, "not a name=value pair")),
+                },
+                None => return Err(CapError::new(format!("{path}/valueName"), "missing")),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn unknown(p: &str, name: &str, value: &str) -> CapError {
+    CapError::new(format!("{p}/{name}"), format!("unknown value {value:?}"))
+}
+
+/// Child elements with this CAP namespace and local name.
+fn kids<'a, 'i, 's>(
+    el: Node<'a, 'i>,
+    ns: &'static str,
+    name: &'s str,
+) -> impl Iterator<Item = Node<'a, 'i>> + use<'a, 'i, 's> {
+    el.children().filter(move |c| {
+        c.is_element() && c.tag_name().namespace() == Some(ns) && c.tag_name().name() == name
+    })
+}
+
+/// All text below the element (comments and CDATA boundaries may split it), trimmed.
+fn text(el: Node) -> String {
+    let s: String = el
+        .descendants()
+        .filter(|n| n.is_text())
+        .filter_map(|n| n.text())
+        .collect();
+    s.trim().to_string()
+}

@@ -1,0 +1,135 @@
+//! Channels: one trait at the edge (send one message, get the gateway's reference or an error
+//! that says whether retrying can help) and one implementation per gateway kind. Adding a
+//! provider is one file here and one variant in `config::Gateway`.
+
+mod generic;
+mod loopback;
+mod smtp;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::future::BoxFuture;
+
+use crate::config::{self, Settings};
+use crate::domain::ChannelKind;
+
+/// One message to one address, as a gateway sees it.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The attempt id: the `ref` of the generic protocol, echoed in receipts.
+    pub attempt_id: i64,
+    pub kind: ChannelKind,
+    /// E.164 phone for SMS/voice, an address for e-mail.
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    /// Try again later (429, 5xx, time-out, connection refused …).
+    #[error("transient: {reason}")]
+    Transient {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// This will never work (bad number, refused by the provider …): fail over.
+    #[error("permanent: {reason}")]
+    Permanent { reason: String },
+}
+
+pub trait Channel: Send + Sync {
+    /// Sends; `Ok` carries the gateway's message id.
+    fn send<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<String, SendError>>;
+}
+
+/// The configured gateways by name.
+#[derive(Clone, Default)]
+pub struct Gateways {
+    map: HashMap<String, Arc<dyn Channel>>,
+}
+
+impl Gateways {
+    pub fn build(settings: &Settings) -> Result<Gateways> {
+        let mut map: HashMap<String, Arc<dyn Channel>> = HashMap::new();
+        for (name, g) in &settings.gateways {
+            let ch: Arc<dyn Channel> = match g {
+                config::Gateway::Loopback => Arc::new(loopback::Loopback),
+                config::Gateway::Generic {
+                    url,
+                    secret_env,
+                    secret_file,
+                    concurrency,
+                    timeout,
+                } => {
+                    let secret = config::secret(
+                        &format!("gateways.{name}.secret"),
+                        secret_env.as_deref(),
+                        secret_file.as_deref(),
+                    )?
+                    .with_context(|| {
+                        format!("gateways.{name}: the secret (secret_env/secret_file) is not set")
+                    })?;
+                    Arc::new(generic::Generic::new(
+                        url,
+                        secret.into_bytes(),
+                        *concurrency,
+                        *timeout,
+                    )?)
+                }
+                config::Gateway::Smtp {
+                    host,
+                    port,
+                    tls,
+                    from,
+                    username,
+                    password_env,
+                    password_file,
+                    timeout,
+                } => {
+                    let password = config::secret(
+                        &format!("gateways.{name}.password"),
+                        password_env.as_deref(),
+                        password_file.as_deref(),
+                    )?;
+                    Arc::new(smtp::Smtp::new(
+                        host,
+                        *port,
+                        *tls,
+                        from,
+                        username.clone(),
+                        password,
+                        *timeout,
+                    )?)
+                }
+            };
+            map.insert(name.clone(), ch);
+        }
+        Ok(Gateways { map })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Channel>> {
+        self.map.get(name)
+    }
+
+    /// The secret a gateway signs its callbacks with (generic gateways only).
+    pub fn callback_secret(settings: &Settings, name: &str) -> Result<Option<Vec<u8>>> {
+        match settings.gateways.get(name) {
+            Some(config::Gateway::Generic {
+                secret_env,
+                secret_file,
+                ..
+            }) => Ok(config::secret(
+                &format!("gateways.{name}.secret"),
+                secret_env.as_deref(),
+                secret_file.as_deref(),
+            )?
+            .map(String::into_bytes)),
+            _ => Ok(None),
+        }
+    }
+}

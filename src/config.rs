@@ -1,0 +1,371 @@
+//! Settings: the commented defaults in `config/jiaoying.toml` (embedded in the binary), then
+//! the file given by `--config`, then `JIAOYING_SECTION__KEY` environment variables (SPEC §9).
+//! Secrets are read here from the environment or files the config names, and nowhere else.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer};
+
+use crate::domain::{ChannelKind, Colour};
+
+const DEFAULTS: &str = include_str!("../config/jiaoying.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub database: Database,
+    pub http: Http,
+    pub answer: Answer,
+    #[serde(default)]
+    pub auth: Auth,
+    pub dispatch: Dispatch,
+    pub escalation: Escalation,
+    pub messages: Messages,
+    pub channels: Channels,
+    pub gateways: BTreeMap<String, Gateway>,
+    #[serde(rename = "policy")]
+    pub policies: Vec<Policy>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    pub bind: String,
+    pub public_url: String,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Answer {
+    pub secret_env: Option<String>,
+    pub secret_file: Option<String>,
+    #[serde(deserialize_with = "duration")]
+    pub link_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    #[serde(default)]
+    pub tokens: Vec<ApiToken>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub name: String,
+    pub role: Role,
+    pub token_env: Option<String>,
+    pub token_file: Option<String>,
+}
+
+/// API roles (SPEC §4). `admin` may do everything, `operator` everything a `viewer` may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Operator,
+    Viewer,
+    Feed,
+    Gateway,
+}
+
+impl Role {
+    pub fn allows(self, needed: Role) -> bool {
+        match (self, needed) {
+            (Role::Admin, _) => true,
+            (Role::Operator, Role::Operator | Role::Viewer) => true,
+            (have, need) => have == need,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dispatch {
+    pub batch: u32,
+    pub workers: u32,
+    #[serde(deserialize_with = "duration")]
+    pub poll: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub lease: Duration,
+    #[serde(deserialize_with = "durations")]
+    pub retry_backoff: Vec<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Escalation {
+    pub ladder: Vec<Rung>,
+}
+
+/// One step of an escalation ladder (SPEC §2 policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rung {
+    /// Call the same person again.
+    Repeat,
+    /// The person's AB角.
+    Backup,
+    /// The person's superior.
+    Superior,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Messages {
+    pub signature: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Channels {
+    #[serde(default)]
+    pub sms: Vec<String>,
+    #[serde(default)]
+    pub voice: Vec<String>,
+    #[serde(default)]
+    pub email: Vec<String>,
+    #[serde(default)]
+    pub webhook: Vec<String>,
+}
+
+impl Channels {
+    pub fn gateways(&self, kind: ChannelKind) -> &[String] {
+        match kind {
+            ChannelKind::Sms => &self.sms,
+            ChannelKind::Voice => &self.voice,
+            ChannelKind::Email => &self.email,
+            ChannelKind::Webhook => &self.webhook,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Gateway {
+    Loopback,
+    Generic {
+        url: String,
+        secret_env: Option<String>,
+        secret_file: Option<String>,
+        #[serde(default = "default_concurrency")]
+        concurrency: usize,
+        #[serde(default = "default_timeout", deserialize_with = "duration")]
+        timeout: Duration,
+    },
+    Smtp {
+        host: String,
+        port: u16,
+        #[serde(default)]
+        tls: SmtpTls,
+        from: String,
+        username: Option<String>,
+        password_env: Option<String>,
+        password_file: Option<String>,
+        #[serde(default = "default_timeout", deserialize_with = "duration")]
+        timeout: Duration,
+    },
+}
+
+fn default_concurrency() -> usize {
+    32
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    #[default]
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub name: String,
+    pub colours: Vec<Colour>,
+    pub hazards: Vec<String>,
+    pub roles: Vec<String>,
+    pub channels: Vec<ChannelKind>,
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub deadline: Duration,
+    #[serde(default)]
+    pub ladder: Option<Vec<Rung>>,
+    #[serde(default)]
+    pub evacuation: bool,
+}
+
+impl Policy {
+    pub fn matches(&self, colour: Colour, hazard: &str) -> bool {
+        self.colours.contains(&colour) && self.hazards.iter().any(|h| h == "*" || h == hazard)
+    }
+}
+
+impl Settings {
+    /// Defaults, then `path` (which must exist when `required`), then the environment.
+    pub fn load(path: &Path, required: bool) -> Result<Settings> {
+        let mut fig = Figment::from(Toml::string(DEFAULTS));
+        if path.exists() {
+            fig = fig.merge(Toml::file(path));
+        } else if required {
+            bail!("configuration file {} not found", path.display());
+        }
+        Self::from_figment(fig.merge(env_provider()))
+    }
+
+    /// Defaults plus the given TOML text (tests and the demo build their settings this way).
+    pub fn from_toml(overrides: &str) -> Result<Settings> {
+        Self::from_figment(Figment::from(Toml::string(DEFAULTS)).merge(Toml::string(overrides)))
+    }
+
+    fn from_figment(fig: Figment) -> Result<Settings> {
+        let s: Settings = fig
+            .extract()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        s.check()?;
+        Ok(s)
+    }
+
+    /// Cross-field checks; errors name the key.
+    pub fn check(&self) -> Result<()> {
+        for kind in [
+            ChannelKind::Sms,
+            ChannelKind::Voice,
+            ChannelKind::Email,
+            ChannelKind::Webhook,
+        ] {
+            for g in self.channels.gateways(kind) {
+                if !self.gateways.contains_key(g) {
+                    bail!(
+                        "channels.{}: gateway {g:?} is not defined under [gateways]",
+                        kind.as_str()
+                    );
+                }
+            }
+        }
+        if self.policies.is_empty() {
+            bail!("policy: at least one [[policy]] is needed");
+        }
+        for (i, p) in self.policies.iter().enumerate() {
+            if p.roles.is_empty() {
+                bail!("policy[{i}] ({}).roles: empty", p.name);
+            }
+            if p.channels.is_empty() {
+                bail!("policy[{i}] ({}).channels: empty", p.name);
+            }
+            if p.deadline.is_zero() {
+                bail!("policy[{i}] ({}).deadline: must be positive", p.name);
+            }
+        }
+        if self.dispatch.batch == 0 || self.dispatch.workers == 0 {
+            bail!("dispatch.batch and dispatch.workers must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn policy_for(&self, colour: Colour, hazard: &str) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.matches(colour, hazard))
+    }
+
+    pub fn ladder<'a>(&'a self, policy: &'a Policy) -> &'a [Rung] {
+        policy.ladder.as_deref().unwrap_or(&self.escalation.ladder)
+    }
+}
+
+/// Reads a secret from the environment variable or file a config key names.
+pub fn secret(key: &str, env: Option<&str>, file: Option<&str>) -> Result<Option<String>> {
+    if let Some(var) = env {
+        if let Ok(v) = std::env::var(var) {
+            if !v.is_empty() {
+                return Ok(Some(v));
+            }
+        }
+    }
+    if let Some(path) = file {
+        let v = std::fs::read_to_string(path).with_context(|| format!("{key}: reading {path}"))?;
+        return Ok(Some(v.trim().to_string()));
+    }
+    Ok(None)
+}
+
+/// Only `JIAOYING_SECTION__KEY` variables are configuration; others (`JIAOYING_ANSWER_SECRET`,
+/// tokens) are secrets read by name.
+fn env_provider() -> Env {
+    Env::prefixed("JIAOYING_")
+        .filter(|k| k.as_str().contains("__"))
+        .split("__")
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("duration {s:?}: {e}"))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    v.iter()
+        .map(|s| parse_duration(s).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_pick_policies() {
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.database.url, "sqlite://data/jiaoying.db");
+        let red = s.policy_for(Colour::Red, "rainstorm").unwrap();
+        assert_eq!(red.deadline, Duration::from_secs(300));
+        assert_eq!(s.ladder(red), &[Rung::Repeat, Rung::Backup, Rung::Superior]);
+        assert_eq!(s.policy_for(Colour::Blue, "x").unwrap().name, "yellow-blue");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Settings::from_toml("[channels]\nsms = [\"nope\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("channels.sms") && e.contains("nope"), "{e}");
+        let e = Settings::from_toml("[http]\nbindd = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bindd"), "{e}");
+    }
+
+    #[test]
+    fn roles_nest() {
+        assert!(Role::Admin.allows(Role::Feed));
+        assert!(Role::Operator.allows(Role::Viewer));
+        assert!(!Role::Viewer.allows(Role::Operator));
+        assert!(!Role::Feed.allows(Role::Viewer));
+    }
+}

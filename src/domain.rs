@@ -1,0 +1,329 @@
+//! Domain words of SPEC §2 as types: colours, hazards, division codes, phones, call-out states.
+//! Plain data with parsing and display; no IO here.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Warning colour, ordered blue < yellow < orange < red (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Colour {
+    Blue,
+    Yellow,
+    Orange,
+    Red,
+}
+
+impl Colour {
+    pub const ALL: [Colour; 4] = [Colour::Blue, Colour::Yellow, Colour::Orange, Colour::Red];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Colour::Blue => "blue",
+            Colour::Yellow => "yellow",
+            Colour::Orange => "orange",
+            Colour::Red => "red",
+        }
+    }
+
+    pub fn zh(self) -> &'static str {
+        match self {
+            Colour::Blue => "蓝色",
+            Colour::Yellow => "黄色",
+            Colour::Orange => "橙色",
+            Colour::Red => "红色",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Colour> {
+        Colour::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s.trim().to_ascii_lowercase())
+    }
+
+    /// The CAP severity convention (SPEC §2): Minor→blue … Extreme→red.
+    pub fn from_severity(severity: &str) -> Option<Colour> {
+        match severity.trim() {
+            "Minor" => Some(Colour::Blue),
+            "Moderate" => Some(Colour::Yellow),
+            "Severe" => Some(Colour::Orange),
+            "Extreme" => Some(Colour::Red),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Colour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A 12-digit statistical division code, stored without trailing zero groups so that a prefix
+/// test is a containment test: `4509` (Yulin) contains `450921104` (六王镇).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RegionCode(String);
+
+impl RegionCode {
+    /// Accepts 2 to 12 digits; trailing zero groups of a full code are dropped
+    /// (`450921000000` → `450921`).
+    pub fn parse(s: &str) -> Result<RegionCode, String> {
+        let s = s.trim();
+        if s.len() < 2 || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("division code {s:?} must be 2 to 12 digits"));
+        }
+        // Group boundaries: province 2, city 4, county 6, township 9, village 12.
+        let mut code = s.to_string();
+        for cut in [9usize, 6, 4, 2] {
+            if code.len() > cut && code[cut..].bytes().all(|b| b == b'0') {
+                code.truncate(cut);
+            }
+        }
+        Ok(RegionCode(code))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True when `self` is `other` or one of its ancestors.
+    pub fn contains(&self, other: &RegionCode) -> bool {
+        other.0.starts_with(&self.0)
+    }
+
+    pub fn level(&self) -> RegionLevel {
+        match self.0.len() {
+            0..=2 => RegionLevel::Province,
+            3..=4 => RegionLevel::City,
+            5..=6 => RegionLevel::County,
+            7..=9 => RegionLevel::Township,
+            _ => RegionLevel::Village,
+        }
+    }
+
+    /// The county-level prefix (6 digits) when the code is at least that deep.
+    pub fn county(&self) -> Option<RegionCode> {
+        (self.0.len() >= 6).then(|| RegionCode(self.0[..6].to_string()))
+    }
+
+    /// The township-level prefix (9 digits) when the code is at least that deep.
+    pub fn township(&self) -> Option<RegionCode> {
+        (self.0.len() >= 9).then(|| RegionCode(self.0[..9].to_string()))
+    }
+}
+
+impl TryFrom<String> for RegionCode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        RegionCode::parse(&s)
+    }
+}
+
+impl From<RegionCode> for String {
+    fn from(c: RegionCode) -> String {
+        c.0
+    }
+}
+
+impl fmt::Debug for RegionCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RegionCode({})", self.0)
+    }
+}
+
+impl fmt::Display for RegionCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegionLevel {
+    Province,
+    City,
+    County,
+    Township,
+    Village,
+}
+
+impl RegionLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegionLevel::Province => "province",
+            RegionLevel::City => "city",
+            RegionLevel::County => "county",
+            RegionLevel::Township => "township",
+            RegionLevel::Village => "village",
+        }
+    }
+}
+
+/// A phone number in E.164 form. `Debug` and `masked()` hide the middle digits so that logs
+/// never carry a whole number (SPEC §9).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Phone(String);
+
+impl Phone {
+    /// Normalises Chinese mobile and landline numbers to E.164 (+86 by default).
+    /// The full rules (phonenumber metadata, several numbers per person) come with the roster
+    /// import; this accepts `+CC…`, `0086…`, `86…` (13 digits), `1xxxxxxxxxx` and `0AA…` forms.
+    pub fn parse(s: &str) -> Result<Phone, String> {
+        let digits: String = s
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
+            .collect();
+        let e164 = if let Some(rest) = digits.strip_prefix('+') {
+            format!("+{rest}")
+        } else if let Some(rest) = digits.strip_prefix("00") {
+            format!("+{rest}")
+        } else if digits.len() == 13 && digits.starts_with("86") {
+            format!("+{digits}")
+        } else if digits.len() == 11 && digits.starts_with('1') {
+            format!("+86{digits}")
+        } else if digits.starts_with('0') && (10..=12).contains(&digits.len()) {
+            format!("+86{}", &digits[1..])
+        } else {
+            return Err(format!(
+                "phone number {s:?} is not a Chinese mobile, landline or +E.164 number"
+            ));
+        };
+        let body = &e164[1..];
+        if !(8..=15).contains(&body.len()) || !body.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("phone number {s:?} is not a valid E.164 number"));
+        }
+        Ok(Phone(e164))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `+86138****5678`: enough to tell numbers apart in a log, not enough to dial.
+    pub fn masked(&self) -> String {
+        let n = self.0.len();
+        if n <= 8 {
+            return "*".repeat(n);
+        }
+        format!("{}****{}", &self.0[..n - 8], &self.0[n - 4..])
+    }
+}
+
+impl TryFrom<String> for Phone {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Phone::parse(&s)
+    }
+}
+
+impl From<Phone> for String {
+    fn from(p: Phone) -> String {
+        p.0
+    }
+}
+
+impl fmt::Debug for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Phone({})", self.masked())
+    }
+}
+
+/// The channel kinds of SPEC §5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    Sms,
+    Voice,
+    Email,
+    Webhook,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Sms => "sms",
+            ChannelKind::Voice => "voice",
+            ChannelKind::Email => "email",
+            ChannelKind::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ChannelKind> {
+        [
+            ChannelKind::Sms,
+            ChannelKind::Voice,
+            ChannelKind::Email,
+            ChannelKind::Webhook,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+}
+
+/// How an answer came (SPEC §2, acknowledgement).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckMethod {
+    Sms,
+    Link,
+    Voice,
+    Operator,
+}
+
+impl AckMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckMethod::Sms => "sms",
+            AckMethod::Link => "link",
+            AckMethod::Voice => "voice",
+            AckMethod::Operator => "operator",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_are_ordered_and_read_from_severity() {
+        assert!(Colour::Red > Colour::Orange && Colour::Yellow > Colour::Blue);
+        assert_eq!(Colour::from_severity("Extreme"), Some(Colour::Red));
+        assert_eq!(Colour::from_severity("Unknown"), None);
+        assert_eq!(Colour::parse(" RED"), Some(Colour::Red));
+    }
+
+    #[test]
+    fn region_codes_drop_zero_groups_and_nest() {
+        let county = RegionCode::parse("450921000000").unwrap();
+        assert_eq!(county.as_str(), "450921");
+        let town = RegionCode::parse("450921104").unwrap();
+        assert!(county.contains(&town));
+        assert!(!town.contains(&county));
+        assert_eq!(town.level(), RegionLevel::Township);
+        assert_eq!(town.county(), Some(county));
+        assert!(RegionCode::parse("45x9").is_err());
+        assert_eq!(RegionCode::parse("450900").unwrap().as_str(), "4509");
+    }
+
+    #[test]
+    fn phones_normalise_and_mask() {
+        let p = Phone::parse("138 0013 8000").unwrap();
+        assert_eq!(p.as_str(), "+8613800138000");
+        assert_eq!(p.masked(), "+86138****8000");
+        assert_eq!(format!("{p:?}"), "Phone(+86138****8000)");
+        assert_eq!(
+            Phone::parse("0775-2831234").unwrap().as_str(),
+            "+867752831234"
+        );
+        assert_eq!(
+            Phone::parse("008613800138000").unwrap().as_str(),
+            "+8613800138000"
+        );
+        assert!(Phone::parse("12345").is_err());
+        assert!(Phone::parse("abc").is_err());
+    }
+}

@@ -1,0 +1,236 @@
+//! `/api/v1`: warnings in, incidents and reports out, operator actions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::{authorize, ApiError};
+use crate::app::Core;
+use crate::config::Role;
+use crate::domain::AckMethod;
+use crate::inbound::{self, Answered};
+use crate::ingest::{self, IngestError};
+use crate::report;
+use crate::store::incidents::{self, Evacuation};
+use crate::store::{now_ms, warnings};
+
+pub async fn post_warning(
+    State(core): State<Arc<Core>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let who = authorize(&core, &headers, Role::Feed)?;
+    let body = body?;
+    match ingest::ingest(&core, &body, &format!("http:{who}")).await {
+        Ok(o) if o.duplicate => Ok((StatusCode::OK, Json(o)).into_response()),
+        Ok(o) => Ok((StatusCode::ACCEPTED, Json(o)).into_response()),
+        Err(IngestError::Invalid(e)) => Err(ApiError::unprocessable(&e.to_string())),
+        Err(IngestError::Internal(e)) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Limit {
+    limit: Option<i64>,
+}
+
+pub async fn list_warnings(
+    State(core): State<Arc<Core>>,
+    headers: HeaderMap,
+    Query(q): Query<Limit>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&core, &headers, Role::Viewer)?;
+    Ok(Json(
+        warnings::list(&core.store.pool, q.limit.unwrap_or(100).clamp(1, 1000)).await?,
+    ))
+}
+
+pub async fn get_warning(
+    State(core): State<Arc<Core>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&core, &headers, Role::Viewer)?;
+    warnings::get(&core.store.pool, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("no such warning"))
+}
+
+pub async fn list_incidents(
+    State(core): State<Arc<Core>>,
+    headers: HeaderMap,
+    Query(q): Query<Limit>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&core, &headers, Role::Viewer)?;
+    Ok(Json(
+        incidents::list(&core.store.pool, q.limit.unwrap_or(100).clamp(1, 1000)).await?,
+    ))
+}
+
+/// One incident with every call-out, grouped per township, and the totals.
+pub async fn get_incident(
+    State(core): State<Arc<Core>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&core, &headers, Role::Viewer)?;
+    let r = report::load(&core.store, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such incident"))?;
+    let mut by_township: BTreeMap<String, Vec<&incidents::Callout>> = BTreeMap::new();
+    for c in &r.callouts {
+        by_township
+            .entry(c.region_code.chars().take(9).collect())
+            .or_default()
+            .push(c);
+    }
+    Ok(Json(serde_json::json!({
+        "incident": r.incident, "totals": r.totals, "townships": r.townships, "callouts_by_township": by_township,
+        "evacuated": r.totals.evacuated,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct Format {
+    format: Option<String>,
+}
+
+pub async fn report(
+    State(core): State<Arc<Core>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Query(f): Query<Format>,
+) -> Result<Response, ApiError> {
+    authorize(&core, &headers, Role::Viewer)?;
+    let r = report::load(&core.store, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such incident"))?;
+    match f.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(r).into_response()),
+        "text" => Ok(report::table(&r).into_response()),
+        other => Err(ApiError::bad_request(&format!(
+            "format {other:?}: this build exports json and text"
+        ))),
+    }
+}
+
+pub async fn close_incident(
+    State(core): State<Arc<Core>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    let who = authorize(&core, &headers, Role::Operator)?;
+    let mut tx = core.store.begin().await?;
+    if incidents::incident(&mut tx, id).await?.is_none() {
+        return Err(ApiError::not_found("no such incident"));
+    }
+    let cancelled = incidents::close(&mut tx, core.store.backend, id, &who, now_ms()).await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    core.wake.notify_waiters();
+    Ok(Json(
+        serde_json::json!({"incident": id, "state": "closed", "cancelled": cancelled.len()}),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct AckBody {
+    note: Option<String>,
+}
+
+/// An answer obtained by hand (the duty officer phoned the person).
+pub async fn ack_callout(
+    State(core): State<Arc<Core>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Result<Json<AckBody>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let who = authorize(&core, &headers, Role::Operator)?;
+    let Json(body) = body?;
+    match inbound::answer(
+        &core,
+        id,
+        AckMethod::Operator,
+        body.note.as_deref(),
+        Some(&who),
+    )
+    .await?
+    {
+        Answered::NoSuchCallout => Err(ApiError::not_found("no such call-out")),
+        a => Ok(Json(serde_json::json!({"callout": id, "result": a}))),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct EvacuationBody {
+    callout_id: Option<i64>,
+    incident_id: Option<i64>,
+    region: Option<String>,
+    moved: i64,
+    threatened: Option<i64>,
+}
+
+pub async fn post_evacuation(
+    State(core): State<Arc<Core>>,
+    headers: HeaderMap,
+    body: Result<Json<EvacuationBody>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let who = authorize(&core, &headers, Role::Operator)?;
+    let Json(b) = body?;
+    if !(0..=10_000_000).contains(&b.moved)
+        || b.threatened.is_some_and(|t| !(0..=10_000_000).contains(&t))
+    {
+        return Err(ApiError::unprocessable(
+            "moved/threatened must be between 0 and 10,000,000",
+        ));
+    }
+    let mut tx = core.store.begin().await?;
+    let (incident_id, region, callout_id) = match (b.callout_id, b.incident_id, b.region) {
+        (Some(cid), _, _) => {
+            let c = incidents::callout(&mut tx, cid)
+                .await?
+                .ok_or_else(|| ApiError::not_found("no such call-out"))?;
+            (c.incident_id, c.region_code, Some(cid))
+        }
+        (None, Some(iid), Some(region)) => {
+            incidents::incident(&mut tx, iid)
+                .await?
+                .ok_or_else(|| ApiError::not_found("no such incident"))?;
+            crate::domain::RegionCode::parse(&region).map_err(|e| ApiError::unprocessable(&e))?;
+            (iid, region, None)
+        }
+        _ => {
+            return Err(ApiError::unprocessable(
+                "give callout_id, or incident_id and region",
+            ))
+        }
+    };
+    let reporter = format!("operator:{who}:{region}");
+    let id = incidents::record_evacuation(
+        &mut tx,
+        core.store.backend,
+        &Evacuation {
+            incident_id,
+            callout_id,
+            reporter: &reporter,
+            region_code: &region,
+            moved: b.moved,
+            threatened: b.threatened,
+            method: "operator",
+        },
+        now_ms(),
+    )
+    .await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"id": id, "incident": incident_id, "region": region})),
+    ))
+}

@@ -1,0 +1,241 @@
+//! The `jiaoying` command line: parses arguments and calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use jiaoying::app::{shutdown_signal, App, Core, Overrides};
+use jiaoying::config::Settings;
+use jiaoying::import::{self, Kind};
+use jiaoying::store::{ledger, Store};
+use jiaoying::{demo, ingest, report, telemetry};
+
+/// 叫应 jiaoying: turns weather warnings into answered phone calls.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (defaults apply to every key it leaves out).
+    #[arg(
+        long,
+        global = true,
+        default_value = "config/jiaoying.toml",
+        env = "JIAOYING_CONFIG"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Play a rainstorm red warning through the demo roster of Yulin, print the summary, then
+    /// keep serving until Ctrl-C. Needs nothing but this checkout.
+    Demo {
+        /// Address for the answer pages and API.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: String,
+        /// The demo roster and CAP file.
+        #[arg(long, default_value = "config/demo")]
+        dir: PathBuf,
+        /// The demo's own database, recreated each run.
+        #[arg(long, default_value = "data/demo.db")]
+        database: PathBuf,
+        /// Answer deadline in the demo (real policies use minutes).
+        #[arg(long, default_value = "4s", value_parser = jiaoying::config::parse_duration)]
+        deadline: Duration,
+        /// Exit after the summary instead of serving.
+        #[arg(long)]
+        no_serve: bool,
+    },
+    /// Run the daemon: HTTP API, answer pages, hooks, dispatch and escalation.
+    Serve,
+    /// Apply database migrations (serve also does this at start).
+    Migrate,
+    /// Import a roster file: every row is checked first; nothing is written if one is bad.
+    Import {
+        kind: Kind,
+        file: PathBuf,
+        /// Check and report only.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write the good rows even when some are bad.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+    /// Feed CAP files as if they came from a feed.
+    Ingest {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// After-action report of an incident.
+    Report {
+        incident: i64,
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Tamper-evident ledger tools.
+    Ledger {
+        #[command(subcommand)]
+        action: LedgerAction,
+    },
+    /// Parse and check the configuration and policies.
+    CheckConfig,
+}
+
+#[derive(Subcommand)]
+enum LedgerAction {
+    /// Re-check the hash chain: prints `ok N entries` or the first broken entry.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let explicit = cli.config.as_os_str() != "config/jiaoying.toml";
+    let settings = Settings::load(&cli.config, explicit)?;
+    match cli.command {
+        Command::Demo {
+            bind,
+            dir,
+            database,
+            deadline,
+            no_serve,
+        } => {
+            demo::run(
+                settings,
+                demo::Options {
+                    dir,
+                    database,
+                    bind,
+                    deadline,
+                    serve: !no_serve,
+                },
+            )
+            .await?;
+        }
+        Command::Serve => {
+            let core = Core::open(settings, Overrides::default()).await?;
+            let app = App::bind(core).await?;
+            tracing::info!(addr = %app.local_addr(), "jiaoying serving");
+            let stop = CancellationToken::new();
+            tokio::spawn(shutdown_signal(stop.clone()));
+            app.run(stop).await?;
+        }
+        Command::Migrate => {
+            let store =
+                Store::connect(&settings.database.url, settings.database.max_connections).await?;
+            store.migrate().await?;
+            println!("migrations applied");
+        }
+        Command::Import {
+            kind,
+            file,
+            dry_run,
+            skip_invalid,
+        } => {
+            let store =
+                Store::connect(&settings.database.url, settings.database.max_connections).await?;
+            store.migrate().await?;
+            let r = import::import(&store, kind, &file, dry_run, skip_invalid).await?;
+            for e in &r.errors {
+                eprintln!("{}: {e}", file.display());
+            }
+            let verb = if r.written {
+                "imported"
+            } else {
+                "checked (nothing written)"
+            };
+            println!("{} rows {verb}, {} bad", r.rows, r.errors.len());
+            if !r.errors.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Ingest { files } => {
+            let core = Core::open(settings, Overrides::default()).await?;
+            let mut failed = false;
+            for f in files {
+                let raw = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+                match ingest::ingest(&core, &raw, &format!("file:{}", f.display())).await {
+                    Ok(o) => println!("{}: {}", f.display(), serde_json::to_string(&o)?),
+                    Err(e) => {
+                        failed = true;
+                        println!("{}: refused: {e}", f.display());
+                    }
+                }
+            }
+            println!("call-outs are sent by `jiaoying serve`");
+            if failed {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Report {
+            incident,
+            format,
+            out,
+        } => {
+            let store =
+                Store::connect(&settings.database.url, settings.database.max_connections).await?;
+            let r = report::load(&store, incident)
+                .await?
+                .with_context(|| format!("no incident {incident}"))?;
+            let text = match format.as_str() {
+                "json" => serde_json::to_string_pretty(&r)?,
+                _ => report::table(&r),
+            };
+            match out {
+                Some(p) => {
+                    std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?
+                }
+                None => println!("{text}"),
+            }
+        }
+        Command::Ledger {
+            action: LedgerAction::Verify,
+        } => {
+            let store =
+                Store::connect(&settings.database.url, settings.database.max_connections).await?;
+            match ledger::verify(&store.pool).await? {
+                Ok(n) => println!("ok {n} entries"),
+                Err(b) => {
+                    println!("broken at entry {}: {}", b.seq, b.reason);
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        Command::CheckConfig => {
+            println!(
+                "configuration ok: {} policies, {} gateways",
+                settings.policies.len(),
+                settings.gateways.len()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

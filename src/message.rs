@@ -1,0 +1,177 @@
+//! The words people receive (pure): SMS, e-mail and stand-down texts rendered with minijinja.
+//! Chinese first; the essentials (warning, place, answer link, code, the instruction) come in
+//! the first 70-character SMS segment, details after.
+
+use minijinja::{context, Environment};
+use serde::Serialize;
+
+const SMS: &str = "{{ signature }}{% if drill %}【演练】{% endif %}{{ event }}：{{ place }}{{ action }}，回1确认 {{ link }} 码{{ code }}{% if evacuation %}；转移后回“转移+人数”{% endif %}。{{ headline }}";
+const STANDDOWN: &str = "{{ signature }}{% if drill %}【演练】{% endif %}{{ event }}解除：{{ place }}警报解除，码{{ code }}。";
+const EMAIL_SUBJECT: &str =
+    "{% if drill %}【演练】{% endif %}{{ event }}：{{ place }} 请确认（码{{ code }}）";
+const EMAIL_TEXT: &str = "{% if drill %}【演练】{% endif %}{{ headline }}\n\n地点：{{ place }}\n要求：{{ instruction }}\n\n请立即确认收到：{{ link }}\n或回复短信“收到”（码{{ code }}）。\n\n{{ description }}\n";
+const EMAIL_HTML: &str = r#"<!doctype html><html lang="zh-CN"><meta charset="utf-8"><body style="font-family:sans-serif">
+{% if drill %}<p><strong>【演练】</strong></p>{% endif %}<h2>{{ headline }}</h2>
+<p><b>地点：</b>{{ place }}</p><p><b>要求：</b>{{ instruction }}</p>
+<p><a href="{{ link }}" style="font-size:1.3em">点此确认收到 / Acknowledge</a>（码 {{ code }}）</p>
+<p>{{ description }}</p></body></html>"#;
+
+/// Everything a message may say about one call-out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Facts {
+    pub signature: String,
+    pub event: String,
+    pub headline: String,
+    pub description: String,
+    pub instruction: String,
+    pub place: String,
+    pub link: String,
+    pub code: String,
+    pub drill: bool,
+    pub evacuation: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        let mut env = Environment::new();
+        for (name, src) in [
+            ("sms.txt", SMS),
+            ("standdown.txt", STANDDOWN),
+            ("email_subject.txt", EMAIL_SUBJECT),
+            ("email.txt", EMAIL_TEXT),
+            ("email.html", EMAIL_HTML),
+        ] {
+            // The built-in templates are constants checked by the tests below.
+            env.add_template(name, src).expect("built-in template");
+        }
+        Templates { env }
+    }
+}
+
+impl Templates {
+    fn render(&self, name: &str, f: &Facts) -> String {
+        let action = if f.evacuation {
+            "立即组织转移"
+        } else {
+            "请做好防御"
+        };
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(context! { action, ..minijinja::Value::from_serialize(f) }))
+            .unwrap_or_else(|e| {
+                format!(
+                    "{}{}：{} {} 码{} ({e})",
+                    f.signature, f.event, f.place, f.link, f.code
+                )
+            })
+    }
+
+    /// A call-out: SMS/voice text, or an e-mail with subject and HTML.
+    pub fn callout(&self, f: &Facts) -> Rendered {
+        Rendered {
+            subject: self.render("email_subject.txt", f),
+            text: self.render("sms.txt", f),
+            html: None,
+        }
+    }
+
+    pub fn email(&self, f: &Facts) -> Rendered {
+        Rendered {
+            subject: self.render("email_subject.txt", f),
+            text: self.render("email.txt", f),
+            html: Some(self.render("email.html", f)),
+        }
+    }
+
+    pub fn standdown(&self, f: &Facts) -> Rendered {
+        let text = self.render("standdown.txt", f);
+        Rendered {
+            subject: text.clone(),
+            text,
+            html: None,
+        }
+    }
+}
+
+/// Chinese SMS is UCS-2: 70 characters in one segment, 67 per part when concatenated.
+pub fn sms_segments(text: &str) -> usize {
+    let n = text.chars().count();
+    if n <= 70 {
+        1
+    } else {
+        n.div_ceil(67)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> Facts {
+        Facts {
+            signature: "【防汛叫应】".into(),
+            event: "暴雨红色预警".into(),
+            headline: "玉林市气象台发布暴雨红色预警信号".into(),
+            description: "过去3小时降雨100毫米以上".into(),
+            instruction: "立即转移危险区域群众".into(),
+            place: "容县六王镇大坡村".into(),
+            link: "https://jy.gx.cn/a/2s.1x9a7k.AbCdEfGhIjKl".into(),
+            code: "A37".into(),
+            drill: false,
+            evacuation: true,
+        }
+    }
+
+    #[test]
+    fn first_segment_holds_warning_place_link_and_code() {
+        let t = Templates::default();
+        let text = t.callout(&facts()).text;
+        let first: String = text.chars().take(67).collect();
+        for needle in [
+            "暴雨红色预警",
+            "容县六王镇大坡村",
+            "立即组织转移",
+            "https://jy.gx.cn/a/2s.1x9a7k.AbCdEfGhIjKl",
+            "A37",
+        ] {
+            assert!(
+                first.contains(needle),
+                "{needle} not in first segment: {first}"
+            );
+        }
+        assert!(sms_segments(&text) >= 2);
+    }
+
+    #[test]
+    fn drills_say_so_everywhere() {
+        let t = Templates::default();
+        let mut f = facts();
+        f.drill = true;
+        assert!(t.callout(&f).text.contains("【演练】"));
+        assert!(t.email(&f).subject.starts_with("【演练】"));
+        assert!(t.standdown(&f).text.contains("解除"));
+        assert!(t
+            .email(&f)
+            .html
+            .unwrap()
+            .contains("<a href=\"https://jy.gx.cn/a/"));
+    }
+
+    #[test]
+    fn segments() {
+        assert_eq!(sms_segments(&"字".repeat(70)), 1);
+        assert_eq!(sms_segments(&"字".repeat(71)), 2);
+        assert_eq!(sms_segments(&"字".repeat(135)), 3);
+    }
+}

@@ -1,0 +1,658 @@
+//! Incidents and their call-outs: creating them (one transaction with their jobs and ledger
+//! entries), changing call-out states, answers and evacuation reports, and the reads the API
+//! and reports need.
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use super::jobs::{self, Kind, NewJob};
+use super::ledger::{self, Record};
+use super::{alloc_ids, insert_rows, Backend, Val};
+use crate::callout::State;
+use crate::plan::Planned;
+
+pub struct NewIncident<'a> {
+    pub warning_id: Option<i64>,
+    pub title: &'a str,
+    pub event: &'a str,
+    pub description: &'a str,
+    pub instruction: &'a str,
+    pub colour: Option<&'a str>,
+    pub hazard: &'a str,
+    pub policy: serde_json::Value,
+    pub drill: bool,
+    pub expires_at: Option<i64>,
+    pub deadline_ms: i64,
+}
+
+/// `A37`: a letter and a number short enough to type in an SMS reply.
+pub fn incident_code(id: i64) -> String {
+    let n = (id - 1).max(0);
+    format!("{}{}", (b'A' + (n / 100 % 26) as u8) as char, n % 100 + 1)
+}
+
+/// Creates the incident, its call-outs, their first send and deadline jobs and the ledger
+/// entries, inside the caller's transaction.
+pub async fn create(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    inc: &NewIncident<'_>,
+    planned: &[Planned],
+    now: i64,
+) -> Result<(i64, String)> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO incidents (code, warning_id, title, event, description, instruction, colour, hazard, policy, drill,
+            state, created_at, expires_at)
+         VALUES ('', $1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11) RETURNING id",
+    )
+    .bind(inc.warning_id)
+    .bind(inc.title)
+    .bind(inc.event)
+    .bind(inc.description)
+    .bind(inc.instruction)
+    .bind(inc.colour)
+    .bind(inc.hazard)
+    .bind(inc.policy.to_string())
+    .bind(inc.drill as i64)
+    .bind(now)
+    .bind(inc.expires_at)
+    .fetch_one(&mut *conn)
+    .await
+    .context("creating the incident")?;
+    let code = incident_code(id);
+    sqlx::query("UPDATE incidents SET code = $1 WHERE id = $2")
+        .bind(&code)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+
+    let ids = alloc_ids(conn, backend, "callouts", planned.len()).await?;
+    let deadline = now + inc.deadline_ms;
+    let rows = planned
+        .iter()
+        .zip(&ids)
+        .map(|(p, cid)| {
+            vec![
+                Val::I(*cid),
+                Val::I(id),
+                Val::I(p.contact_id),
+                Val::from(p.region.as_str()),
+                Val::from(p.place.as_str()),
+                Val::from(p.role.as_str()),
+                Val::from(p.reason.as_str()),
+                Val::from(State::Planned.as_str()),
+                Val::I(deadline),
+                Val::I(now),
+                Val::I(now),
+            ]
+        })
+        .collect();
+    insert_rows(
+        conn,
+        "callouts",
+        &[
+            "id",
+            "incident_id",
+            "contact_id",
+            "region_code",
+            "place",
+            "role",
+            "reason",
+            "state",
+            "deadline_at",
+            "created_at",
+            "updated_at",
+        ],
+        rows,
+    )
+    .await?;
+    let mut new_jobs = Vec::with_capacity(ids.len() * 2);
+    for cid in &ids {
+        new_jobs.push(NewJob {
+            kind: Kind::Send,
+            callout_id: *cid,
+            payload: serde_json::json!({"hop": 0}),
+            due_at: now,
+        });
+        new_jobs.push(NewJob {
+            kind: Kind::Deadline,
+            callout_id: *cid,
+            payload: serde_json::json!({}),
+            due_at: deadline,
+        });
+    }
+    jobs::insert(conn, new_jobs, now).await?;
+
+    let mut records = vec![Record::new(
+        "incident.opened",
+        format!("incident:{id}"),
+        serde_json::json!({"code": code, "warning": inc.warning_id, "title": inc.title, "colour": inc.colour,
+            "hazard": inc.hazard, "policy": inc.policy, "drill": inc.drill, "callouts": ids.len()}),
+    )];
+    records.extend(planned.iter().zip(&ids).map(|(p, cid)| {
+        Record::new(
+            "callout.planned",
+            format!("callout:{cid}"),
+            serde_json::json!({"incident": id, "contact": p.contact_key, "region": p.region, "role": p.role,
+                "reason": p.reason, "deadline_at": deadline}),
+        )
+    }));
+    ledger::append(conn, backend, now, records).await?;
+    Ok((id, code))
+}
+
+/// A call-out made by escalation (to a backup or superior) or by hand, with its jobs.
+#[allow(clippy::too_many_arguments)]
+pub async fn add_callout(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    incident_id: i64,
+    contact_id: i64,
+    parent_id: Option<i64>,
+    rung: i64,
+    (region, place, role, reason): (&str, &str, &str, &str),
+    deadline_at: i64,
+    now: i64,
+) -> Result<i64> {
+    let cid = alloc_ids(conn, backend, "callouts", 1).await?[0];
+    insert_rows(
+        conn,
+        "callouts",
+        &[
+            "id",
+            "incident_id",
+            "contact_id",
+            "parent_id",
+            "rung",
+            "region_code",
+            "place",
+            "role",
+            "reason",
+            "state",
+            "deadline_at",
+            "created_at",
+            "updated_at",
+        ],
+        vec![vec![
+            Val::I(cid),
+            Val::I(incident_id),
+            Val::I(contact_id),
+            Val::from(parent_id),
+            Val::I(rung),
+            Val::from(region),
+            Val::from(place),
+            Val::from(role),
+            Val::from(reason),
+            Val::from(State::Planned.as_str()),
+            Val::I(deadline_at),
+            Val::I(now),
+            Val::I(now),
+        ]],
+    )
+    .await?;
+    jobs::insert(
+        conn,
+        vec![
+            NewJob {
+                kind: Kind::Send,
+                callout_id: cid,
+                payload: serde_json::json!({"hop": 0}),
+                due_at: now,
+            },
+            NewJob {
+                kind: Kind::Deadline,
+                callout_id: cid,
+                payload: serde_json::json!({}),
+                due_at: deadline_at,
+            },
+        ],
+        now,
+    )
+    .await?;
+    Ok(cid)
+}
+
+/// Sets `state` on call-outs whose current state is one of `from` (so an answer that came in
+/// meanwhile is never overwritten). Returns the ids changed.
+pub async fn transition(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+    from: &[State],
+    to: State,
+    stamp_column: Option<&str>,
+    now: i64,
+) -> Result<Vec<i64>> {
+    let mut changed = Vec::new();
+    let from_sql = from
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let stamp = stamp_column
+        .map(|c| format!(", {c} = $2"))
+        .unwrap_or_default();
+    for chunk in ids.chunks(5000) {
+        let sql = format!(
+            "UPDATE callouts SET state = $1, updated_at = $2{stamp} WHERE state IN ({from_sql}) AND id IN ({}) RETURNING id",
+            super::placeholders(3, chunk.len())
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(&sql)
+            .bind(to.as_str())
+            .bind(now);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        changed.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok(changed)
+}
+
+/// One call-out with what sending, escalating and answering need to know.
+#[derive(Debug, Clone, Serialize)]
+pub struct Callout {
+    pub id: i64,
+    pub incident_id: i64,
+    pub contact_id: i64,
+    pub parent_id: Option<i64>,
+    pub rung: i64,
+    pub region_code: String,
+    pub place: String,
+    pub role: String,
+    pub reason: String,
+    pub state: String,
+    pub deadline_at: i64,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+    pub delivered_at: Option<i64>,
+    pub acked_at: Option<i64>,
+    pub ack_late: bool,
+    pub contact_key: String,
+    pub contact_name: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub channels: String,
+    pub backup_key: Option<String>,
+    pub superior_key: Option<String>,
+    pub ack_method: Option<String>,
+}
+
+const CALLOUT_SELECT: &str = "SELECT c.id, c.incident_id, c.contact_id, c.parent_id, c.rung, c.region_code, c.place,
+    c.role, c.reason, c.state, c.deadline_at, c.created_at, c.sent_at, c.delivered_at, c.acked_at, c.ack_late,
+    k.key, k.name, k.phone, k.email, k.channels, k.backup_key, k.superior_key, a.method
+    FROM callouts c JOIN contacts k ON k.id = c.contact_id LEFT JOIN acks a ON a.callout_id = c.id";
+
+fn callout_of(r: &sqlx::any::AnyRow) -> Result<Callout> {
+    Ok(Callout {
+        id: r.try_get(0)?,
+        incident_id: r.try_get(1)?,
+        contact_id: r.try_get(2)?,
+        parent_id: r.try_get(3)?,
+        rung: r.try_get(4)?,
+        region_code: r.try_get(5)?,
+        place: r.try_get(6)?,
+        role: r.try_get(7)?,
+        reason: r.try_get(8)?,
+        state: r.try_get(9)?,
+        deadline_at: r.try_get(10)?,
+        created_at: r.try_get(11)?,
+        sent_at: r.try_get(12)?,
+        delivered_at: r.try_get(13)?,
+        acked_at: r.try_get(14)?,
+        ack_late: r.try_get::<i64, _>(15)? != 0,
+        contact_key: r.try_get(16)?,
+        contact_name: r.try_get(17)?,
+        phone: r.try_get(18)?,
+        email: r.try_get(19)?,
+        channels: r.try_get(20)?,
+        backup_key: r.try_get(21)?,
+        superior_key: r.try_get(22)?,
+        ack_method: r.try_get(23)?,
+    })
+}
+
+pub async fn callouts_by_id(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<Callout>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(5000) {
+        let sql = format!(
+            "{CALLOUT_SELECT} WHERE c.id IN ({})",
+            super::placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            out.push(callout_of(&r)?);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn callout(conn: &mut AnyConnection, id: i64) -> Result<Option<Callout>> {
+    Ok(callouts_by_id(conn, &[id]).await?.into_iter().next())
+}
+
+pub async fn callouts_of_incident(pool: &AnyPool, incident_id: i64) -> Result<Vec<Callout>> {
+    let rows = sqlx::query(&format!(
+        "{CALLOUT_SELECT} WHERE c.incident_id = $1 ORDER BY c.region_code, c.id"
+    ))
+    .bind(incident_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(callout_of).collect()
+}
+
+/// Call-outs of a contact in active incidents, newest first (reply matching, SPEC §7).
+pub async fn open_callouts_of_contacts(
+    conn: &mut AnyConnection,
+    contact_ids: &[i64],
+) -> Result<Vec<(Callout, String)>> {
+    if contact_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT i.code, x.* FROM ({CALLOUT_SELECT}) x JOIN incidents i ON i.id = x.incident_id
+         WHERE i.state = 'active' AND x.contact_id IN ({}) ORDER BY x.id DESC",
+        super::placeholders(1, contact_ids.len())
+    );
+    // The inner select lists columns by position; re-select them by name for portability.
+    let sql = sql.replace("x.*", "x.id");
+    let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
+    for id in contact_ids {
+        q = q.bind(*id);
+    }
+    let pairs = q.fetch_all(&mut *conn).await?;
+    let ids: Vec<i64> = pairs.iter().map(|p| p.1).collect();
+    let mut by_id: std::collections::HashMap<i64, Callout> = callouts_by_id(conn, &ids)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c))
+        .collect();
+    Ok(pairs
+        .into_iter()
+        .filter_map(|(code, id)| by_id.remove(&id).map(|c| (c, code)))
+        .collect())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Incident {
+    pub id: i64,
+    pub code: String,
+    pub warning_id: Option<i64>,
+    pub title: String,
+    pub event: String,
+    pub description: String,
+    pub instruction: String,
+    pub colour: Option<String>,
+    pub hazard: String,
+    pub policy: serde_json::Value,
+    pub drill: bool,
+    pub state: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub closed_at: Option<i64>,
+}
+
+const INCIDENT_SELECT: &str =
+    "SELECT id, code, warning_id, title, event, description, instruction, colour, hazard,
+    policy, drill, state, created_at, expires_at, closed_at FROM incidents";
+
+fn incident_of(r: &sqlx::any::AnyRow) -> Result<Incident> {
+    let policy: String = r.try_get(9)?;
+    Ok(Incident {
+        id: r.try_get(0)?,
+        code: r.try_get(1)?,
+        warning_id: r.try_get(2)?,
+        title: r.try_get(3)?,
+        event: r.try_get(4)?,
+        description: r.try_get(5)?,
+        instruction: r.try_get(6)?,
+        colour: r.try_get(7)?,
+        hazard: r.try_get(8)?,
+        policy: serde_json::from_str(&policy).unwrap_or_default(),
+        drill: r.try_get::<i64, _>(10)? != 0,
+        state: r.try_get(11)?,
+        created_at: r.try_get(12)?,
+        expires_at: r.try_get(13)?,
+        closed_at: r.try_get(14)?,
+    })
+}
+
+pub async fn incident(conn: &mut AnyConnection, id: i64) -> Result<Option<Incident>> {
+    let r = sqlx::query(&format!("{INCIDENT_SELECT} WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    r.as_ref().map(incident_of).transpose()
+}
+
+pub async fn incidents_by_id(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<Incident>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "{INCIDENT_SELECT} WHERE id IN ({})",
+        super::placeholders(1, ids.len())
+    );
+    let mut q = sqlx::query(&sql);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    q.fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(incident_of)
+        .collect()
+}
+
+pub async fn list(pool: &AnyPool, limit: i64) -> Result<Vec<Incident>> {
+    let rows = sqlx::query(&format!("{INCIDENT_SELECT} ORDER BY id DESC LIMIT $1"))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(incident_of).collect()
+}
+
+pub async fn incidents_of_warning(pool: &AnyPool, warning_id: i64) -> Result<Vec<Incident>> {
+    let rows = sqlx::query(&format!(
+        "{INCIDENT_SELECT} WHERE warning_id = $1 ORDER BY id"
+    ))
+    .bind(warning_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(incident_of).collect()
+}
+
+/// Records an answer to a call-out (the caller has decided it is not a duplicate).
+#[allow(clippy::too_many_arguments)]
+pub async fn record_ack(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    callout_id: i64,
+    method: &str,
+    late: bool,
+    note: Option<&str>,
+    actor: Option<&str>,
+    inbound_id: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO acks (callout_id, method, at, late, note, actor, inbound_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(callout_id)
+    .bind(method)
+    .bind(now)
+    .bind(late as i64)
+    .bind(note)
+    .bind(actor)
+    .bind(inbound_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE callouts SET state = 'acknowledged', acked_at = $1, ack_late = $2, updated_at = $1 WHERE id = $3")
+        .bind(now)
+        .bind(late as i64)
+        .bind(callout_id)
+        .execute(&mut *conn)
+        .await?;
+    ledger::append(
+        conn,
+        backend,
+        now,
+        vec![Record::new(
+            "ack.recorded",
+            format!("callout:{callout_id}"),
+            serde_json::json!({"method": method, "late": late, "note": note, "actor": actor, "inbound": inbound_id}),
+        )],
+    )
+    .await
+}
+
+pub struct Evacuation<'a> {
+    pub incident_id: i64,
+    pub callout_id: Option<i64>,
+    pub reporter: &'a str,
+    pub region_code: &'a str,
+    pub moved: i64,
+    pub threatened: Option<i64>,
+    pub method: &'a str,
+}
+
+pub async fn record_evacuation(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    e: &Evacuation<'_>,
+    now: i64,
+) -> Result<i64> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO evacuations (incident_id, callout_id, reporter, region_code, moved, threatened, method, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+    )
+    .bind(e.incident_id)
+    .bind(e.callout_id)
+    .bind(e.reporter)
+    .bind(e.region_code)
+    .bind(e.moved)
+    .bind(e.threatened)
+    .bind(e.method)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    ledger::append(
+        conn,
+        backend,
+        now,
+        vec![Record::new(
+            "evacuation.reported",
+            format!("incident:{}", e.incident_id),
+            serde_json::json!({"id": id, "callout": e.callout_id, "reporter": e.reporter, "region": e.region_code,
+                "moved": e.moved, "threatened": e.threatened, "method": e.method}),
+        )],
+    )
+    .await?;
+    Ok(id)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvacuationRow {
+    pub reporter: String,
+    pub region_code: String,
+    pub moved: i64,
+    pub threatened: Option<i64>,
+    pub at: i64,
+}
+
+/// The latest report of each reporter (later reports supersede earlier ones, SPEC §2).
+pub async fn latest_evacuations(pool: &AnyPool, incident_id: i64) -> Result<Vec<EvacuationRow>> {
+    let rows = sqlx::query(
+        "SELECT e.reporter, e.region_code, e.moved, e.threatened, e.at FROM evacuations e
+         WHERE e.incident_id = $1 AND e.id = (SELECT MAX(id) FROM evacuations x
+                                              WHERE x.incident_id = e.incident_id AND x.reporter = e.reporter)
+         ORDER BY e.region_code",
+    )
+    .bind(incident_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(EvacuationRow {
+                reporter: r.try_get(0)?,
+                region_code: r.try_get(1)?,
+                moved: r.try_get(2)?,
+                threatened: r.try_get(3)?,
+                at: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+pub async fn close(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    id: i64,
+    actor: &str,
+    now: i64,
+) -> Result<Vec<i64>> {
+    sqlx::query(
+        "UPDATE incidents SET state = 'closed', closed_at = $1 WHERE id = $2 AND state = 'active'",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    let open: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM callouts WHERE incident_id = $1 AND state IN ('planned', 'sending', 'sent', 'delivered', 'failed')",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let cancelled = transition(
+        conn,
+        &open,
+        &[
+            State::Planned,
+            State::Sending,
+            State::Sent,
+            State::Delivered,
+            State::Failed,
+        ],
+        State::Cancelled,
+        None,
+        now,
+    )
+    .await?;
+    jobs::delete_for_callouts(conn, &cancelled, &[Kind::Send, Kind::Deadline]).await?;
+    // Everyone already sent a call-out hears the stand-down.
+    let notified: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM callouts WHERE incident_id = $1 AND sent_at IS NOT NULL",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    jobs::insert(
+        conn,
+        notified
+            .iter()
+            .map(|c| NewJob {
+                kind: Kind::Notice,
+                callout_id: *c,
+                payload: serde_json::json!({"hop": 0, "notice": "standdown"}),
+                due_at: now,
+            })
+            .collect(),
+        now,
+    )
+    .await?;
+    ledger::append(
+        conn,
+        backend,
+        now,
+        vec![Record::new(
+            "incident.closed",
+            format!("incident:{id}"),
+            serde_json::json!({"actor": actor, "cancelled": cancelled.len(), "notified": notified.len()}),
+        )],
+    )
+    .await?;
+    Ok(cancelled)
+}

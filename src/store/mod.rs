@@ -1,0 +1,335 @@
+//! The database: one store for SQLite and PostgreSQL through sqlx's `Any` driver, so every
+//! query is written once. Where the two differ (job claiming, id blocks, locking the ledger
+//! head) the difference lives in this module and `jobs.rs`, keyed on [`Backend`].
+//! Times are Unix milliseconds; ids are `i64`.
+
+pub mod incidents;
+pub mod jobs;
+pub mod ledger;
+pub mod roster;
+pub mod warnings;
+
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{Context, Result};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyConnection, AnyPool, Arguments, ConnectOptions};
+
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+pub type Tx = sqlx::Transaction<'static, Any>;
+
+/// A value bound into a dynamically built statement.
+#[derive(Debug, Clone)]
+pub enum Val {
+    I(i64),
+    F(f64),
+    T(String),
+    B(Vec<u8>),
+    NullI,
+    NullF,
+    NullT,
+}
+
+impl From<i64> for Val {
+    fn from(v: i64) -> Val {
+        Val::I(v)
+    }
+}
+impl From<f64> for Val {
+    fn from(v: f64) -> Val {
+        Val::F(v)
+    }
+}
+impl From<String> for Val {
+    fn from(v: String) -> Val {
+        Val::T(v)
+    }
+}
+impl From<&str> for Val {
+    fn from(v: &str) -> Val {
+        Val::T(v.to_string())
+    }
+}
+impl From<Option<i64>> for Val {
+    fn from(v: Option<i64>) -> Val {
+        v.map_or(Val::NullI, Val::I)
+    }
+}
+impl From<Option<f64>> for Val {
+    fn from(v: Option<f64>) -> Val {
+        v.map_or(Val::NullF, Val::F)
+    }
+}
+impl From<Option<String>> for Val {
+    fn from(v: Option<String>) -> Val {
+        v.map_or(Val::NullT, Val::T)
+    }
+}
+
+pub fn bind_all(vals: Vec<Val>) -> Result<AnyArguments<'static>> {
+    let mut args = AnyArguments::default();
+    for v in vals {
+        let r = match v {
+            Val::I(i) => args.add(i),
+            Val::F(f) => args.add(f),
+            Val::T(s) => args.add(s),
+            Val::B(b) => args.add(b),
+            Val::NullI => args.add(None::<i64>),
+            Val::NullF => args.add(None::<f64>),
+            Val::NullT => args.add(None::<String>),
+        };
+        r.map_err(|e| anyhow::anyhow!("binding a value: {e}"))?;
+    }
+    Ok(args)
+}
+
+/// Most parameters one statement may carry on either backend (SQLite allows 32,766).
+const MAX_PARAMS: usize = 30_000;
+
+impl Store {
+    /// Connects, creating an SQLite file (and its folder) when missing.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            anyhow::bail!("database.url must start with sqlite:// or postgres:// (got {url:?})");
+        };
+        let url = match backend {
+            Backend::Sqlite => sqlite_url(url)?,
+            Backend::Postgres => url.to_string(),
+        };
+        let opts = AnyConnectOptions::from_str(&url)
+            .with_context(|| format!("database.url {url:?}"))?
+            .disable_statement_logging();
+        let pool = match backend {
+            // One connection: SQLite has one writer anyway, and this rules out SQLITE_BUSY.
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = NORMAL",
+                                "PRAGMA foreign_keys = ON",
+                                "PRAGMA busy_timeout = 5000",
+                            ] {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .connect_with(opts)
+                    .await
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(max_connections.max(2))
+                    .connect_with(opts)
+                    .await
+            }
+        }
+        .with_context(|| format!("connecting to the database ({})", redact(&url)))?;
+        Ok(Store { pool, backend })
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        let m = match self.backend {
+            Backend::Sqlite => &SQLITE,
+            Backend::Postgres => &POSTGRES,
+        };
+        m.run(&self.pool).await.context("applying migrations")?;
+        Ok(())
+    }
+
+    /// True when the database answers and every migration is applied (`/readyz`).
+    pub async fn ready(&self) -> Result<()> {
+        let m = match self.backend {
+            Backend::Sqlite => &SQLITE,
+            Backend::Postgres => &POSTGRES,
+        };
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.pool)
+                .await
+                .context("database not reachable or not migrated")?;
+        let wanted = m.iter().count() as i64;
+        anyhow::ensure!(
+            applied >= wanted,
+            "{applied} of {wanted} migrations applied"
+        );
+        Ok(())
+    }
+
+    pub async fn begin(&self) -> Result<Tx> {
+        self.pool.begin().await.context("opening a transaction")
+    }
+}
+
+/// `sqlite://data/x.db` → an absolute-or-relative path with `mode=rwc`, creating the folder.
+fn sqlite_url(url: &str) -> Result<String> {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path != ":memory:" && !path.is_empty() {
+        if let Some(dir) = Path::new(path).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+        }
+    }
+    let query = if query.contains("mode=") {
+        query.to_string()
+    } else if query.is_empty() {
+        "mode=rwc".to_string()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// Hides a password in a database URL for error messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `n` fresh ids for `table`, for batched inserts that must know ids up front.
+pub async fn alloc_ids(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    table: &str,
+    n: usize,
+) -> Result<Vec<i64>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    match backend {
+        Backend::Sqlite => {
+            let next: i64 = sqlx::query_scalar(
+                "UPDATE id_counters SET next = next + $1 WHERE name = $2 RETURNING next",
+            )
+            .bind(n as i64)
+            .bind(table)
+            .fetch_one(&mut *conn)
+            .await
+            .with_context(|| format!("allocating ids for {table}"))?;
+            Ok(((next - n as i64)..next).collect())
+        }
+        Backend::Postgres => {
+            let sql = format!("SELECT nextval('{table}_id_seq') FROM generate_series(1, $1)");
+            let ids: Vec<i64> = sqlx::query_scalar(&sql)
+                .bind(n as i64)
+                .fetch_all(&mut *conn)
+                .await
+                .with_context(|| format!("allocating ids for {table}"))?;
+            Ok(ids)
+        }
+    }
+}
+
+/// Multi-row `INSERT`, chunked below the parameter limit.
+pub async fn insert_rows(
+    conn: &mut AnyConnection,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Val>>,
+) -> Result<()> {
+    insert_rows_with_suffix(conn, table, columns, rows, "").await
+}
+
+/// As [`insert_rows`], with a clause after the VALUES list (`ON CONFLICT …`).
+pub async fn insert_rows_with_suffix(
+    conn: &mut AnyConnection,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Val>>,
+    suffix: &str,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let per_chunk = (MAX_PARAMS / columns.len()).max(1);
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Val>> = rows.by_ref().take(per_chunk).collect();
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+        let mut n = 0;
+        for (i, row) in chunk.iter().enumerate() {
+            debug_assert_eq!(row.len(), columns.len());
+            sql.push_str(if i == 0 { "(" } else { ", (" });
+            for j in 0..row.len() {
+                n += 1;
+                if j > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            }
+            sql.push(')');
+        }
+        sql.push_str(suffix);
+        let args = bind_all(chunk.into_iter().flatten().collect())?;
+        sqlx::query_with(&sql, args)
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("inserting into {table}"))?;
+    }
+    Ok(())
+}
+
+/// `$first, $first+1, …` for an `IN (…)` list of `n` values.
+pub fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        let d = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/sub/x.db", d.path().display());
+        assert!(sqlite_url(&url).unwrap().ends_with("x.db?mode=rwc"));
+        assert!(d.path().join("sub").is_dir());
+        assert_eq!(placeholders(3, 3), "$3, $4, $5");
+    }
+}
