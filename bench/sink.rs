@@ -71,10 +71,7 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 impl Sink {
     /// Whether the request carries a valid, fresh signature for `body`.
     fn verify(&self, headers: &HeaderMap, body: &[u8], now_secs: i64) -> bool {
-        let Some(ts) = headers
-            .get("x-jiaoying-timestamp")
-            .and_then(|v| v.to_str().ok())
-        else {
+        let Some(ts) = headers.get("x-jiaoying-timestamp").and_then(|v| v.to_str().ok()) else {
             return false;
         };
         let Some(sig) = headers
@@ -145,11 +142,7 @@ fn secs(us: u64) -> serde_json::Value {
 }
 
 async fn stats(State(sink): State<Arc<Sink>>) -> Response {
-    let distinct = sink
-        .distinct
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .len();
+    let distinct = sink.distinct.lock().unwrap_or_else(|p| p.into_inner()).len();
     Json(serde_json::json!({
         "count": sink.count.load(Ordering::Relaxed),
         "bad_signature": sink.bad_signature.load(Ordering::Relaxed),

@@ -43,8 +43,7 @@ pub struct Overrides {
 impl Core {
     /// Connects, migrates, and reads the secrets the settings name.
     pub async fn open(settings: Settings, o: Overrides) -> Result<Arc<Core>> {
-        let store =
-            Store::connect(&settings.database.url, settings.database.max_connections).await?;
+        let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
         store.migrate().await?;
         let answer_secret = match o.answer_secret {
             Some(s) => s,
@@ -114,8 +113,8 @@ impl App {
         }
         let router = crate::http::router(self.core.clone());
         let s = stop.clone();
-        let server = axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move { s.cancelled().await });
+        let server =
+            axum::serve(self.listener, router).with_graceful_shutdown(async move { s.cancelled().await });
         let result = server.await.context("HTTP server");
         stop.cancel();
         while workers.join_next().await.is_some() {}

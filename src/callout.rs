@@ -186,24 +186,14 @@ mod tests {
             State::Escalated,
             State::Unreached,
         ] {
-            assert_eq!(
-                on_deadline(s, 0, &LADDER, true, true),
-                Deadline::Nothing,
-                "{s:?}"
-            );
+            assert_eq!(on_deadline(s, 0, &LADDER, true, true), Deadline::Nothing, "{s:?}");
         }
     }
 
     #[test]
     fn answers_after_the_deadline_or_escalation_are_late_and_repeats_idempotent() {
-        assert_eq!(
-            on_answer(State::Sent, 100, 200),
-            Answer::Record { late: false }
-        );
-        assert_eq!(
-            on_answer(State::Sent, 201, 200),
-            Answer::Record { late: true }
-        );
+        assert_eq!(on_answer(State::Sent, 100, 200), Answer::Record { late: false });
+        assert_eq!(on_answer(State::Sent, 201, 200), Answer::Record { late: true });
         assert_eq!(
             on_answer(State::Escalated, 100, 200),
             Answer::Record { late: true }

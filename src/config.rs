@@ -232,15 +232,21 @@ impl Settings {
         Self::from_figment(fig.merge(env_provider()))
     }
 
-    /// Defaults plus the given TOML text (tests and the demo build their settings this way).
+    /// Defaults plus the given TOML text (tests build their settings this way).
     pub fn from_toml(overrides: &str) -> Result<Settings> {
-        Self::from_figment(Figment::from(Toml::string(DEFAULTS)).merge(Toml::string(overrides)))
+        Self::from_toml_layers(&[overrides])
+    }
+
+    /// Defaults, then each TOML text in turn.
+    pub fn from_toml_layers(layers: &[&str]) -> Result<Settings> {
+        let fig = layers.iter().fold(Figment::from(Toml::string(DEFAULTS)), |f, l| {
+            f.merge(Toml::string(l))
+        });
+        Self::from_figment(fig)
     }
 
     fn from_figment(fig: Figment) -> Result<Settings> {
-        let s: Settings = fig
-            .extract()
-            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        let s: Settings = fig.extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         s.check()?;
         Ok(s)
     }

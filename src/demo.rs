@@ -61,16 +61,13 @@ pub async fn run(mut settings: Settings, o: Options) -> Result<()> {
     let server = tokio::spawn(app.run(stop.clone()));
 
     let cap_path = o.dir.join("rainstorm-red.cap.xml");
-    let raw = std::fs::read_to_string(&cap_path)
-        .with_context(|| format!("reading {}", cap_path.display()))?;
+    let raw =
+        std::fs::read_to_string(&cap_path).with_context(|| format!("reading {}", cap_path.display()))?;
     let raw = as_of_now(&raw, chrono::Utc::now()).into_bytes();
     let out = ingest::ingest(&core, &raw, "demo")
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let inc = out
-        .incidents
-        .first()
-        .context("the demo warning matched nobody")?;
+    let inc = out.incidents.first().context("the demo warning matched nobody")?;
     println!(
         "预警 warning #{} → 事件 incident {} (码 {}): {} call-outs",
         out.warning_id, inc.id, inc.code, inc.callouts
@@ -104,18 +101,18 @@ pub async fn run(mut settings: Settings, o: Options) -> Result<()> {
         stop.cancel();
         return server.await?;
     }
-    let sample = r.callouts.first().map(|c| {
-        token::sign(
-            &core.token_key,
-            c.id,
-            chrono::Utc::now().timestamp() + 86_400,
-        )
-    });
+    let sample = r
+        .callouts
+        .first()
+        .map(|c| token::sign(&core.token_key, c.id, chrono::Utc::now().timestamp() + 86_400));
     println!("\nServing on http://{addr} until Ctrl-C:");
     if let Some(t) = sample {
         println!("  answer page 答复页面:  http://{addr}/a/{t}");
     }
-    println!("  incident JSON:        curl -H 'Authorization: Bearer {admin}' http://{addr}/api/v1/incidents/{}", inc.id);
+    println!(
+        "  incident JSON:        curl -H 'Authorization: Bearer {admin}' http://{addr}/api/v1/incidents/{}",
+        inc.id
+    );
     println!("  report:               curl -H 'Authorization: Bearer {admin}' 'http://{addr}/api/v1/incidents/{}/report?format=text'", inc.id);
     shutdown_signal(stop.clone()).await;
     server.await?
@@ -124,12 +121,7 @@ pub async fn run(mut settings: Settings, o: Options) -> Result<()> {
 /// People answer: most by SMS (village leaders with an evacuation count), some through the
 /// answer page, about one in seven never; of the backups and superiors then called, two in
 /// three answer. Ends when every deadline has been dealt with.
-async fn simulate(
-    core: &Core,
-    incident: i64,
-    addr: std::net::SocketAddr,
-    deadline: Duration,
-) -> Result<()> {
+async fn simulate(core: &Core, incident: i64, addr: std::net::SocketAddr, deadline: Duration) -> Result<()> {
     let http = reqwest::Client::new();
     let started = Instant::now();
     let mut handled = std::collections::HashSet::new();
@@ -143,11 +135,7 @@ async fn simulate(
                 continue;
             }
             let first_wave = c.parent_id.is_none();
-            let silent = if first_wave {
-                c.id % 7 == 0
-            } else {
-                c.id % 3 == 0
-            };
+            let silent = if first_wave { c.id % 7 == 0 } else { c.id % 3 == 0 };
             if silent {
                 continue;
             }
@@ -168,10 +156,7 @@ async fn simulate(
         }
         let open = jobs::pending(&core.store.pool, Kind::Deadline).await?
             + jobs::pending(&core.store.pool, Kind::Send).await?;
-        let answered = callouts
-            .iter()
-            .filter(|c| c.state == "acknowledged")
-            .count();
+        let answered = callouts.iter().filter(|c| c.state == "acknowledged").count();
         let escalated = callouts.iter().filter(|c| c.state == "escalated").count();
         let now = (callouts.len(), answered, escalated, open);
         if now != last {
@@ -193,13 +178,10 @@ async fn simulate(
 
 /// The demo file's warning moved to now (a past `expires` would rightly stop escalation):
 /// sent/effective/onset become now, expires six hours later.
-fn as_of_now(cap: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+pub fn as_of_now(cap: &str, now: chrono::DateTime<chrono::Utc>) -> String {
     let bj = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8");
-    let fmt = |t: chrono::DateTime<chrono::Utc>| {
-        t.with_timezone(&bj)
-            .format("%Y-%m-%dT%H:%M:%S+08:00")
-            .to_string()
-    };
+    let fmt =
+        |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&bj).format("%Y-%m-%dT%H:%M:%S+08:00").to_string();
     let mut out = cap.to_string();
     for (tag, at) in [
         ("sent", now),

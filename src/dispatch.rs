@@ -28,11 +28,7 @@ pub fn route(
     policy_channels: &[ChannelKind],
     c: &Callout,
 ) -> Vec<(ChannelKind, String, String)> {
-    let own: Vec<ChannelKind> = c
-        .channels
-        .split(';')
-        .filter_map(ChannelKind::parse)
-        .collect();
+    let own: Vec<ChannelKind> = c.channels.split(';').filter_map(ChannelKind::parse).collect();
     let order = if own.is_empty() {
         policy_channels.to_vec()
     } else {
@@ -88,20 +84,18 @@ pub fn next_step(
     match result {
         Ok(_) => Next::Done,
         Err(SendError::Permanent { .. }) => failover(),
-        Err(SendError::Transient { retry_after, .. }) => {
-            match backoff.get(attempts_on_hop as usize) {
-                Some(wait) => {
-                    let wait = retry_after
-                        .map_or(*wait, |r| r.max(*wait))
-                        .min(Duration::from_secs(3600));
-                    Next::Retry {
-                        due_at: now + wait.as_millis() as i64,
-                        attempts: attempts_on_hop + 1,
-                    }
+        Err(SendError::Transient { retry_after, .. }) => match backoff.get(attempts_on_hop as usize) {
+            Some(wait) => {
+                let wait = retry_after
+                    .map_or(*wait, |r| r.max(*wait))
+                    .min(Duration::from_secs(3600));
+                Next::Retry {
+                    due_at: now + wait.as_millis() as i64,
+                    attempts: attempts_on_hop + 1,
                 }
-                None => failover(),
             }
-        }
+            None => failover(),
+        },
     }
 }
 
@@ -127,16 +121,15 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
     let mut incident_ids: Vec<i64> = callouts.values().map(|c| c.incident_id).collect();
     incident_ids.sort_unstable();
     incident_ids.dedup();
-    let incs: HashMap<i64, (Incident, Policy)> =
-        incidents::incidents_by_id(&mut conn, &incident_ids)
-            .await?
-            .into_iter()
-            .filter_map(|i| {
-                serde_json::from_value::<Policy>(i.policy.clone())
-                    .ok()
-                    .map(|p| (i.id, (i, p)))
-            })
-            .collect();
+    let incs: HashMap<i64, (Incident, Policy)> = incidents::incidents_by_id(&mut conn, &incident_ids)
+        .await?
+        .into_iter()
+        .filter_map(|i| {
+            serde_json::from_value::<Policy>(i.policy.clone())
+                .ok()
+                .map(|p| (i.id, (i, p)))
+        })
+        .collect();
 
     let mut finished = Vec::new();
     let mut records = Vec::new();
@@ -370,10 +363,7 @@ mod tests {
 
     #[test]
     fn transient_errors_back_off_then_fail_over_then_give_up() {
-        assert_eq!(
-            next_step(&Ok("id".into()), 0, 0, 2, &BACKOFF, 0),
-            Next::Done
-        );
+        assert_eq!(next_step(&Ok("id".into()), 0, 0, 2, &BACKOFF, 0), Next::Done);
         assert_eq!(
             next_step(&transient(None), 0, 0, 2, &BACKOFF, 1000),
             Next::Retry {
@@ -392,21 +382,13 @@ mod tests {
             next_step(&transient(None), 2, 0, 2, &BACKOFF, 0),
             Next::Failover { hop: 1 }
         );
-        assert_eq!(
-            next_step(&transient(None), 2, 1, 2, &BACKOFF, 0),
-            Next::GiveUp
-        );
+        assert_eq!(next_step(&transient(None), 2, 1, 2, &BACKOFF, 0), Next::GiveUp);
     }
 
     #[test]
     fn permanent_errors_fail_over_at_once() {
-        let e = Err(SendError::Permanent {
-            reason: "400".into(),
-        });
-        assert_eq!(
-            next_step(&e, 0, 0, 3, &BACKOFF, 0),
-            Next::Failover { hop: 1 }
-        );
+        let e = Err(SendError::Permanent { reason: "400".into() });
+        assert_eq!(next_step(&e, 0, 0, 3, &BACKOFF, 0), Next::Failover { hop: 1 });
         assert_eq!(next_step(&e, 0, 2, 3, &BACKOFF, 0), Next::GiveUp);
     }
 }

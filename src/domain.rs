@@ -315,10 +315,7 @@ mod tests {
         assert_eq!(p.as_str(), "+8613800138000");
         assert_eq!(p.masked(), "+86138****8000");
         assert_eq!(format!("{p:?}"), "Phone(+86138****8000)");
-        assert_eq!(
-            Phone::parse("0775-2831234").unwrap().as_str(),
-            "+867752831234"
-        );
+        assert_eq!(Phone::parse("0775-2831234").unwrap().as_str(), "+867752831234");
         assert_eq!(
             Phone::parse("008613800138000").unwrap().as_str(),
             "+8613800138000"

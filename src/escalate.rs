@@ -55,15 +55,13 @@ pub async fn run(core: &Core, job: Job) -> Result<()> {
     let record = match decision {
         Deadline::Nothing => None,
         Deadline::Repeat { next_rung } => {
-            sqlx::query(
-                "UPDATE callouts SET rung = $1, deadline_at = $2, updated_at = $3 WHERE id = $4",
-            )
-            .bind(next_rung as i64)
-            .bind(now + deadline_ms)
-            .bind(now)
-            .bind(c.id)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("UPDATE callouts SET rung = $1, deadline_at = $2, updated_at = $3 WHERE id = $4")
+                .bind(next_rung as i64)
+                .bind(now + deadline_ms)
+                .bind(now)
+                .bind(c.id)
+                .execute(&mut *tx)
+                .await?;
             jobs::insert(
                 &mut tx,
                 vec![

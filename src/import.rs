@@ -63,9 +63,7 @@ pub async fn import(
                         p.errors.push(RowError {
                             line: i as u64 + 1,
                             column: "properties.code".into(),
-                            reason: format!(
-                                "region {code} is not in the roster: import regions first"
-                            ),
+                            reason: format!("region {code} is not in the roster: import regions first"),
                         });
                     }
                 }

@@ -30,16 +30,7 @@ pub async fn answer(
     actor: Option<&str>,
 ) -> Result<Answered> {
     let mut tx = core.store.begin().await?;
-    let r = answer_in(
-        &mut tx,
-        core.store.backend,
-        callout_id,
-        method,
-        note,
-        actor,
-        None,
-    )
-    .await?;
+    let r = answer_in(&mut tx, core.store.backend, callout_id, method, note, actor, None).await?;
     tx.commit().await?;
     Ok(r)
 }

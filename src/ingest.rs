@@ -59,10 +59,8 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
     let info = alert.preferred_info();
 
     // Decide what to dispatch before taking the write transaction (SQLite has one writer).
-    let dispatchable = matches!(
-        alert.status,
-        Status::Actual | Status::Exercise | Status::Test
-    ) && matches!(alert.msg_type, MsgType::Alert | MsgType::Update);
+    let dispatchable = matches!(alert.status, Status::Actual | Status::Exercise | Status::Test)
+        && matches!(alert.msg_type, MsgType::Alert | MsgType::Update);
     let policy = class
         .colour
         .and_then(|c| core.settings.policy_for(c, &class.hazard))
@@ -87,10 +85,7 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
         (true, Some(p), Some(info)) => {
             let regions = roster::load_regions(&core.store.pool).await?;
             let contacts = roster::load_contacts(&core.store.pool).await?;
-            let names: BTreeMap<_, _> = regions
-                .iter()
-                .map(|r| (r.code.clone(), r.name.clone()))
-                .collect();
+            let names: BTreeMap<_, _> = regions.iter().map(|r| (r.code.clone(), r.name.clone())).collect();
             planned = plan(&threatened(info, &regions), &contacts, p, &names);
             if planned.is_empty() {
                 note = Some("no region of the roster is in the warning's area".into());
@@ -99,8 +94,7 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
     }
 
     let mut tx = core.store.begin().await?;
-    if let Some(id) = warnings::find(&mut tx, &alert.sender, &alert.identifier, &alert.sent).await?
-    {
+    if let Some(id) = warnings::find(&mut tx, &alert.sender, &alert.identifier, &alert.sent).await? {
         tx.rollback().await.ok();
         let incidents = incidents::incidents_of_warning(&core.store.pool, id)
             .await?
@@ -142,32 +136,20 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
             expires_at: alert.expires_at().map(|t| t.timestamp_millis()),
             deadline_ms: p.deadline.as_millis() as i64,
         };
-        let (id, code) =
-            incidents::create(&mut tx, core.store.backend, &new, &planned, now).await?;
+        let (id, code) = incidents::create(&mut tx, core.store.backend, &new, &planned, now).await?;
         refs.push(IncidentRef {
             id,
             code,
             callouts: planned.len(),
         });
     }
-    ledger::append(
-        &mut tx,
-        core.store.backend,
-        now,
-        std::mem::take(&mut records),
-    )
-    .await?;
+    ledger::append(&mut tx, core.store.backend, now, std::mem::take(&mut records)).await?;
     match tx.commit().await {
         Ok(()) => {}
         // Two feeds delivering the same warning at once: the unique key decides.
         Err(e) if e.to_string().to_lowercase().contains("unique") => {
             let id = warnings::find(
-                &mut *core
-                    .store
-                    .pool
-                    .acquire()
-                    .await
-                    .map_err(anyhow::Error::from)?,
+                &mut *core.store.pool.acquire().await.map_err(anyhow::Error::from)?,
                 &alert.sender,
                 &alert.identifier,
                 &alert.sent,

@@ -36,14 +36,7 @@ pub struct Broken {
 
 /// Lowercase hex SHA-256 over the previous hash and the entry's own fields. Strings are
 /// length-prefixed so ("ab","c") and ("a","bc") never hash alike.
-pub fn entry_hash(
-    prev_hash: &str,
-    seq: i64,
-    at: i64,
-    kind: &str,
-    subject: &str,
-    body: &str,
-) -> String {
+pub fn entry_hash(prev_hash: &str, seq: i64, at: i64, kind: &str, subject: &str, body: &str) -> String {
     let mut h = Sha256::new();
     h.update(DOMAIN);
     let mut field = |b: &[u8]| {
@@ -87,10 +80,7 @@ pub fn chain(
 
 /// Checks entries given in `seq` order, the first linked to `expected_prev`. Returns
 /// how many were checked, or the first entry that breaks the chain.
-pub fn verify(
-    entries: impl IntoIterator<Item = Entry>,
-    expected_prev: &str,
-) -> Result<usize, Broken> {
+pub fn verify(entries: impl IntoIterator<Item = Entry>, expected_prev: &str) -> Result<usize, Broken> {
     let mut prev_hash = expected_prev.to_string();
     let mut prev_seq: Option<i64> = None;
     let mut count = 0;
@@ -147,17 +137,12 @@ mod tests {
         let c = five();
         assert_eq!(c.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
         assert_eq!(c[0].prev_hash, GENESIS);
-        assert!(
-            c[4].hash.len() == 64 && c[4].hash.bytes().all(|b| b"0123456789abcdef".contains(&b))
-        );
+        assert!(c[4].hash.len() == 64 && c[4].hash.bytes().all(|b| b"0123456789abcdef".contains(&b)));
         assert_eq!(verify(c.clone(), GENESIS), Ok(5));
         assert_eq!(verify(Vec::new(), GENESIS), Ok(0));
         // a later batch appended to the head, and a check that starts mid-chain
         let more = chain(&c[4].hash, 6, [(1, "k".into(), "s".into(), "{}".into())]);
-        assert_eq!(
-            verify(c.iter().cloned().chain(more.clone()), GENESIS),
-            Ok(6)
-        );
+        assert_eq!(verify(c.iter().cloned().chain(more.clone()), GENESIS), Ok(6));
         assert_eq!(verify(c[2..].to_vec(), &c[1].hash), Ok(3));
         assert_eq!(verify(c.clone(), &"1".repeat(64)).unwrap_err().seq, 1);
     }
@@ -229,10 +214,7 @@ mod tests {
             [(0, "ack".into(), "callout:1".into(), "{}".into())],
         );
         c.insert(2, fake[0].clone());
-        assert_eq!(
-            broken_at(c.clone()),
-            (3, "sequence out of order after 3".into())
-        );
+        assert_eq!(broken_at(c.clone()), (3, "sequence out of order after 3".into()));
         // ... and renumbering the rest without rehashing is caught too
         for e in &mut c[3..] {
             e.seq += 1;

@@ -98,10 +98,7 @@ enum LedgerAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
@@ -149,8 +146,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             app.run(stop).await?;
         }
         Command::Migrate => {
-            let store =
-                Store::connect(&settings.database.url, settings.database.max_connections).await?;
+            let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
             store.migrate().await?;
             println!("migrations applied");
         }
@@ -160,8 +156,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
             skip_invalid,
         } => {
-            let store =
-                Store::connect(&settings.database.url, settings.database.max_connections).await?;
+            let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
             store.migrate().await?;
             let r = import::import(&store, kind, &file, dry_run, skip_invalid).await?;
             for e in &r.errors {
@@ -200,8 +195,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             format,
             out,
         } => {
-            let store =
-                Store::connect(&settings.database.url, settings.database.max_connections).await?;
+            let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
             let r = report::load(&store, incident)
                 .await?
                 .with_context(|| format!("no incident {incident}"))?;
@@ -210,17 +204,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 _ => report::table(&r),
             };
             match out {
-                Some(p) => {
-                    std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?
-                }
+                Some(p) => std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?,
                 None => println!("{text}"),
             }
         }
         Command::Ledger {
             action: LedgerAction::Verify,
         } => {
-            let store =
-                Store::connect(&settings.database.url, settings.database.max_connections).await?;
+            let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
             match ledger::verify(&store.pool).await? {
                 Ok(n) => println!("ok {n} entries"),
                 Err(b) => {

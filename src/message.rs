@@ -1,12 +1,14 @@
 //! The words people receive (pure): SMS, e-mail and stand-down texts rendered with minijinja.
-//! Chinese first; the essentials (warning, place, answer link, code, the instruction) come in
-//! the first 70-character SMS segment, details after.
+//! Chinese first. The first SMS segment (67 characters when concatenated) carries what a
+//! person needs to act and answer: warning, place, instruction, "reply 1" and the incident
+//! code; the answer link follows (a reply of "1" needs no link), then the details.
 
 use minijinja::{context, Environment};
 use serde::Serialize;
 
-const SMS: &str = "{{ signature }}{% if drill %}【演练】{% endif %}{{ event }}：{{ place }}{{ action }}，回1确认 {{ link }} 码{{ code }}{% if evacuation %}；转移后回“转移+人数”{% endif %}。{{ headline }}";
-const STANDDOWN: &str = "{{ signature }}{% if drill %}【演练】{% endif %}{{ event }}解除：{{ place }}警报解除，码{{ code }}。";
+const SMS: &str = "{{ signature }}{% if drill %}【演练】{% endif %}{{ event }}：{{ place }}{{ action }}，回1确认（码{{ code }}）{{ link }} {% if evacuation %}转移后回“转移+人数”。{% endif %}{{ headline }}";
+const STANDDOWN: &str =
+    "{{ signature }}{% if drill %}【演练】{% endif %}{{ event }}解除：{{ place }}警报解除，码{{ code }}。";
 const EMAIL_SUBJECT: &str =
     "{% if drill %}【演练】{% endif %}{{ event }}：{{ place }} 请确认（码{{ code }}）";
 const EMAIL_TEXT: &str = "{% if drill %}【演练】{% endif %}{{ headline }}\n\n地点：{{ place }}\n要求：{{ instruction }}\n\n请立即确认收到：{{ link }}\n或回复短信“收到”（码{{ code }}）。\n\n{{ description }}\n";
@@ -139,17 +141,19 @@ mod tests {
         let text = t.callout(&facts()).text;
         let first: String = text.chars().take(67).collect();
         for needle in [
+            "【防汛叫应】",
             "暴雨红色预警",
             "容县六王镇大坡村",
             "立即组织转移",
-            "https://jy.gx.cn/a/2s.1x9a7k.AbCdEfGhIjKl",
+            "回1确认",
             "A37",
         ] {
-            assert!(
-                first.contains(needle),
-                "{needle} not in first segment: {first}"
-            );
+            assert!(first.contains(needle), "{needle} not in first segment: {first}");
         }
+        assert!(
+            text.contains("https://jy.gx.cn/a/2s.1x9a7k.AbCdEfGhIjKl "),
+            "{text}"
+        );
         assert!(sms_segments(&text) >= 2);
     }
 
@@ -161,11 +165,12 @@ mod tests {
         assert!(t.callout(&f).text.contains("【演练】"));
         assert!(t.email(&f).subject.starts_with("【演练】"));
         assert!(t.standdown(&f).text.contains("解除"));
-        assert!(t
-            .email(&f)
-            .html
-            .unwrap()
-            .contains("<a href=\"https://jy.gx.cn/a/"));
+        // minijinja escapes "/" in HTML attributes; browsers read it back.
+        let html = t.email(&f).html.unwrap();
+        assert!(
+            html.contains("https:&#x2f;&#x2f;jy.gx.cn&#x2f;a&#x2f;2s.1x9a7k.AbCdEfGhIjKl"),
+            "{html}"
+        );
     }
 
     #[test]

@@ -27,9 +27,7 @@ const ANSWER_ASCII: &[&str] = &["ok", "okay", "ack", "acked", "acknowledged", "r
 const MOVED_WORDS: &[&str] = &["转移", "撤离", "evac", "moved"];
 const THREAT_WORDS: &[&str] = &["威胁", "threat"];
 /// Allowed between a keyword and its number: "已转移群众共120人", "受威胁人数：300".
-const FILLERS: &[&str] = &[
-    "了", "群众", "人员", "人数", "人口", "共", "约", "计", ":", "=",
-];
+const FILLERS: &[&str] = &["了", "群众", "人员", "人数", "人口", "共", "约", "计", ":", "="];
 /// A keyword right after one of these is negated: "未收到", "没有转移120人" is no answer.
 const NEG_CJK: &[&str] = &["不", "没", "未", "无", "非", "没有"];
 const NEG_ASCII: &[&str] = &["not", "no", "never"];
@@ -93,10 +91,9 @@ fn is_bare_one(s: &str) -> bool {
 fn negated(before: &str) -> bool {
     let b = before.trim_end();
     NEG_CJK.iter().any(|n| b.ends_with(n))
-        || NEG_ASCII.iter().any(|n| {
-            b.strip_suffix(n)
-                .is_some_and(|p| !p.ends_with(is_word_char))
-        })
+        || NEG_ASCII
+            .iter()
+            .any(|n| b.strip_suffix(n).is_some_and(|p| !p.ends_with(is_word_char)))
 }
 
 fn has_answer_word(s: &str) -> bool {

@@ -47,11 +47,7 @@ pub struct RowError {
 
 impl std::fmt::Display for RowError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "line {}, column {}: {}",
-            self.line, self.column, self.reason
-        )
+        write!(f, "line {}, column {}: {}", self.line, self.column, self.reason)
     }
 }
 
@@ -70,10 +66,7 @@ fn reader(data: &[u8]) -> csv::Reader<&[u8]> {
 }
 
 /// Column index by header name; a missing required column is one error for line 1.
-fn columns(
-    rdr: &mut csv::Reader<&[u8]>,
-    wanted: &[(&str, bool)],
-) -> Result<Vec<Option<usize>>, RowError> {
+fn columns(rdr: &mut csv::Reader<&[u8]>, wanted: &[(&str, bool)]) -> Result<Vec<Option<usize>>, RowError> {
     let headers = rdr
         .headers()
         .map_err(|e| RowError {
@@ -152,9 +145,8 @@ pub fn parse_regions(data: &[u8]) -> Parsed<Region> {
                 continue;
             }
         };
-        if !seen.insert(code.clone()) {
-            out.errors
-                .push(err("code", format!("{code} appears twice")));
+        if seen.contains(&code) {
+            out.errors.push(err("code", format!("{code} appears twice")));
             continue;
         }
         let name = field(&rec, cols[1]).to_string();
@@ -193,9 +185,7 @@ pub fn parse_regions(data: &[u8]) -> Parsed<Region> {
         let centroid = match (field(&rec, cols[4]), field(&rec, cols[5])) {
             ("", "") => None,
             (lat, lon) => match (lat.parse::<f64>(), lon.parse::<f64>()) {
-                (Ok(lat), Ok(lon))
-                    if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) =>
-                {
+                (Ok(lat), Ok(lon)) if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) => {
                     Some((lat, lon))
                 }
                 _ => {
@@ -207,6 +197,7 @@ pub fn parse_regions(data: &[u8]) -> Parsed<Region> {
                 }
             },
         };
+        seen.insert(code.clone());
         out.rows.push(Region {
             code,
             name,
@@ -279,10 +270,8 @@ pub fn parse_contacts(data: &[u8], known_keys: &HashSet<String>) -> Parsed<Conta
         let key = field(&rec, cols[0]).to_string();
         let name = field(&rec, cols[1]).to_string();
         if key.is_empty() || name.is_empty() {
-            out.errors.push(err(
-                if key.is_empty() { "key" } else { "name" },
-                "empty".into(),
-            ));
+            out.errors
+                .push(err(if key.is_empty() { "key" } else { "name" }, "empty".into()));
             continue;
         }
         let phone = match field(&rec, cols[2]) {
@@ -305,10 +294,8 @@ pub fn parse_contacts(data: &[u8], known_keys: &HashSet<String>) -> Parsed<Conta
             }
         };
         if phone.is_none() && email.is_none() {
-            out.errors.push(err(
-                "phone",
-                "a contact needs a phone number or an e-mail".into(),
-            ));
+            out.errors
+                .push(err("phone", "a contact needs a phone number or an e-mail".into()));
             continue;
         }
         let role = field(&rec, cols[4]).to_string();
@@ -331,9 +318,7 @@ pub fn parse_contacts(data: &[u8], known_keys: &HashSet<String>) -> Parsed<Conta
         {
             match ChannelKind::parse(c) {
                 Some(k) => channels.push(k),
-                None => out
-                    .errors
-                    .push(err("channels", format!("unknown channel {c:?}"))),
+                None => out.errors.push(err("channels", format!("unknown channel {c:?}"))),
             }
         }
         lines.push(line);
@@ -450,20 +435,14 @@ pub fn geometry_shape(g: &serde_json::Value) -> Result<MultiPolygon<f64>, String
             .ok_or("coordinates must be an array")?
             .iter()
             .collect(),
-        other => {
-            return Err(format!(
-                "geometry type {other:?} is not Polygon or MultiPolygon"
-            ))
-        }
+        other => return Err(format!("geometry type {other:?} is not Polygon or MultiPolygon")),
     };
     let mut out = Vec::new();
     for p in polygons {
         let rings = p.as_array().ok_or("a polygon must be an array of rings")?;
         let mut ls = Vec::new();
         for ring in rings {
-            let pts = ring
-                .as_array()
-                .ok_or("a ring must be an array of positions")?;
+            let pts = ring.as_array().ok_or("a ring must be an array of positions")?;
             let mut cs = Vec::with_capacity(pts.len());
             for pt in pts {
                 let lon = pt
@@ -500,7 +479,7 @@ mod tests {
         let csv = "code,name,level,parent,lat,lon\n450921,容县,county,4509,22.8,110.5\n45092x,坏,,,,\n450921104,六王镇,,450921,95,110\n450921104,六王镇,,450921,,\n";
         let p = parse_regions(csv.as_bytes());
         assert_eq!(p.rows.len(), 2, "{:?}", p.errors);
-        assert_eq!(p.errors.len(), 2);
+        assert_eq!(p.errors.len(), 2, "{:?}", p.errors);
         assert_eq!((p.errors[0].line, p.errors[0].column.as_str()), (3, "code"));
         assert_eq!((p.errors[1].line, p.errors[1].column.as_str()), (4, "lat"));
         assert_eq!(p.rows[1].level, RegionLevel::Township);
@@ -514,8 +493,10 @@ mod tests {
                    c,丙,13800138002,,village_leader,450921104201,zz,,sms;fax\n";
         let p = parse_contacts(csv.as_bytes(), &HashSet::new());
         let reasons: Vec<String> = p.errors.iter().map(|e| e.to_string()).collect();
-        assert_eq!(p.errors.len(), 3, "{reasons:?}");
-        assert!(reasons[0].starts_with("line 3, column phone"));
+        // b is refused for its phone, so a's backup points at nobody.
+        assert_eq!(p.errors.len(), 4, "{reasons:?}");
+        assert!(reasons[0].starts_with("line 2, column backup"));
+        assert!(reasons[1].starts_with("line 3, column phone"));
         assert!(reasons
             .iter()
             .any(|r| r.contains("column channels") && r.contains("fax")));

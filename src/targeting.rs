@@ -59,11 +59,7 @@ pub enum Via {
 impl Via {
     pub fn describe(&self) -> String {
         match self {
-            Via::Geocode {
-                area,
-                scheme,
-                value,
-            } => format!("区域{area} 区划代码 {value} ({scheme})"),
+            Via::Geocode { area, scheme, value } => format!("区域{area} 区划代码 {value} ({scheme})"),
             Via::Polygon { area } => format!("区域{area} 多边形覆盖"),
             Via::Circle { area } => format!("区域{area} 圆形范围覆盖"),
             Via::Within { code } => format!("属 {code}"),
@@ -258,10 +254,7 @@ mod tests {
         ];
         let t = threatened(&info(vec![a]), &roster());
         let codes: Vec<&str> = t.keys().map(|c| c.as_str()).collect();
-        assert_eq!(
-            codes,
-            ["450921", "450921104", "450921104201", "450921104202"]
-        );
+        assert_eq!(codes, ["450921", "450921104", "450921104201", "450921104202"]);
     }
 
     #[test]
@@ -299,8 +292,7 @@ mod tests {
         }];
         assert!(threatened(&info(vec![a.clone()]), &roster()).is_empty());
         a.circles[0].radius_km = 8.0;
-        assert!(threatened(&info(vec![a]), &roster())
-            .contains_key(&RegionCode::parse("450922101").unwrap()));
+        assert!(threatened(&info(vec![a]), &roster()).contains_key(&RegionCode::parse("450922101").unwrap()));
     }
 
     #[test]
@@ -317,13 +309,7 @@ mod tests {
             place_name(&RegionCode::parse("450921104201").unwrap(), &names),
             "容县六王镇东村"
         );
-        assert_eq!(
-            place_name(&RegionCode::parse("450921").unwrap(), &names),
-            "容县"
-        );
-        assert_eq!(
-            RegionCode::parse("450921").unwrap().level(),
-            RegionLevel::County
-        );
+        assert_eq!(place_name(&RegionCode::parse("450921").unwrap(), &names), "容县");
+        assert_eq!(RegionCode::parse("450921").unwrap().level(), RegionLevel::County);
     }
 }

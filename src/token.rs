@@ -70,9 +70,7 @@ pub fn verify(key: &TokenKey, token: &str, now_unix: i64) -> Result<i64, TokenEr
     if mac_s.len() != MAC_CHARS {
         return Err(TokenError::Malformed);
     }
-    let given = URL_SAFE_NO_PAD
-        .decode(mac_s)
-        .map_err(|_| TokenError::Malformed)?;
+    let given = URL_SAFE_NO_PAD.decode(mac_s).map_err(|_| TokenError::Malformed)?;
     // MAC over the text as received: any other spelling of the same numbers is forged.
     mac_of(key, &token[..id_s.len() + 1 + exp_s.len()])
         .verify_truncated_left(&given)
@@ -151,8 +149,7 @@ mod tests {
         let [id, exp, mac]: [&str; 3] = t.split('.').collect::<Vec<_>>().try_into().unwrap();
         let [oid, _, _]: [&str; 3] = other_id.split('.').collect::<Vec<_>>().try_into().unwrap();
         let [_, lexp, _]: [&str; 3] = later.split('.').collect::<Vec<_>>().try_into().unwrap();
-        let forged =
-            |s: String| assert_eq!(verify(&key(), &s, NOW), Err(TokenError::Forged), "{s}");
+        let forged = |s: String| assert_eq!(verify(&key(), &s, NOW), Err(TokenError::Forged), "{s}");
         forged(format!("{oid}.{exp}.{mac}"));
         forged(format!("{id}.{lexp}.{mac}"));
         let mut m: Vec<u8> = mac.bytes().collect();

@@ -234,11 +234,7 @@ fn value_colour(value: &str) -> Option<Option<Colour>> {
         .map(|(_, c)| *c)
 }
 
-fn hazard(
-    event: &str,
-    parameters: &[(String, String)],
-    event_codes: &[(String, String)],
-) -> &'static str {
+fn hazard(event: &str, parameters: &[(String, String)], event_codes: &[(String, String)]) -> &'static str {
     let from_codes = || {
         event_codes.iter().find_map(|(name, value)| {
             if name.trim().eq_ignore_ascii_case("SAME") {
@@ -279,12 +275,8 @@ fn text_hazard(text: &str) -> Option<&'static str> {
 }
 
 fn at_word_start(text: &str, pattern: &str) -> bool {
-    text.match_indices(pattern).any(|(i, _)| {
-        text[..i]
-            .chars()
-            .next_back()
-            .is_none_or(|c| !c.is_alphanumeric())
-    })
+    text.match_indices(pattern)
+        .any(|(i, _)| text[..i].chars().next_back().is_none_or(|c| !c.is_alphanumeric()))
 }
 
 #[cfg(test)]
@@ -377,14 +369,8 @@ mod tests {
         );
         // Severity convention last.
         assert_eq!(event("Storm").colour, None);
-        assert_eq!(
-            classify("Storm", &[], &[], "Extreme").colour,
-            Some(Colour::Red)
-        );
-        assert_eq!(
-            classify("Storm", &[], &[], "Minor").colour,
-            Some(Colour::Blue)
-        );
+        assert_eq!(classify("Storm", &[], &[], "Extreme").colour, Some(Colour::Red));
+        assert_eq!(classify("Storm", &[], &[], "Minor").colour, Some(Colour::Blue));
     }
 
     #[test]

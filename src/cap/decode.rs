@@ -39,10 +39,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Cow<'_, str>, CapError> {
             // Every byte is the code point of the same value in ISO-8859-1.
             Ok(Cow::Owned(bytes.iter().map(|&b| char::from(b)).collect()))
         }
-        _ => Err(CapError::new(
-            PATH,
-            format!("encoding {name} not supported yet"),
-        )),
+        _ => Err(CapError::new(PATH, format!("encoding {name} not supported yet"))),
     }
 }
 
@@ -101,12 +98,9 @@ pub(crate) fn nests_deeper_than(text: &str, limit: usize) -> bool {
 }
 
 fn utf8(bytes: &[u8]) -> Result<Cow<'_, str>, CapError> {
-    std::str::from_utf8(bytes).map(Cow::Borrowed).map_err(|e| {
-        CapError::new(
-            PATH,
-            format!("invalid UTF-8 at byte offset {}", e.valid_up_to()),
-        )
-    })
+    std::str::from_utf8(bytes)
+        .map(Cow::Borrowed)
+        .map_err(|e| CapError::new(PATH, format!("invalid UTF-8 at byte offset {}", e.valid_up_to())))
 }
 
 /// The `encoding` pseudo-attribute of a leading `<?xml … ?>`, read as ASCII before decoding.
@@ -140,10 +134,7 @@ mod tests {
         assert_eq!(gbk.reason, "encoding GBK not supported yet");
         let bad = decode(b"<?xml version=\"1.0\" encoding=\"utf-8\"?><a>\xE9</a>").unwrap_err();
         assert!(bad.reason.contains("byte offset 41"), "{bad}");
-        assert!(decode(b"\xFF\xFE<\0")
-            .unwrap_err()
-            .reason
-            .contains("UTF-16"));
+        assert!(decode(b"\xFF\xFE<\0").unwrap_err().reason.contains("UTF-16"));
     }
 
     #[test]

@@ -52,18 +52,11 @@ pub fn parse(bytes: &[u8]) -> Result<Alert, CapError> {
     if name.name() != "alert" {
         return Err(CapError::new(
             "alert",
-            format!(
-                "root element {} (namespace {ns}) is not a CAP alert",
-                name.name()
-            ),
+            format!("root element {} (namespace {ns}) is not a CAP alert", name.name()),
         ));
     }
-    let version = CapVersion::from_namespace(ns).ok_or_else(|| {
-        CapError::new(
-            "alert",
-            format!("namespace {ns} is not CAP 1.0, 1.1 or 1.2"),
-        )
-    })?;
+    let version = CapVersion::from_namespace(ns)
+        .ok_or_else(|| CapError::new("alert", format!("namespace {ns} is not CAP 1.0, 1.1 or 1.2")))?;
     let mut walk = Walk {
         version,
         deviations: Vec::new(),
@@ -252,11 +245,7 @@ impl Walk {
             }
             let (lat, lon, radius_km) =
                 values::circle(&t).map_err(|e| CapError::new(format!("{p}/circle[{i}]"), e))?;
-            circles.push(Circle {
-                lat,
-                lon,
-                radius_km,
-            });
+            circles.push(Circle { lat, lon, radius_km });
         }
         let geocodes = self.pairs(el, p, "geocode")?;
         let mut number = |name: &str| -> Result<Option<f64>, CapError> {
@@ -296,21 +285,11 @@ impl Walk {
 
     fn required(&mut self, el: Node, p: &str, name: &str) -> Result<String, CapError> {
         let present = kids(el, self.ns(), name).next().is_some();
-        self.optional(el, p, name).ok_or_else(|| {
-            CapError::new(
-                format!("{p}/{name}"),
-                if present { "empty" } else { "missing" },
-            )
-        })
+        self.optional(el, p, name)
+            .ok_or_else(|| CapError::new(format!("{p}/{name}"), if present { "empty" } else { "missing" }))
     }
 
-    fn enumerated(
-        &mut self,
-        el: Node,
-        p: &str,
-        name: &str,
-        allowed: &[&str],
-    ) -> Result<String, CapError> {
+    fn enumerated(&mut self, el: Node, p: &str, name: &str, allowed: &[&str]) -> Result<String, CapError> {
         let v = self.required(el, p, name)?;
         if allowed.contains(&v.as_str()) {
             Ok(v)

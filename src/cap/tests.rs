@@ -77,10 +77,7 @@ fn chinese_rainstorm_red() {
     assert_eq!(c.colour, Some(Colour::Red));
     assert_eq!(c.hazard, "rainstorm");
     // Minute-precision expiry is accepted and flagged.
-    assert_eq!(
-        a.expires_at().unwrap().to_rfc3339(),
-        "2025-07-01T20:30:00+08:00"
-    );
+    assert_eq!(a.expires_at().unwrap().to_rfc3339(), "2025-07-01T20:30:00+08:00");
     assert_eq!(a.deviations.len(), 1, "{:?}", a.deviations);
     assert!(a.deviations[0].starts_with("alert/info[0]/expires: "));
     // Serialises and round-trips.
@@ -100,10 +97,7 @@ fn two_infos_pick_zh_cn() {
     assert_eq!(a.infos[0].language, "en-US");
     assert_eq!(a.preferred_info().unwrap().language, "zh-CN");
     // Latest expiry across infos, not the preferred one's.
-    assert_eq!(
-        a.expires_at().unwrap().to_rfc3339(),
-        "2025-07-01T23:00:00+08:00"
-    );
+    assert_eq!(a.expires_at().unwrap().to_rfc3339(), "2025-07-01T23:00:00+08:00");
 }
 
 #[test]
@@ -121,10 +115,7 @@ fn bad_polygons_are_refused_with_path() {
     let e = refused(&rainstorm("22.5,110.0 22.7,110.2 22.5,110.0", ""));
     assert_eq!(e.path, "alert/info[0]/area[0]/polygon[0]");
     assert!(e.reason.contains("at least 4"), "{e}");
-    let e = refused(&rainstorm(
-        "110.0,22.5 110.2,22.5 110.2,22.7 110.0,22.5",
-        "",
-    ));
+    let e = refused(&rainstorm("110.0,22.5 110.2,22.5 110.2,22.7 110.0,22.5", ""));
     assert_eq!(e.path, "alert/info[0]/area[0]/polygon[0]");
     assert!(e.reason.contains("latitude 110"), "{e}");
 }
@@ -141,10 +132,7 @@ fn required_and_enumerated_fields() {
     assert_eq!(e.path, "alert/info[0]/area[0]/areaDesc");
     let e = refused(&ok.replace("<category>Met</category>", ""));
     assert_eq!(e.path, "alert/info[0]/category");
-    let e = refused(&ok.replace(
-        "2025-07-01T08:30:00+08:00</sent>",
-        "2025-07-01T08:30:00</sent>",
-    ));
+    let e = refused(&ok.replace("2025-07-01T08:30:00+08:00</sent>", "2025-07-01T08:30:00</sent>"));
     assert_eq!(e.path, "alert/sent");
     let e = refused(&ok.replace("<msgType>Alert</msgType>", "<msgType>Cancel</msgType>"));
     assert_eq!(e.path, "alert/references");
@@ -160,10 +148,7 @@ fn prefix_is_irrelevant_namespace_is_not() {
     let foreign = rainstorm(SQUARE, "").replace("cap:1.2", "cap:9.9");
     let e = refused(&foreign);
     assert_eq!(e.path, "alert");
-    assert!(
-        e.reason.contains("urn:oasis:names:tc:emergency:cap:9.9"),
-        "{e}"
-    );
+    assert!(e.reason.contains("urn:oasis:names:tc:emergency:cap:9.9"), "{e}");
 }
 
 #[test]
@@ -171,10 +156,7 @@ fn corpus_files_that_parse() {
     let w = parse_ok("google-cap-library/weather.cap.xml");
     assert_eq!((w.version, w.msg_type), (CapVersion::V1_1, MsgType::Alert));
     assert_eq!(w.infos[0].event_codes, vec![("SAME".into(), "FFA".into())]);
-    assert_eq!(
-        w.infos[0].parameters[0],
-        ("WMOHEADER".into(), String::new())
-    );
+    assert_eq!(w.infos[0].parameters[0], ("WMOHEADER".into(), String::new()));
     assert_eq!(w.infos[0].areas[0].geocodes.len(), 2);
     assert_eq!(w.classify().hazard, "flash_flood");
     assert_eq!(w.classify().colour, Some(Colour::Orange)); // Severe
@@ -222,20 +204,13 @@ fn corpus_files_that_parse() {
 
     let v10 = parse_ok("oasiscap/v1dot0_appendix_adot2.xml");
     assert_eq!(v10.version, CapVersion::V1_0);
-    assert_eq!(
-        v10.infos[0].event_codes,
-        vec![("same".into(), "SVR".into())]
-    );
+    assert_eq!(v10.infos[0].event_codes, vec![("same".into(), "SVR".into())]);
 }
 
 #[test]
 fn corpus_files_that_are_refused() {
     let cases = [
-        (
-            "google-cap-library/invalid.cap.xml",
-            "alert/scope",
-            "missing",
-        ),
+        ("google-cap-library/invalid.cap.xml", "alert/scope", "missing"),
         (
             "google-cap-library/canada_errors.cap.xml",
             "alert/references",
@@ -290,10 +265,7 @@ fn absurd_input_is_refused() {
     assert!(refused("").path == "xml");
     assert!(refused("<alert").reason.starts_with("malformed XML"));
     let gbk = b"<?xml version=\"1.0\" encoding=\"GBK\"?><alert/>";
-    assert_eq!(
-        parse(gbk).unwrap_err().reason,
-        "encoding GBK not supported yet"
-    );
+    assert_eq!(parse(gbk).unwrap_err().reason, "encoding GBK not supported yet");
 }
 
 /// Every corpus file: Ok or Err, never a panic.

@@ -94,10 +94,7 @@ pub(crate) type Ring = Vec<(f64, f64)>;
 
 /// A polygon ring; the note is `Some` when an unclosed ring was closed.
 pub(crate) fn polygon(s: &str) -> Result<(Ring, Option<String>), String> {
-    let mut ring = s
-        .split_whitespace()
-        .map(point)
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut ring = s.split_whitespace().map(point).collect::<Result<Vec<_>, _>>()?;
     let mut note = None;
     if let (Some(&first), Some(&last)) = (ring.first(), ring.last()) {
         if first != last {
@@ -130,24 +127,18 @@ pub(crate) fn circle(s: &str) -> Result<(f64, f64, f64), String> {
 
 /// Whitespace-separated `sender,identifier,sent` triples. CAP 1.0 had no fixed form, so a
 /// bare 1.0 token is kept as an identifier (note returned); later versions must use triples.
-pub(crate) fn references(
-    s: &str,
-    bare_allowed: bool,
-) -> Result<(Vec<Reference>, Option<String>), String> {
+pub(crate) fn references(s: &str, bare_allowed: bool) -> Result<(Vec<Reference>, Option<String>), String> {
     let mut out = Vec::new();
     let mut note = None;
     for token in s.split_whitespace() {
         let parts: Vec<&str> = token.split(',').collect();
         match parts.as_slice() {
-            [sender, identifier, sent]
-                if ![sender, identifier, sent].iter().any(|p| p.is_empty()) =>
-            {
-                out.push(Reference {
+            [sender, identifier, sent] if ![sender, identifier, sent].iter().any(|p| p.is_empty()) => out
+                .push(Reference {
                     sender: sender.to_string(),
                     identifier: identifier.to_string(),
                     sent: sent.to_string(),
-                })
-            }
+                }),
             _ if bare_allowed => {
                 out.push(Reference {
                     sender: String::new(),

@@ -20,12 +20,7 @@ pub struct Generic {
 }
 
 impl Generic {
-    pub fn new(
-        url: &str,
-        secret: Vec<u8>,
-        concurrency: usize,
-        timeout: Duration,
-    ) -> Result<Generic> {
+    pub fn new(url: &str, secret: Vec<u8>, concurrency: usize, timeout: Duration) -> Result<Generic> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -53,14 +48,10 @@ struct Body<'a> {
 impl Channel for Generic {
     fn send<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<String, SendError>> {
         Box::pin(async move {
-            let _permit = self
-                .permits
-                .acquire()
-                .await
-                .map_err(|_| SendError::Transient {
-                    reason: "gateway shutting down".into(),
-                    retry_after: None,
-                })?;
+            let _permit = self.permits.acquire().await.map_err(|_| SendError::Transient {
+                reason: "gateway shutting down".into(),
+                retry_after: None,
+            })?;
             let body = serde_json::to_vec(&Body {
                 to: &msg.to,
                 text: &msg.text,

@@ -78,21 +78,13 @@ fn refused(e: TokenError) -> Response {
             "链接已过期，请直接回复短信或致电值班室。",
             "This link has expired.",
         ),
-        _ => (
-            StatusCode::FORBIDDEN,
-            "链接无效。",
-            "This link is not valid.",
-        ),
+        _ => (StatusCode::FORBIDDEN, "链接无效。", "This link is not valid."),
     };
-    page(
-        context! { error => zh, error_en => en, title => "叫应" },
-        status,
-    )
+    page(context! { error => zh, error_en => en, title => "叫应" }, status)
 }
 
 async fn load(core: &Core, token: &str) -> Result<(Callout, Incident), Response> {
-    let id =
-        token::verify(&core.token_key, token, chrono::Utc::now().timestamp()).map_err(refused)?;
+    let id = token::verify(&core.token_key, token, chrono::Utc::now().timestamp()).map_err(refused)?;
     let mut conn = core.store.pool.acquire().await.map_err(|_| unavailable())?;
     let c = incidents::callout(&mut conn, id)
         .await
@@ -161,11 +153,7 @@ pub async fn submit(
         s.as_deref()
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<i64>()
-                    .ok()
-                    .filter(|n| (0..=10_000_000).contains(n))
-            })
+            .map(|s| s.parse::<i64>().ok().filter(|n| (0..=10_000_000).contains(n)))
     };
     let result = match f.action.as_str() {
         "ack" => inbound::answer(&core, c.id, AckMethod::Link, None, None)
@@ -195,14 +183,7 @@ pub async fn submit(
                 return render(&c, &i, Some(msg), StatusCode::UNPROCESSABLE_ENTITY);
             }
         },
-        _ => {
-            return render(
-                &c,
-                &i,
-                Some("未知操作 / unknown action"),
-                StatusCode::BAD_REQUEST,
-            )
-        }
+        _ => return render(&c, &i, Some("未知操作 / unknown action"), StatusCode::BAD_REQUEST),
     };
     match result {
         Ok(msg) => match load(&core, &token).await {

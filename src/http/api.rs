@@ -154,15 +154,7 @@ pub async fn ack_callout(
 ) -> Result<impl IntoResponse, ApiError> {
     let who = authorize(&core, &headers, Role::Operator)?;
     let Json(body) = body?;
-    match inbound::answer(
-        &core,
-        id,
-        AckMethod::Operator,
-        body.note.as_deref(),
-        Some(&who),
-    )
-    .await?
-    {
+    match inbound::answer(&core, id, AckMethod::Operator, body.note.as_deref(), Some(&who)).await? {
         Answered::NoSuchCallout => Err(ApiError::not_found("no such call-out")),
         a => Ok(Json(serde_json::json!({"callout": id, "result": a}))),
     }
@@ -184,9 +176,7 @@ pub async fn post_evacuation(
 ) -> Result<impl IntoResponse, ApiError> {
     let who = authorize(&core, &headers, Role::Operator)?;
     let Json(b) = body?;
-    if !(0..=10_000_000).contains(&b.moved)
-        || b.threatened.is_some_and(|t| !(0..=10_000_000).contains(&t))
-    {
+    if !(0..=10_000_000).contains(&b.moved) || b.threatened.is_some_and(|t| !(0..=10_000_000).contains(&t)) {
         return Err(ApiError::unprocessable(
             "moved/threatened must be between 0 and 10,000,000",
         ));

@@ -82,10 +82,9 @@ async fn readyz(State(core): State<Arc<Core>>) -> Result<impl IntoResponse, ApiE
 /// Prometheus text: call-outs by state and jobs waiting, read from the database so that every
 /// instance reports the same truth.
 async fn metrics(State(core): State<Arc<Core>>) -> Result<impl IntoResponse, ApiError> {
-    let states: Vec<(String, i64)> =
-        sqlx::query_as("SELECT state, COUNT(*) FROM callouts GROUP BY state")
-            .fetch_all(&core.store.pool)
-            .await?;
+    let states: Vec<(String, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM callouts GROUP BY state")
+        .fetch_all(&core.store.pool)
+        .await?;
     let jobs: Vec<(String, i64)> = sqlx::query_as("SELECT kind, COUNT(*) FROM jobs GROUP BY kind")
         .fetch_all(&core.store.pool)
         .await?;

@@ -229,17 +229,13 @@ pub async fn transition(
         .map(|s| format!("'{}'", s.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
-    let stamp = stamp_column
-        .map(|c| format!(", {c} = $2"))
-        .unwrap_or_default();
+    let stamp = stamp_column.map(|c| format!(", {c} = $2")).unwrap_or_default();
     for chunk in ids.chunks(5000) {
         let sql = format!(
             "UPDATE callouts SET state = $1, updated_at = $2{stamp} WHERE state IN ({from_sql}) AND id IN ({}) RETURNING id",
             super::placeholders(3, chunk.len())
         );
-        let mut q = sqlx::query_scalar::<_, i64>(&sql)
-            .bind(to.as_str())
-            .bind(now);
+        let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(to.as_str()).bind(now);
         for id in chunk {
             q = q.bind(*id);
         }
@@ -277,7 +273,8 @@ pub struct Callout {
     pub ack_method: Option<String>,
 }
 
-const CALLOUT_SELECT: &str = "SELECT c.id, c.incident_id, c.contact_id, c.parent_id, c.rung, c.region_code, c.place,
+const CALLOUT_SELECT: &str =
+    "SELECT c.id, c.incident_id, c.contact_id, c.parent_id, c.rung, c.region_code, c.place,
     c.role, c.reason, c.state, c.deadline_at, c.created_at, c.sent_at, c.delivered_at, c.acked_at, c.ack_late,
     k.key, k.name, k.phone, k.email, k.channels, k.backup_key, k.superior_key, a.method
     FROM callouts c JOIN contacts k ON k.id = c.contact_id LEFT JOIN acks a ON a.callout_id = c.id";
@@ -439,11 +436,7 @@ pub async fn incidents_by_id(conn: &mut AnyConnection, ids: &[i64]) -> Result<Ve
     for id in ids {
         q = q.bind(*id);
     }
-    q.fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(incident_of)
-        .collect()
+    q.fetch_all(&mut *conn).await?.iter().map(incident_of).collect()
 }
 
 pub async fn list(pool: &AnyPool, limit: i64) -> Result<Vec<Incident>> {
@@ -455,12 +448,10 @@ pub async fn list(pool: &AnyPool, limit: i64) -> Result<Vec<Incident>> {
 }
 
 pub async fn incidents_of_warning(pool: &AnyPool, warning_id: i64) -> Result<Vec<Incident>> {
-    let rows = sqlx::query(&format!(
-        "{INCIDENT_SELECT} WHERE warning_id = $1 ORDER BY id"
-    ))
-    .bind(warning_id)
-    .fetch_all(pool)
-    .await?;
+    let rows = sqlx::query(&format!("{INCIDENT_SELECT} WHERE warning_id = $1 ORDER BY id"))
+        .bind(warning_id)
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(incident_of).collect()
 }
 
@@ -593,13 +584,11 @@ pub async fn close(
     actor: &str,
     now: i64,
 ) -> Result<Vec<i64>> {
-    sqlx::query(
-        "UPDATE incidents SET state = 'closed', closed_at = $1 WHERE id = $2 AND state = 'active'",
-    )
-    .bind(now)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query("UPDATE incidents SET state = 'closed', closed_at = $1 WHERE id = $2 AND state = 'active'")
+        .bind(now)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
     let open: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM callouts WHERE incident_id = $1 AND state IN ('planned', 'sending', 'sent', 'delivered', 'failed')",
     )
@@ -623,12 +612,11 @@ pub async fn close(
     .await?;
     jobs::delete_for_callouts(conn, &cancelled, &[Kind::Send, Kind::Deadline]).await?;
     // Everyone already sent a call-out hears the stand-down.
-    let notified: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM callouts WHERE incident_id = $1 AND sent_at IS NOT NULL",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
+    let notified: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM callouts WHERE incident_id = $1 AND sent_at IS NOT NULL")
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
     jobs::insert(
         conn,
         notified

@@ -74,13 +74,7 @@ pub async fn insert(conn: &mut AnyConnection, jobs: Vec<NewJob>, now: i64) -> Re
 }
 
 /// Claims up to `limit` due jobs for `worker` until `now + lease_ms`.
-pub async fn claim(
-    store: &Store,
-    worker: &str,
-    now: i64,
-    lease_ms: i64,
-    limit: i64,
-) -> Result<Vec<Job>> {
+pub async fn claim(store: &Store, worker: &str, now: i64, lease_ms: i64, limit: i64) -> Result<Vec<Job>> {
     let lock = match store.backend {
         Backend::Postgres => "FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
@@ -118,10 +112,7 @@ pub async fn claim(
 
 pub async fn delete(conn: &mut AnyConnection, ids: &[i64]) -> Result<()> {
     for chunk in ids.chunks(5000) {
-        let sql = format!(
-            "DELETE FROM jobs WHERE id IN ({})",
-            placeholders(1, chunk.len())
-        );
+        let sql = format!("DELETE FROM jobs WHERE id IN ({})", placeholders(1, chunk.len()));
         let mut q = sqlx::query(&sql);
         for id in chunk {
             q = q.bind(*id);
@@ -164,11 +155,7 @@ pub async fn release(pool: &AnyPool, worker: &str) -> Result<()> {
 }
 
 /// Cancels the pending jobs of call-outs (stand-down).
-pub async fn delete_for_callouts(
-    conn: &mut AnyConnection,
-    callouts: &[i64],
-    kinds: &[Kind],
-) -> Result<()> {
+pub async fn delete_for_callouts(conn: &mut AnyConnection, callouts: &[i64], kinds: &[Kind]) -> Result<()> {
     for chunk in callouts.chunks(5000) {
         let kinds_sql = kinds
             .iter()
@@ -199,10 +186,8 @@ pub async fn next_due(pool: &AnyPool) -> Result<Option<i64>> {
 }
 
 pub async fn pending(pool: &AnyPool, kind: Kind) -> Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = $1")
-            .bind(kind.as_str())
-            .fetch_one(pool)
-            .await?,
-    )
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = $1")
+        .bind(kind.as_str())
+        .fetch_one(pool)
+        .await?)
 }

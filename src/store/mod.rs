@@ -166,16 +166,12 @@ impl Store {
             Backend::Sqlite => &SQLITE,
             Backend::Postgres => &POSTGRES,
         };
-        let applied: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
-                .fetch_one(&self.pool)
-                .await
-                .context("database not reachable or not migrated")?;
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
+            .fetch_one(&self.pool)
+            .await
+            .context("database not reachable or not migrated")?;
         let wanted = m.iter().count() as i64;
-        anyhow::ensure!(
-            applied >= wanted,
-            "{applied} of {wanted} migrations applied"
-        );
+        anyhow::ensure!(applied >= wanted, "{applied} of {wanted} migrations applied");
         Ok(())
     }
 
@@ -186,15 +182,12 @@ impl Store {
 
 /// `sqlite://data/x.db` → an absolute-or-relative path with `mode=rwc`, creating the folder.
 fn sqlite_url(url: &str) -> Result<String> {
-    let rest = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     if path != ":memory:" && !path.is_empty() {
         if let Some(dir) = Path::new(path).parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             }
         }
     }
@@ -234,14 +227,13 @@ pub async fn alloc_ids(
     }
     match backend {
         Backend::Sqlite => {
-            let next: i64 = sqlx::query_scalar(
-                "UPDATE id_counters SET next = next + $1 WHERE name = $2 RETURNING next",
-            )
-            .bind(n as i64)
-            .bind(table)
-            .fetch_one(&mut *conn)
-            .await
-            .with_context(|| format!("allocating ids for {table}"))?;
+            let next: i64 =
+                sqlx::query_scalar("UPDATE id_counters SET next = next + $1 WHERE name = $2 RETURNING next")
+                    .bind(n as i64)
+                    .bind(table)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .with_context(|| format!("allocating ids for {table}"))?;
             Ok(((next - n as i64)..next).collect())
         }
         Backend::Postgres => {

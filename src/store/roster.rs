@@ -29,15 +29,7 @@ pub async fn upsert_regions(conn: &mut AnyConnection, regions: &[Region], now: i
         insert_rows_upsert(
             conn,
             "regions",
-            &[
-                "code",
-                "name",
-                "level",
-                "parent",
-                "lat",
-                "lon",
-                "updated_at",
-            ],
+            &["code", "name", "level", "parent", "lat", "lon", "updated_at"],
             "code",
             &["name", "level", "parent", "lat", "lon", "updated_at"],
             rows,
@@ -62,11 +54,7 @@ pub async fn set_boundary(
     Ok(r.rows_affected() > 0)
 }
 
-pub async fn upsert_contacts(
-    conn: &mut AnyConnection,
-    contacts: &[Contact],
-    now: i64,
-) -> Result<()> {
+pub async fn upsert_contacts(conn: &mut AnyConnection, contacts: &[Contact], now: i64) -> Result<()> {
     for chunk in contacts.chunks(2000) {
         let rows = chunk
             .iter()
@@ -133,10 +121,7 @@ async fn insert_rows_upsert(
     update: &[&str],
     rows: Vec<Vec<Val>>,
 ) -> Result<()> {
-    let sets: Vec<String> = update
-        .iter()
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect();
+    let sets: Vec<String> = update.iter().map(|c| format!("{c} = excluded.{c}")).collect();
     let suffix = format!(" ON CONFLICT ({key}) DO UPDATE SET {}", sets.join(", "));
     super::insert_rows_with_suffix(conn, table, columns, rows, &suffix).await
 }
@@ -149,12 +134,10 @@ pub async fn contact_keys(pool: &AnyPool) -> Result<HashSet<String>> {
 }
 
 pub async fn load_regions(pool: &AnyPool) -> Result<Vec<Region>> {
-    let rows = sqlx::query(
-        "SELECT code, name, level, parent, lat, lon, boundary FROM regions ORDER BY code",
-    )
-    .fetch_all(pool)
-    .await
-    .context("loading regions")?;
+    let rows = sqlx::query("SELECT code, name, level, parent, lat, lon, boundary FROM regions ORDER BY code")
+        .fetch_all(pool)
+        .await
+        .context("loading regions")?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let code: String = r.try_get(0)?;
@@ -212,22 +195,18 @@ pub fn contact_of(r: &sqlx::any::AnyRow) -> Result<Contact> {
 }
 
 pub async fn load_contacts(pool: &AnyPool) -> Result<Vec<Contact>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {CONTACT_COLUMNS} FROM contacts ORDER BY id"
-    ))
-    .fetch_all(pool)
-    .await
-    .context("loading contacts")?;
+    let rows = sqlx::query(&format!("SELECT {CONTACT_COLUMNS} FROM contacts ORDER BY id"))
+        .fetch_all(pool)
+        .await
+        .context("loading contacts")?;
     rows.iter().map(contact_of).collect()
 }
 
 pub async fn contact_by_key(conn: &mut AnyConnection, key: &str) -> Result<Option<Contact>> {
-    let row = sqlx::query(&format!(
-        "SELECT {CONTACT_COLUMNS} FROM contacts WHERE key = $1"
-    ))
-    .bind(key)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let row = sqlx::query(&format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE key = $1"))
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?;
     row.as_ref().map(contact_of).transpose()
 }
 

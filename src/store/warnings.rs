@@ -13,14 +13,14 @@ pub async fn find(
     identifier: &str,
     sent: &str,
 ) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM warnings WHERE sender = $1 AND identifier = $2 AND sent = $3",
+    Ok(
+        sqlx::query_scalar("SELECT id FROM warnings WHERE sender = $1 AND identifier = $2 AND sent = $3")
+            .bind(sender)
+            .bind(identifier)
+            .bind(sent)
+            .fetch_optional(&mut *conn)
+            .await?,
     )
-    .bind(sender)
-    .bind(identifier)
-    .bind(sent)
-    .fetch_optional(&mut *conn)
-    .await?)
 }
 
 pub async fn insert(
@@ -125,22 +125,18 @@ fn row_of(r: &sqlx::any::AnyRow) -> Result<WarningRow> {
 }
 
 pub async fn list(pool: &AnyPool, limit: i64) -> Result<Vec<WarningRow>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLS} FROM warnings ORDER BY id DESC LIMIT $1"
-    ))
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
+    let rows = sqlx::query(&format!("SELECT {COLS} FROM warnings ORDER BY id DESC LIMIT $1"))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(row_of).collect()
 }
 
 pub async fn get(pool: &AnyPool, id: i64) -> Result<Option<WarningRow>> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLS}, parsed FROM warnings WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
+    let row = sqlx::query(&format!("SELECT {COLS}, parsed FROM warnings WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
     match row {
         None => Ok(None),
         Some(r) => {

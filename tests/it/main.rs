@@ -1,1 +1,9 @@
+//! One integration-test binary: the daemon in-process on a random port against a fresh
+//! database (SQLite in a temp dir; PostgreSQL when JIAOYING_PG_URL is set), with fake
+//! gateways on loopback and a real SMTP server.
 
+mod bad_input;
+mod email;
+mod flow;
+mod gateway;
+mod helpers;

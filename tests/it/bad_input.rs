@@ -1,0 +1,230 @@
+//! SPEC §8: bad input gets a clear error, changes nothing it should not, and is kept.
+
+use std::sync::atomic::Ordering;
+
+use crate::gateway;
+use crate::helpers::{demo_cap, spawn, token_in, Db, FEED, OPERATOR, VIEWER};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_and_broken_warnings_are_refused_and_kept() {
+    let app = spawn(Db::Sqlite, "[http]\nmax_body_bytes = 20000").await.unwrap();
+    let (s, b) = app
+        .post_cap(
+            b"<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'><identifier>x",
+            FEED,
+        )
+        .await;
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(b["error"]["code"], "invalid");
+    let xxe = br#"<?xml version="1.0"?><!DOCTYPE alert [<!ENTITY x SYSTEM "file:///etc/passwd">]><alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>&x;</identifier></alert>"#;
+    let (s, b) = app.post_cap(xxe, FEED).await;
+    assert_eq!(s, 422);
+    assert!(b["error"]["message"].as_str().unwrap().contains("DTD"), "{b}");
+    let (s, b) = app.post_cap(&vec![b' '; 30_000], FEED).await;
+    assert_eq!(s, 413, "{b}");
+    // Refused messages are kept verbatim with their reason.
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM warning_rejects").await, 2);
+    let (s, _) = app.post_cap(&demo_cap(), "wrong-token-000").await;
+    assert_eq!(s, 401);
+    let (s, _) = app.post_cap(&demo_cap(), VIEWER).await;
+    assert_eq!(s, 403);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM warnings").await, 0);
+    let (s, _) = app.get("/api/v1/incidents", "").await;
+    assert_eq!(s, 401);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_tokens_unsigned_hooks_and_strangers_change_nothing() {
+    let app = spawn(Db::Sqlite, "").await.unwrap();
+    let (s, _) = app.post_cap(&demo_cap(), FEED).await;
+    assert_eq!(s, 202);
+    let msgs = app
+        .gw
+        .wait_until(60, "the first messages", |m| !m.is_empty())
+        .await;
+    let token = token_in(&msgs[0].text);
+
+    // Forged and expired answer links.
+    let mut forged = token.clone();
+    forged.replace_range(
+        forged.len() - 2..,
+        if forged.ends_with("AA") { "BB" } else { "AA" },
+    );
+    let r = app
+        .http
+        .post(format!("{}/a/{forged}", app.base))
+        .form(&[("action", "ack")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let callout: i64 = app.scalar("SELECT MIN(id) FROM callouts").await;
+    let expired = jiaoying::token::sign(&app.core.token_key, callout, chrono::Utc::now().timestamp() - 1);
+    let r = app
+        .http
+        .get(format!("{}/a/{expired}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
+    assert!(r.text().await.unwrap().contains("过期"));
+
+    // Unsigned and badly signed callbacks.
+    let body = serde_json::json!({"from": msgs[0].to, "text": "收到"}).to_string();
+    let r = app
+        .http
+        .post(format!("{}/hooks/fake/inbound", app.base))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app
+        .http
+        .post(format!("{}/hooks/fake/inbound", app.base))
+        .header(
+            jiaoying::signature::TIMESTAMP_HEADER,
+            chrono::Utc::now().timestamp().to_string(),
+        )
+        .header(jiaoying::signature::SIGNATURE_HEADER, "v1=00")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM acks").await, 0);
+
+    // A stranger's reply is kept for operators but answers nothing.
+    let (s, b) = app.reply("+8613900000000", "收到").await;
+    assert_eq!((s, b["outcome"].as_str()), (404, Some("unknown-number")));
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM inbound WHERE outcome = 'unknown-number'")
+            .await,
+        1
+    );
+    // Unparsed text from a known number is kept too, and answers nothing.
+    let (s, b) = app.reply(&msgs[0].to, "明天再说吧").await;
+    assert_eq!((s, b["outcome"].as_str()), (200, Some("unparsed")));
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM acks").await, 0);
+
+    // The genuine link works, and a second answer is idempotent.
+    for _ in 0..2 {
+        let r = app
+            .http
+            .post(format!("{}/a/{token}", app.base))
+            .form(&[("action", "ack")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().contains("已收到"));
+    }
+    let r = app
+        .http
+        .post(format!("{}/a/{token}", app.base))
+        .form(&[("action", "evacuation"), ("moved", "lots")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let r = app
+        .http
+        .post(format!("{}/a/{token}", app.base))
+        .form(&[("action", "evacuation"), ("moved", "35")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM acks").await, 1);
+    assert_eq!(
+        app.scalar("SELECT CAST(SUM(moved) AS BIGINT) FROM evacuations")
+            .await,
+        35
+    );
+    // The page itself works on a phone without JavaScript: a form, no script.
+    let page = app
+        .http
+        .get(format!("{}/a/{token}", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<form method=\"post\"") && !page.contains("<script") && page.contains("viewport"));
+
+    // Operators record a phone call made by hand; a viewer may not.
+    let other: i64 = app.scalar("SELECT MAX(id) FROM callouts").await;
+    let url = format!("{}/api/v1/callouts/{other}/ack", app.base);
+    let r = app
+        .http
+        .post(&url)
+        .bearer_auth(VIEWER)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = app
+        .http
+        .post(&url)
+        .bearer_auth(OPERATOR)
+        .json(&serde_json::json!({"note": "电话联系上"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM acks WHERE method = 'operator'")
+            .await,
+        1
+    );
+    assert_eq!(app.gw.bad_signatures.load(Ordering::SeqCst), 0);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_gateway_is_retried_and_every_try_recorded() {
+    let app = spawn(Db::Sqlite, "").await.unwrap();
+    app.gw.fail_next.store(5, Ordering::SeqCst);
+    let (s, b) = app.post_cap(&demo_cap(), FEED).await;
+    assert_eq!(s, 202);
+    let n = b["incidents"][0]["callouts"].as_u64().unwrap() as usize;
+    app.gw
+        .wait_until(60, "every message despite 5 failures", |m| m.len() >= n)
+        .await;
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM attempts WHERE result = 'transient'")
+            .await,
+        5
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM attempts WHERE result = 'sent'")
+            .await as usize,
+        n
+    );
+    let msgs = app.gw.messages();
+    assert_eq!(msgs.len(), n, "nothing sent twice");
+    // Each message carries its attempt id as `ref`, matching a stored attempt.
+    let refs: std::collections::HashSet<&str> = msgs.iter().map(|m| m.reference.as_str()).collect();
+    assert_eq!(refs.len(), n);
+    let _ = gateway::SECRET;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampering_with_the_ledger_is_detected() {
+    let app = spawn(Db::Sqlite, "").await.unwrap();
+    let (s, _) = app.post_cap(&demo_cap(), FEED).await;
+    assert_eq!(s, 202);
+    let pool = &app.core.store.pool;
+    assert!(jiaoying::store::ledger::verify(pool).await.unwrap().is_ok());
+    sqlx::query("UPDATE ledger SET body = '{\"edited\":true}' WHERE seq = 3")
+        .execute(pool)
+        .await
+        .unwrap();
+    let broken = jiaoying::store::ledger::verify(pool).await.unwrap().unwrap_err();
+    assert_eq!(broken.seq, 3);
+    app.stop().await;
+}

@@ -1,0 +1,212 @@
+//! Starting the daemon in-process against a fresh database, and talking to it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiaoying::app::{ApiToken, App, Core, Overrides};
+use jiaoying::config::{Role, Settings};
+use tokio_util::sync::CancellationToken;
+
+use crate::gateway::{self, Fake};
+
+pub const FEED: &str = "feed-token-0123456789";
+pub const OPERATOR: &str = "operator-token-0123456789";
+pub const VIEWER: &str = "viewer-token-0123456789";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub core: Arc<Core>,
+    pub gw: Fake,
+    pub http: reqwest::Client,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh database URL, or None when the backend is not available (PostgreSQL without
+/// JIAOYING_PG_URL).
+async fn database(db: Db, dir: &Path) -> Option<String> {
+    match db {
+        Db::Sqlite => Some(format!("sqlite://{}/jy.db", dir.display())),
+        Db::Postgres => {
+            let base = std::env::var("JIAOYING_PG_URL").ok()?;
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&base)
+                .await
+                .expect("JIAOYING_PG_URL must reach PostgreSQL");
+            let name = format!("jy_test_{:016x}", rand::random::<u64>());
+            sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+                .await
+                .unwrap();
+            let (prefix, _) = base
+                .rsplit_once('/')
+                .expect("a database URL with a database name");
+            Some(format!("{prefix}/{name}"))
+        }
+    }
+}
+
+/// Starts the daemon with the demo roster and a fake SMS gateway; `extra` is TOML applied on
+/// top of the test settings.
+pub async fn spawn(db: Db, extra: &str) -> Option<TestApp> {
+    spawn_with_roster(db, extra, &repo().join("config/demo")).await
+}
+
+pub async fn spawn_with_roster(db: Db, extra: &str, roster: &Path) -> Option<TestApp> {
+    jiaoying::telemetry::init();
+    let dir = tempfile::tempdir().unwrap();
+    let url = database(db, dir.path()).await?;
+    let (gw, gw_url) = Fake::start().await;
+    // Same value in every test: the environment is shared by the test threads.
+    std::env::set_var("JIAOYING_TEST_GW_SECRET", gateway::SECRET);
+    let toml = format!(
+        r#"
+[database]
+url = "{url}"
+[http]
+bind = "127.0.0.1:0"
+public_url = "http://jy.test"
+[dispatch]
+poll = "50ms"
+retry_backoff = ["100ms", "200ms"]
+[channels]
+sms = ["fake"]
+email = []
+voice = []
+[gateways.fake]
+kind = "generic"
+url = "{gw_url}"
+secret_env = "JIAOYING_TEST_GW_SECRET"
+"#
+    );
+    // `extra` is a layer of its own, so it may redefine any table above.
+    let settings = Settings::from_toml_layers(&[&toml, extra]).unwrap();
+    let tokens = [
+        ("feed", Role::Feed, FEED),
+        ("op", Role::Operator, OPERATOR),
+        ("view", Role::Viewer, VIEWER),
+    ]
+    .into_iter()
+    .map(|(n, r, t)| ApiToken {
+        name: n.into(),
+        role: r,
+        token: t.into(),
+    })
+    .collect();
+    let core = Core::open(
+        settings,
+        Overrides {
+            answer_secret: Some("test-answer-secret".into()),
+            tokens,
+        },
+    )
+    .await
+    .unwrap();
+    jiaoying::import::import_all(&core.store, roster).await.unwrap();
+    let app = App::bind(core.clone()).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(app.run(stop.clone()));
+    Some(TestApp {
+        base,
+        core,
+        gw,
+        http: reqwest::Client::new(),
+        stop,
+        task,
+        _dir: dir,
+    })
+}
+
+impl TestApp {
+    pub async fn post_cap(&self, body: &[u8], token: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/warnings", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/cap+xml")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// An SMS reply through the gateway's signed inbound hook.
+    pub async fn reply(&self, from: &str, text: &str) -> (u16, serde_json::Value) {
+        let (body, headers) = gateway::signed(
+            &serde_json::json!({"from": from, "text": text, "at": chrono::Utc::now().to_rfc3339()}),
+        );
+        let mut req = self
+            .http
+            .post(format!("{}/hooks/fake/inbound", self.base))
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&self.core.store.pool)
+            .await
+            .unwrap()
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("graceful stop")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// The demo warning with its times moved to now (and a unique identifier).
+pub fn demo_cap() -> Vec<u8> {
+    let raw = std::fs::read_to_string(repo().join("config/demo/rainstorm-red.cap.xml")).unwrap();
+    let raw = jiaoying::demo::as_of_now(&raw, chrono::Utc::now());
+    raw.replace(
+        "45090041600000_20260612023000",
+        &format!("45090041600000_{}", rand::random::<u32>()),
+    )
+    .into_bytes()
+}
+
+/// The answer token inside a message text.
+pub fn token_in(text: &str) -> String {
+    let at = text.find("/a/").expect("an answer link in the message") + 3;
+    text[at..]
+        .split(|c: char| c.is_whitespace() || c == '。')
+        .next()
+        .unwrap()
+        .to_string()
+}
