@@ -1,7 +1,7 @@
 //! A fake generic SMS gateway (SPEC §5) on loopback: checks each request's signature, records
 //! what it receives, and can be told to fail the next N sends with 503.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,8 @@ pub struct Fake {
     pub received: Arc<Mutex<Vec<Sent>>>,
     pub fail_next: Arc<AtomicUsize>,
     pub bad_signatures: Arc<AtomicUsize>,
+    /// Milliseconds to wait before answering each send (a slow carrier).
+    pub delay_ms: Arc<AtomicU64>,
 }
 
 impl Fake {
@@ -77,6 +79,10 @@ async fn send(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) -> (Sta
     {
         fake.bad_signatures.fetch_add(1, Ordering::SeqCst);
         return (StatusCode::UNAUTHORIZED, "{}".into());
+    }
+    let delay = fake.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
     }
     if fake.fail_next.load(Ordering::SeqCst) > 0 {
         fake.fail_next.fetch_sub(1, Ordering::SeqCst);

@@ -3,6 +3,7 @@
 //! gateways on loopback and a real SMTP server.
 
 mod bad_input;
+mod crash;
 mod email;
 mod flow;
 mod gateway;

@@ -1,0 +1,139 @@
+//! SPEC §8: a kill -9 in the middle of a fan-out loses no planned call-out. The real binary is
+//! started, killed while a slow gateway is part-way through, and started again: every person
+//! is then reached, and only messages in flight at the kill may go twice.
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::gateway::{self, Fake};
+use crate::helpers::{demo_cap, repo};
+
+const BATCH: usize = 32;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn jiaoying(config: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_jiaoying"));
+    c.arg("--config")
+        .arg(config)
+        .args(args)
+        .env("JIAOYING_ANSWER_SECRET", "crash-test-secret")
+        .env("JIAOYING_TEST_GW_SECRET", gateway::SECRET)
+        .env("JIAOYING_CRASH_FEED_TOKEN", "crash-feed-token")
+        .env("RUST_LOG", "warn")
+        .current_dir(repo());
+    c
+}
+
+async fn serve(config: &std::path::Path, base: &str) -> Child {
+    let child = jiaoying(config, &["serve"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
+            if r.status() == 200 {
+                return child;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "serve did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_fan_out_loses_no_call_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, gw_url) = Fake::start().await;
+    gw.delay_ms.store(15, Ordering::SeqCst);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let config = dir.path().join("jiaoying.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[database]
+url = "sqlite://{db}"
+[http]
+bind = "127.0.0.1:{port}"
+public_url = "{base}"
+[dispatch]
+batch = {BATCH}
+workers = 1
+poll = "50ms"
+lease = "2s"
+[channels]
+sms = ["fake"]
+[gateways.fake]
+kind = "generic"
+url = "{gw_url}"
+secret_env = "JIAOYING_TEST_GW_SECRET"
+concurrency = 4
+[[auth.tokens]]
+name = "feed"
+role = "feed"
+token_env = "JIAOYING_CRASH_FEED_TOKEN"
+"#,
+            db = dir.path().join("jy.db").display()
+        ),
+    )
+    .unwrap();
+    for (kind, file) in [("regions", "regions.csv"), ("contacts", "contacts.csv")] {
+        let out = jiaoying(&config, &["import", kind, &format!("config/demo/{file}")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "import {kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let mut child = serve(&config, &base).await;
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/warnings"))
+        .bearer_auth("crash-feed-token")
+        .body(demo_cap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let n = body["incidents"][0]["callouts"].as_u64().unwrap() as usize;
+
+    gw.wait_until(30, "the fan-out to be under way", |m| m.len() >= 60)
+        .await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = gw.messages().len();
+    assert!(
+        before < n,
+        "the kill came too late to test anything ({before} of {n})"
+    );
+
+    let mut child = serve(&config, &base).await;
+    let msgs = gw
+        .wait_until(60, "everyone reached after the restart", |m| {
+            m.iter().map(|s| &s.to).collect::<HashSet<_>>().len() >= n
+        })
+        .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let distinct: HashSet<&str> = msgs.iter().map(|m| m.to.as_str()).collect();
+    assert_eq!(distinct.len(), n);
+    // Only the batch in flight when the process died can have gone twice.
+    assert!(msgs.len() - n <= BATCH, "{} duplicates", msgs.len() - n);
+}
