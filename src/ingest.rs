@@ -38,6 +38,7 @@ pub enum IngestError {
 }
 
 pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, IngestError> {
+    let started = std::time::Instant::now();
     let now = now_ms();
     let alert = match cap::parse(raw) {
         Ok(a) => a,
@@ -93,6 +94,7 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
         }
     }
 
+    let planned_ms = started.elapsed().as_millis() as u64;
     let mut tx = core.store.begin().await?;
     if let Some(id) = warnings::find(&mut tx, &alert.sender, &alert.identifier, &alert.sent).await? {
         tx.rollback().await.ok();

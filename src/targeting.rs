@@ -73,13 +73,22 @@ pub type Threatened = BTreeMap<RegionCode, Via>;
 
 pub fn threatened(info: &Info, regions: &[Region]) -> Threatened {
     let mut out = Threatened::new();
-    let parents: HashSet<&RegionCode> = regions.iter().filter_map(|r| r.parent.as_ref()).collect();
-    let has_child = |r: &Region| {
-        parents.contains(&r.code)
-            || regions
-                .iter()
-                .any(|o| o.code != r.code && r.code.contains(&o.code))
-    };
+    // A region has children when it is the parent, or a code prefix, of another (linear:
+    // every region names its ancestors).
+    let mut inner: HashSet<String> = regions
+        .iter()
+        .filter_map(|r| r.parent.as_ref().map(|p| p.to_string()))
+        .collect();
+    for r in regions {
+        let code = r.code.as_str();
+        inner.extend(
+            [2, 4, 6, 9]
+                .into_iter()
+                .filter(|&n| n < code.len())
+                .map(|n| code[..n].to_string()),
+        );
+    }
+    let has_child = |r: &Region| inner.contains(r.code.as_str());
     let leaves: Vec<&Region> = regions.iter().filter(|r| !has_child(r)).collect();
     for (i, area) in info.areas.iter().enumerate() {
         match_area(i, area, regions, &leaves, &mut out);

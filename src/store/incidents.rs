@@ -230,7 +230,7 @@ pub async fn transition(
         .collect::<Vec<_>>()
         .join(", ");
     let stamp = stamp_column.map(|c| format!(", {c} = $2")).unwrap_or_default();
-    for chunk in ids.chunks(5000) {
+    for chunk in ids.chunks(1000) {
         let sql = format!(
             "UPDATE callouts SET state = $1, updated_at = $2{stamp} WHERE state IN ({from_sql}) AND id IN ({}) RETURNING id",
             super::placeholders(3, chunk.len())
@@ -310,7 +310,7 @@ fn callout_of(r: &sqlx::any::AnyRow) -> Result<Callout> {
 
 pub async fn callouts_by_id(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<Callout>> {
     let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(5000) {
+    for chunk in ids.chunks(1000) {
         let sql = format!(
             "{CALLOUT_SELECT} WHERE c.id IN ({})",
             super::placeholders(1, chunk.len())

@@ -111,7 +111,7 @@ pub async fn claim(store: &Store, worker: &str, now: i64, lease_ms: i64, limit: 
 }
 
 pub async fn delete(conn: &mut AnyConnection, ids: &[i64]) -> Result<()> {
-    for chunk in ids.chunks(5000) {
+    for chunk in ids.chunks(1000) {
         let sql = format!("DELETE FROM jobs WHERE id IN ({})", placeholders(1, chunk.len()));
         let mut q = sqlx::query(&sql);
         for id in chunk {
@@ -156,7 +156,7 @@ pub async fn release(pool: &AnyPool, worker: &str) -> Result<()> {
 
 /// Cancels the pending jobs of call-outs (stand-down).
 pub async fn delete_for_callouts(conn: &mut AnyConnection, callouts: &[i64], kinds: &[Kind]) -> Result<()> {
-    for chunk in callouts.chunks(5000) {
+    for chunk in callouts.chunks(1000) {
         let kinds_sql = kinds
             .iter()
             .map(|k| format!("'{}'", k.as_str()))

@@ -269,6 +269,10 @@ pub async fn insert_rows_with_suffix(
     if rows.is_empty() {
         return Ok(());
     }
+    // SQLite keeps named parameters (`$N`, and `?NNN` too) in a list that it scans for each
+    // one bound, which is quadratic in a 30,000-parameter INSERT: seconds per 10,000 rows.
+    // Anonymous `?` are bound in order with no lookup. PostgreSQL only knows `$N`.
+    let anonymous = conn.backend_name() == "SQLite";
     let per_chunk = (MAX_PARAMS / columns.len()).max(1);
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
@@ -283,8 +287,12 @@ pub async fn insert_rows_with_suffix(
                 if j > 0 {
                     sql.push_str(", ");
                 }
-                sql.push('$');
-                sql.push_str(&n.to_string());
+                if anonymous {
+                    sql.push('?');
+                } else {
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
             }
             sql.push(')');
         }
@@ -298,7 +306,8 @@ pub async fn insert_rows_with_suffix(
     Ok(())
 }
 
-/// `$first, $first+1, …` for an `IN (…)` list of `n` values.
+/// `$first, $first+1, …` for an `IN (…)` list of `n` values (callers keep `n` in the
+/// thousands: see the note on SQLite in [`insert_rows_with_suffix`]).
 pub fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("${i}"))
