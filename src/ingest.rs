@@ -171,6 +171,8 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
     tracing::info!(
         warning.id = warning_id,
         callouts = planned.len(),
+        planned_ms,
+        total_ms = started.elapsed().as_millis() as u64,
         "warning ingested"
     );
     Ok(Outcome {
