@@ -9,7 +9,8 @@ use crate::app::Core;
 use crate::callout::{on_answer, Answer, State};
 use crate::domain::{AckMethod, Phone};
 use crate::reply;
-use crate::store::incidents::{self, Callout, Evacuation};
+use crate::store::answers::{self, Evacuation};
+use crate::store::incidents::{self, Callout};
 use crate::store::ledger::{self, Record};
 use crate::store::{now_ms, roster, Backend};
 
@@ -52,7 +53,7 @@ async fn answer_in(
     match on_answer(state, now, c.deadline_at) {
         Answer::Duplicate => Ok(Answered::Duplicate),
         Answer::Record { late } => {
-            incidents::record_ack(
+            answers::record_ack(
                 conn,
                 backend,
                 callout_id,
@@ -91,7 +92,7 @@ async fn evacuation_in(
     threatened: Option<i64>,
     method: &str,
 ) -> Result<i64> {
-    incidents::record_evacuation(
+    answers::record_evacuation(
         conn,
         backend,
         &Evacuation {

@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::callout::State;
 use crate::domain::RegionCode;
-use crate::store::incidents::{self, Callout, EvacuationRow, Incident};
+use crate::store::answers::{self, EvacuationRow};
+use crate::store::incidents::{self, Callout, Incident};
 use crate::store::{roster, Store};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -150,7 +151,7 @@ pub async fn load(store: &Store, incident_id: i64) -> Result<Option<Report>> {
     };
     drop(conn);
     let callouts = incidents::callouts_of_incident(&store.pool, incident_id).await?;
-    let evacuations = incidents::latest_evacuations(&store.pool, incident_id).await?;
+    let evacuations = answers::latest_evacuations(&store.pool, incident_id).await?;
     let names = roster::load_regions(&store.pool)
         .await
         .context("region names")?

@@ -18,7 +18,8 @@ use crate::domain::AckMethod;
 use crate::inbound::{self, Answered};
 use crate::ingest::{self, IngestError};
 use crate::report;
-use crate::store::incidents::{self, Evacuation};
+use crate::store::answers::{self, Evacuation};
+use crate::store::incidents;
 use crate::store::{now_ms, warnings};
 
 pub async fn post_warning(
@@ -203,7 +204,7 @@ pub async fn post_evacuation(
         }
     };
     let reporter = format!("operator:{who}:{region}");
-    let id = incidents::record_evacuation(
+    let id = answers::record_evacuation(
         &mut tx,
         core.store.backend,
         &Evacuation {

@@ -3,6 +3,7 @@
 //! head) the difference lives in this module and `jobs.rs`, keyed on [`Backend`].
 //! Times are Unix milliseconds; ids are `i64`.
 
+pub mod answers;
 pub mod incidents;
 pub mod jobs;
 pub mod ledger;

@@ -26,6 +26,7 @@ pub struct TestApp {
     pub gw: Fake,
     pub http: reqwest::Client,
     stop: CancellationToken,
+    pg_database: Option<String>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
 }
@@ -34,11 +35,11 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A fresh database URL, or None when the backend is not available (PostgreSQL without
-/// JIAOYING_PG_URL).
-async fn database(db: Db, dir: &Path) -> Option<String> {
+/// A fresh database URL (and, for PostgreSQL, the database to drop afterwards), or None when
+/// the backend is not available (PostgreSQL without JIAOYING_PG_URL).
+async fn database(db: Db, dir: &Path) -> Option<(String, Option<String>)> {
     match db {
-        Db::Sqlite => Some(format!("sqlite://{}/jy.db", dir.display())),
+        Db::Sqlite => Some((format!("sqlite://{}/jy.db", dir.display()), None)),
         Db::Postgres => {
             let base = std::env::var("JIAOYING_PG_URL").ok()?;
             use sqlx::Connection;
@@ -52,7 +53,7 @@ async fn database(db: Db, dir: &Path) -> Option<String> {
             let (prefix, _) = base
                 .rsplit_once('/')
                 .expect("a database URL with a database name");
-            Some(format!("{prefix}/{name}"))
+            Some((format!("{prefix}/{name}"), Some(name)))
         }
     }
 }
@@ -66,7 +67,7 @@ pub async fn spawn(db: Db, extra: &str) -> Option<TestApp> {
 pub async fn spawn_with_roster(db: Db, extra: &str, roster: &Path) -> Option<TestApp> {
     jiaoying::telemetry::init();
     let dir = tempfile::tempdir().unwrap();
-    let url = database(db, dir.path()).await?;
+    let (url, pg_database) = database(db, dir.path()).await?;
     let (gw, gw_url) = Fake::start().await;
     // Same value in every test: the environment is shared by the test threads.
     std::env::set_var("JIAOYING_TEST_GW_SECRET", gateway::SECRET);
@@ -124,6 +125,7 @@ secret_env = "JIAOYING_TEST_GW_SECRET"
         gw,
         http: reqwest::Client::new(),
         stop,
+        pg_database,
         task,
         _dir: dir,
     })
@@ -187,6 +189,13 @@ impl TestApp {
             .expect("graceful stop")
             .unwrap()
             .unwrap();
+        if let (Some(name), Ok(base)) = (self.pg_database, std::env::var("JIAOYING_PG_URL")) {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+            sqlx::Executor::execute(&mut conn, format!("DROP DATABASE {name} WITH (FORCE)").as_str())
+                .await
+                .unwrap();
+        }
     }
 }
 
