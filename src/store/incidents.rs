@@ -349,12 +349,10 @@ pub async fn open_callouts_of_contacts(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT i.code, x.* FROM ({CALLOUT_SELECT}) x JOIN incidents i ON i.id = x.incident_id
-         WHERE i.state = 'active' AND x.contact_id IN ({}) ORDER BY x.id DESC",
+        "SELECT i.code, c.id FROM callouts c JOIN incidents i ON i.id = c.incident_id
+         WHERE i.state = 'active' AND c.contact_id IN ({}) ORDER BY c.id DESC",
         super::placeholders(1, contact_ids.len())
     );
-    // The inner select lists columns by position; re-select them by name for portability.
-    let sql = sql.replace("x.*", "x.id");
     let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
     for id in contact_ids {
         q = q.bind(*id);
