@@ -88,7 +88,7 @@ pub async fn run(mut settings: Settings, o: Options) -> Result<()> {
         println!(
             "  {} {} {} {}",
             p.name,
-            p.role,
+            crate::roster::role_label(&p.role),
             p.place,
             p.phone.as_deref().unwrap_or("-")
         );

@@ -7,7 +7,8 @@ use anyhow::Result;
 use crate::app::Core;
 use crate::callout::{on_deadline, Deadline, State};
 use crate::config::{Policy, Rung};
-use crate::store::incidents::{self, Callout};
+use crate::roster::role_label;
+use crate::store::incidents;
 use crate::store::jobs::{self, Job, Kind, NewJob};
 use crate::store::ledger::{self, Record};
 use crate::store::{now_ms, roster};
@@ -100,8 +101,8 @@ pub async fn run(core: &Core, job: Job) -> Result<()> {
                 .execute(&mut *tx)
                 .await?;
             let why = match to {
-                Rung::Backup => format!("{}（{}）未应答，AB角顶替", c.contact_name, c.role),
-                _ => format!("{}（{}）未应答，报上级", c.contact_name, c.role),
+                Rung::Backup => format!("{}（{}）未应答，AB角顶替", c.contact_name, role_label(&c.role)),
+                _ => format!("{}（{}）未应答，报上级", c.contact_name, role_label(&c.role)),
             };
             let child = incidents::add_callout(
                 &mut tx,
@@ -137,15 +138,4 @@ pub async fn run(core: &Core, job: Job) -> Result<()> {
     tx.commit().await?;
     core.wake.notify_waiters();
     Ok(())
-}
-
-/// The escalation chain of a call-out, for display: its ancestors up to the first call.
-pub fn chain<'a>(c: &'a Callout, all: &'a [Callout]) -> Vec<&'a Callout> {
-    let mut out = vec![c];
-    let mut cur = c;
-    while let Some(p) = cur.parent_id.and_then(|p| all.iter().find(|x| x.id == p)) {
-        out.push(p);
-        cur = p;
-    }
-    out
 }

@@ -37,6 +37,21 @@ pub struct Contact {
     pub channels: Vec<ChannelKind>,
 }
 
+/// The Chinese name of a known role code, for what officials read; unknown codes as they are.
+pub fn role_label(role: &str) -> &str {
+    match role {
+        "city_duty" => "市防指值班员",
+        "county_duty" => "县防指值班领导",
+        "county_duty_b" => "县防指值班领导（B角）",
+        "township_leader" => "乡镇党政主要领导",
+        "township_duty" => "乡镇值班领导",
+        "village_leader" => "村（社区）防汛责任人",
+        "info_officer" => "灾害信息员",
+        "risk_monitor" => "监测员",
+        other => other,
+    }
+}
+
 /// A bad row: where and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RowError {

@@ -201,4 +201,4 @@ CREATE TABLE id_counters (
     name  TEXT PRIMARY KEY,
     next  BIGINT NOT NULL
 );
-INSERT INTO id_counters (name, next) VALUES ('callouts', 1), ('attempts', 1), ('jobs', 1);
+INSERT INTO id_counters (name, next) VALUES ('callouts', 1), ('attempts', 1);
