@@ -11,7 +11,7 @@ use crate::domain::{AckMethod, Phone};
 use crate::reply;
 use crate::store::answers::{self, Evacuation};
 use crate::store::incidents::{self, Callout};
-use crate::store::ledger::{self, Record};
+use crate::store::ledger;
 use crate::store::{now_ms, roster, Backend};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -200,17 +200,10 @@ pub async fn sms_reply(core: &Core, gateway: &str, from: &str, text: &str) -> Re
             .execute(&mut *tx)
             .await?;
     }
-    ledger::append(
-        &mut tx,
-        backend,
-        now,
-        vec![Record::new(
-            "inbound.sms",
+    ledger::record(&mut tx, backend, now, "inbound.sms",
             format!("inbound:{inbound_id}"),
             serde_json::json!({"gateway": gateway, "from": phone.as_ref().map(|p| p.masked()), "outcome": out.outcome,
-                "callout": out.callout_id}),
-        )],
-    )
+                "callout": out.callout_id}))
     .await?;
     tx.commit().await?;
     if out.outcome == "unknown-number" {
@@ -302,11 +295,13 @@ pub async fn receipt(core: &Core, gateway: &str, r: &Receipt) -> Result<&'static
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
-    ledger::append(
+    ledger::record(
         &mut tx,
         core.store.backend,
         now,
-        vec![Record::new("inbound.status", format!("inbound:{inbound_id}"), serde_json::json!({"gateway": gateway, "status": r.status, "outcome": outcome, "callout": attempt}))],
+        "inbound.status",
+        format!("inbound:{inbound_id}"),
+        serde_json::json!({"gateway": gateway, "status": r.status, "outcome": outcome, "callout": attempt}),
     )
     .await?;
     tx.commit().await?;

@@ -115,7 +115,7 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
         });
     }
     let warning_id = warnings::insert(&mut tx, &alert, &class, raw, source, now).await?;
-    let mut records = vec![ledger::Record::new(
+    let records = vec![ledger::Record::new(
         "warning.received",
         format!("warning:{warning_id}"),
         serde_json::json!({"sender": alert.sender, "identifier": alert.identifier, "sent": alert.sent,
@@ -145,7 +145,7 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
             callouts: planned.len(),
         });
     }
-    ledger::append(&mut tx, core.store.backend, now, std::mem::take(&mut records)).await?;
+    ledger::append(&mut tx, core.store.backend, now, records).await?;
     match tx.commit().await {
         Ok(()) => {}
         // Two feeds delivering the same warning at once: the unique key decides.

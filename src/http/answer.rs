@@ -55,12 +55,15 @@ input{font-size:1.2rem;padding:.5rem;width:8rem}
 {% endif %}
 </body></html>"#;
 
-fn env() -> Environment<'static> {
-    let mut env = Environment::new();
-    // A constant template checked by the end-to-end tests.
-    env.add_template("answer.html", PAGE)
-        .expect("answer page template");
-    env
+/// Compiled once; a constant template checked by the end-to-end tests.
+fn env() -> &'static Environment<'static> {
+    static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.add_template("answer.html", PAGE)
+            .expect("answer page template");
+        env
+    })
 }
 
 fn page(ctx: minijinja::Value, status: StatusCode) -> Response {

@@ -5,7 +5,8 @@ use anyhow::Result;
 use serde::Serialize;
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use super::ledger::{self, Record};
+use super::jobs::{self, Kind};
+use super::ledger;
 use super::Backend;
 
 /// Records an answer to a call-out (the caller has decided it is not a duplicate).
@@ -39,16 +40,11 @@ pub async fn record_ack(
         .bind(callout_id)
         .execute(&mut *conn)
         .await?;
-    ledger::append(
-        conn,
-        backend,
-        now,
-        vec![Record::new(
-            "ack.recorded",
+    // An answered call-out needs no more sends or deadline checks.
+    jobs::delete_for_callouts(conn, &[callout_id], &[Kind::Send, Kind::Deadline]).await?;
+    ledger::record(conn, backend, now, "ack.recorded",
             format!("callout:{callout_id}"),
-            serde_json::json!({"method": method, "late": late, "note": note, "actor": actor, "inbound": inbound_id}),
-        )],
-    )
+            serde_json::json!({"method": method, "late": late, "note": note, "actor": actor, "inbound": inbound_id}))
     .await
 }
 
@@ -82,16 +78,14 @@ pub async fn record_evacuation(
     .bind(now)
     .fetch_one(&mut *conn)
     .await?;
-    ledger::append(
+    ledger::record(
         conn,
         backend,
         now,
-        vec![Record::new(
-            "evacuation.reported",
-            format!("incident:{}", e.incident_id),
-            serde_json::json!({"id": id, "callout": e.callout_id, "reporter": e.reporter, "region": e.region_code,
+        "evacuation.reported",
+        format!("incident:{}", e.incident_id),
+        serde_json::json!({"id": id, "callout": e.callout_id, "reporter": e.reporter, "region": e.region_code,
                 "moved": e.moved, "threatened": e.threatened, "method": e.method}),
-        )],
     )
     .await?;
     Ok(id)

@@ -507,15 +507,13 @@ pub async fn close(
         now,
     )
     .await?;
-    ledger::append(
+    ledger::record(
         conn,
         backend,
         now,
-        vec![Record::new(
-            "incident.closed",
-            format!("incident:{id}"),
-            serde_json::json!({"actor": actor, "cancelled": cancelled.len(), "notified": notified.len()}),
-        )],
+        "incident.closed",
+        format!("incident:{id}"),
+        serde_json::json!({"actor": actor, "cancelled": cancelled.len(), "notified": notified.len()}),
     )
     .await?;
     Ok(cancelled)

@@ -83,6 +83,18 @@ pub async fn append(
     Ok(())
 }
 
+/// Appends a single record: most changes write one.
+pub async fn record(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    now: i64,
+    kind: &'static str,
+    subject: String,
+    body: serde_json::Value,
+) -> Result<()> {
+    append(conn, backend, now, vec![Record::new(kind, subject, body)]).await
+}
+
 /// Every entry in order, page by page (the ledger may be large).
 pub async fn verify(pool: &sqlx::AnyPool) -> Result<Result<usize, ledger::Broken>> {
     let mut prev = ledger::GENESIS.to_string();

@@ -76,12 +76,16 @@ pub async fn reject(
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
-    let rec = ledger::Record::new(
+    let body = serde_json::json!({"source": source, "reason": reason, "bytes": raw.len()});
+    ledger::record(
+        &mut tx,
+        backend,
+        now,
         "warning.rejected",
         format!("reject:{id}"),
-        serde_json::json!({"source": source, "reason": reason, "bytes": raw.len()}),
-    );
-    ledger::append(&mut tx, backend, now, vec![rec]).await?;
+        body,
+    )
+    .await?;
     tx.commit().await?;
     Ok(id)
 }

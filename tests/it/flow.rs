@@ -222,3 +222,67 @@ async fn flow(db: Db) {
     }
     app.stop().await;
 }
+
+/// Stand-down: a viewer may not; an operator closes the incident, every unanswered call-out is
+/// cancelled with its jobs, and everyone already called hears 解除.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stand_down_cancels_and_tells_everyone_called() {
+    let app = spawn(Db::Sqlite, POLICY).await.unwrap();
+    let (status, body) = app.post_cap(&demo_cap(), FEED).await;
+    assert_eq!(status, 202, "{body}");
+    let incident = body["incidents"][0]["id"].as_i64().unwrap();
+    let n = body["incidents"][0]["callouts"].as_u64().unwrap() as usize;
+    let msgs = app.gw.wait_until(60, "the call-outs", |m| m.len() >= n).await;
+
+    // An answer takes that call-out's pending jobs away with it.
+    let (_, out) = app.reply(&msgs[0].to, "收到").await;
+    assert_eq!(out["outcome"], "ack", "{out}");
+    let answered = out["callout_id"].as_i64().unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE callout_id = $1")
+        .bind(answered)
+        .fetch_one(&app.core.store.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+
+    let url = format!("{}/api/v1/incidents/{incident}/close", app.base);
+    let r = app.http.post(&url).bearer_auth(VIEWER).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = app
+        .http
+        .post(&url)
+        .bearer_auth(crate::helpers::OPERATOR)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let closed: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(closed["cancelled"].as_u64().unwrap() as usize, n - 1);
+
+    let all = app
+        .gw
+        .wait_until(30, "the stand-down messages", |m| m.len() >= 2 * n)
+        .await;
+    let standdowns: HashSet<&str> = all[n..]
+        .iter()
+        .filter(|m| m.text.contains("解除"))
+        .map(|m| m.to.as_str())
+        .collect();
+    assert_eq!(standdowns.len(), n, "everyone called hears the stand-down once");
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM callouts WHERE state = 'cancelled'")
+            .await as usize,
+        n - 1
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM jobs").await,
+        0,
+        "nothing left to send or escalate"
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM ledger WHERE kind = 'notice.sent'")
+            .await as usize,
+        n
+    );
+    app.stop().await;
+}
