@@ -37,6 +37,45 @@ pub struct Contact {
     pub channels: Vec<ChannelKind>,
 }
 
+/// A risk point (风险点): a reservoir, flash-flood point, geohazard point … at a place.
+#[derive(Debug, Clone, Serialize)]
+pub struct RiskPoint {
+    pub id: i64,
+    /// Natural key (the office's own number for the point).
+    pub key: String,
+    /// `reservoir`, `flash_flood`, `geohazard`, `waterlogging` or `other`.
+    pub kind: String,
+    pub name: String,
+    pub lat: f64,
+    pub lon: f64,
+    /// The village (or township) it lies in.
+    pub region: RegionCode,
+    /// People it threatens.
+    pub people: i64,
+    /// Contact keys of its monitors (监测员/巡查员).
+    pub monitors: Vec<String>,
+}
+
+/// One line of a duty roster (值班表): `contact_key` holds `role` in `region` during `shift`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DutyShift {
+    pub role: String,
+    pub region: RegionCode,
+    pub contact_key: String,
+    pub shift: Shift,
+}
+
+/// When a duty shift holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Shift {
+    /// Starts whenever the `cron` crate expression (seconds first) fires in time zone `tz`
+    /// (IANA name, default Asia/Shanghai), and lasts `minutes`.
+    Cron { expr: String, minutes: u32, tz: String },
+    /// From `from` (inclusive) to `to` (exclusive), Unix milliseconds.
+    Dates { from: i64, to: i64 },
+}
+
 /// The Chinese name of a known role code, for what officials read; unknown codes as they are.
 pub fn role_label(role: &str) -> &str {
     match role {

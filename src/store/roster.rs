@@ -7,7 +7,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::Val;
 use crate::domain::{ChannelKind, Phone, RegionCode, RegionLevel};
-use crate::roster::{geometry_shape, Contact, Region};
+use crate::roster::{geometry_shape, Contact, DutyShift, Region, RiskPoint};
 
 pub async fn upsert_regions(conn: &mut AnyConnection, regions: &[Region], now: i64) -> Result<()> {
     for chunk in regions.chunks(2000) {
@@ -218,4 +218,33 @@ pub async fn contacts_by_phone(conn: &mut AnyConnection, phone: &Phone) -> Resul
     .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(contact_of).collect()
+}
+
+/// Risk points with their monitors (empty until the roster importer stores monitors).
+pub async fn load_risk_points(pool: &AnyPool) -> Result<Vec<RiskPoint>> {
+    let rows = sqlx::query("SELECT id, key, kind, name, lat, lon, region_code, people FROM risk_points ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .context("loading risk points")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let region: String = r.try_get(6)?;
+        out.push(RiskPoint {
+            id: r.try_get(0)?,
+            key: r.try_get(1)?,
+            kind: r.try_get(2)?,
+            name: r.try_get(3)?,
+            lat: r.try_get(4)?,
+            lon: r.try_get(5)?,
+            region: RegionCode::parse(&region).map_err(anyhow::Error::msg)?,
+            people: r.try_get(7)?,
+            monitors: Vec::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// Duty shifts (none until the roster importer stores them).
+pub async fn load_duty(_pool: &AnyPool) -> Result<Vec<DutyShift>> {
+    Ok(Vec::new())
 }
