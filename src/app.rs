@@ -31,6 +31,8 @@ pub struct Core {
     pub tokens: Vec<ApiToken>,
     /// Poked when jobs are written, so an idle worker starts at once.
     pub wake: Notify,
+    /// Polled sources and their status (`[[feed]]`).
+    pub feeds: crate::feed::Feeds,
 }
 
 /// Secrets given directly instead of through the environment (the demo and tests).
@@ -72,6 +74,7 @@ impl Core {
             }
         }
         Ok(Arc::new(Core {
+            feeds: crate::feed::Feeds::new(&settings.feeds)?,
             gateways: Gateways::build(&settings)?,
             settings: Arc::new(settings),
             store,
@@ -110,6 +113,9 @@ impl App {
         for i in 0..self.core.settings.dispatch.workers {
             let name = format!("{}-{}-w{i}", hostname(), std::process::id());
             workers.spawn(crate::jobs::worker(self.core.clone(), name, stop.clone()));
+        }
+        if !self.core.settings.feeds.is_empty() {
+            crate::feed::spawn_all(self.core.clone(), stop.clone(), &mut workers);
         }
         let router = crate::http::router(self.core.clone());
         let s = stop.clone();

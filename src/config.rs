@@ -30,6 +30,9 @@ pub struct Settings {
     pub gateways: BTreeMap<String, Gateway>,
     #[serde(rename = "policy")]
     pub policies: Vec<Policy>,
+    /// Polled warning sources (`[[feed]]`); none by default.
+    #[serde(default, rename = "feed")]
+    pub feeds: Vec<Feed>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -220,6 +223,102 @@ impl Policy {
     }
 }
 
+/// A polled warning source (`[[feed]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Feed {
+    /// Names the source in logs, metrics and the warning's `source` (`feed:NAME`).
+    pub name: String,
+    pub url: String,
+    pub kind: FeedKind,
+    /// A `cron` expression with seconds first: `"0 */2 * * * *"` is every two minutes.
+    pub schedule: String,
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Extra attempts after a transport error or 5xx, waiting `backoff[i]` (the last repeats).
+    #[serde(default = "default_feed_retries")]
+    pub retries: u32,
+    #[serde(default = "default_feed_backoff", deserialize_with = "durations")]
+    pub backoff: Vec<Duration>,
+    /// A header sent with every request (`Authorization`, `X-Api-Key` …), its value read from
+    /// `auth_env` or `auth_file`.
+    pub auth_header: Option<String>,
+    pub auth_env: Option<String>,
+    pub auth_file: Option<String>,
+    /// When not empty, only messages whose `sender` is listed are taken; others are kept as
+    /// rejects.
+    #[serde(default)]
+    pub senders: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedKind {
+    /// An Atom or RSS index whose entries link to CAP files or embed them.
+    Index,
+    /// One CAP message at a fixed URL.
+    Cap,
+}
+
+fn default_feed_retries() -> u32 {
+    2
+}
+
+fn default_feed_backoff() -> Vec<Duration> {
+    vec![Duration::from_secs(1), Duration::from_secs(5)]
+}
+
+impl Feed {
+    pub fn cron(&self) -> Result<cron::Schedule, String> {
+        self.schedule
+            .parse()
+            .map_err(|e| format!("{:?}: {e}", self.schedule))
+    }
+
+    /// Field errors, as `key: reason` (the caller prefixes `feed[i].`).
+    fn problems(&self) -> Option<String> {
+        let name_ok = !self.name.is_empty()
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if !name_ok {
+            return Some(format!(
+                "name: {:?} must be letters, digits, '-', '_' or '.'",
+                self.name
+            ));
+        }
+        match reqwest::Url::parse(&self.url) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+            Ok(u) => return Some(format!("url: scheme {} is not http or https", u.scheme())),
+            Err(e) => return Some(format!("url: {:?}: {e}", self.url)),
+        }
+        if let Err(e) = self.cron() {
+            return Some(format!(
+                "schedule: {e} (six fields, seconds first: \"0 */2 * * * *\")"
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Some("timeout: must be positive".into());
+        }
+        if self.retries > 10 {
+            return Some(format!("retries: {} is more than 10", self.retries));
+        }
+        if self.retries > 0 && self.backoff.is_empty() {
+            return Some("backoff: empty while retries > 0".into());
+        }
+        let secret = self.auth_env.is_some() || self.auth_file.is_some();
+        match (&self.auth_header, secret) {
+            (Some(h), _) if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() => {
+                Some(format!("auth_header: {h:?} is not a valid header name"))
+            }
+            (Some(_), false) => Some("auth_header: needs auth_env or auth_file for its value".into()),
+            (None, true) => Some("auth_env/auth_file: set auth_header to say which header carries it".into()),
+            _ => None,
+        }
+    }
+}
+
 impl Settings {
     /// Defaults, then `path` (which must exist when `required`), then the environment.
     pub fn load(path: &Path, required: bool) -> Result<Settings> {
@@ -284,6 +383,14 @@ impl Settings {
         }
         if self.dispatch.batch == 0 || self.dispatch.workers == 0 {
             bail!("dispatch.batch and dispatch.workers must be at least 1");
+        }
+        for (i, f) in self.feeds.iter().enumerate() {
+            if let Some(p) = f.problems() {
+                bail!("feed[{i}].{p}");
+            }
+            if self.feeds[..i].iter().any(|g| g.name == f.name) {
+                bail!("feed[{i}].name: {:?} is used twice", f.name);
+            }
         }
         Ok(())
     }
@@ -365,6 +472,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bindd"), "{e}");
+    }
+
+    #[test]
+    fn feeds_are_checked_by_key() {
+        let feed = |extra: &str| {
+            format!("[[feed]]\nname = \"cma\"\nurl = \"https://x.test/a.atom\"\nkind = \"index\"\n{extra}")
+        };
+        let s = Settings::from_toml(&feed("schedule = \"0 */2 * * * *\"")).unwrap();
+        assert_eq!(s.feeds[0].kind, FeedKind::Index);
+        assert_eq!(s.feeds[0].retries, 2);
+        assert!(s.feeds[0].senders.is_empty());
+        assert!(Settings::from_toml("").unwrap().feeds.is_empty());
+        for (extra, want) in [
+            ("schedule = \"*/2 * * *\"", "feed[0].schedule"),
+            ("schedule = \"* * * * * *\"\ntimeout = \"0s\"", "feed[0].timeout"),
+            (
+                "schedule = \"* * * * * *\"\nauth_header = \"Authorization\"",
+                "feed[0].auth_header",
+            ),
+            ("schedule = \"* * * * * *\"\nauth_env = \"X\"", "feed[0].auth_env"),
+            ("schedule = \"* * * * * *\"\nkind2 = 1", "kind2"),
+        ] {
+            let e = Settings::from_toml(&feed(extra)).unwrap_err().to_string();
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+        let bad_url = feed("schedule = \"* * * * * *\"").replace("https://x.test/a.atom", "ftp://x");
+        let e = Settings::from_toml(&bad_url).unwrap_err().to_string();
+        assert!(e.contains("feed[0].url"), "{e}");
+        let twice = format!(
+            "{}\n{}",
+            feed("schedule = \"* * * * * *\""),
+            feed("schedule = \"* * * * * *\"")
+        );
+        let e = Settings::from_toml(&twice).unwrap_err().to_string();
+        assert!(e.contains("feed[1].name"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod dispatch;
 pub mod domain;
 pub mod escalate;
+pub mod feed;
 pub mod http;
 pub mod import;
 pub mod inbound;

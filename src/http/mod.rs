@@ -75,7 +75,8 @@ async fn readyz(State(core): State<Arc<Core>>) -> Result<impl IntoResponse, ApiE
         .await
         .map_err(|e| ApiError::unavailable(&format!("{e:#}")))?;
     Ok(axum::Json(
-        serde_json::json!({"status": "ready", "database": format!("{:?}", core.store.backend).to_lowercase()}),
+        serde_json::json!({"status": "ready", "database": format!("{:?}", core.store.backend).to_lowercase(),
+            "feeds": core.feeds.details()}),
     ))
 }
 
@@ -96,5 +97,6 @@ async fn metrics(State(core): State<Arc<Core>>) -> Result<impl IntoResponse, Api
     for (k, n) in jobs {
         out.push_str(&format!("jiaoying_jobs{{kind=\"{k}\"}} {n}\n"));
     }
+    out.push_str(&core.feeds.metrics());
     Ok(([("content-type", "text/plain; version=0.0.4")], out))
 }

@@ -4,6 +4,7 @@
 //! Times are Unix milliseconds; ids are `i64`.
 
 pub mod answers;
+pub mod feeds;
 pub mod incidents;
 pub mod jobs;
 pub mod ledger;
