@@ -45,7 +45,9 @@ async fn run(core: Arc<Core>, i: usize, stop: CancellationToken) {
             return;
         }
     };
-    for next in schedule.upcoming(chrono::Utc) {
+    // The next time is taken after each poll, so a poll longer than the interval skips the
+    // times it overran instead of catching up with a burst.
+    while let Some(next) = schedule.after(&chrono::Utc::now()).next() {
         let wait = (next - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -5,6 +5,7 @@
 mod bad_input;
 mod crash;
 mod email;
+mod feed;
 mod flow;
 mod gateway;
 mod helpers;
