@@ -53,6 +53,13 @@ pub fn parse_with_alerts(bytes: &[u8], base: &str) -> Result<Vec<(Entry, Vec<Vec
     // Only ids and links are read from the index itself, so stray bytes in titles (seen in
     // real feeds) must not cost the whole index.
     let text = String::from_utf8_lossy(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes));
+    // roxmltree recurses per element level: a deep enough index would overflow the stack.
+    if cap::nests_deeper_than(&text, cap::MAX_DEPTH) {
+        return Err(format!(
+            "index: elements nested deeper than {} levels",
+            cap::MAX_DEPTH
+        ));
+    }
     let options = ParsingOptions {
         allow_dtd: false,
         nodes_limit: cap::NODES_LIMIT,
@@ -325,6 +332,11 @@ mod tests {
         assert!(parse(b"<html/>", BASE).unwrap_err().contains("<html>"));
         assert!(parse(b"<feed>", BASE).unwrap_err().contains("malformed"));
         assert!(parse(b"<feed/>", "not a url").unwrap_err().contains("index URL"));
+        let n = 100_000;
+        let deep = format!("<feed>{}{}</feed>", "<a>".repeat(n), "</a>".repeat(n));
+        assert!(parse(deep.as_bytes(), BASE)
+            .unwrap_err()
+            .contains("nested deeper"));
         let big = vec![b' '; cap::MAX_BYTES + 1];
         assert!(parse(&big, BASE).unwrap_err().contains("byte limit"));
     }

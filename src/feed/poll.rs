@@ -76,14 +76,13 @@ pub async fn poll_once(core: &Core, name: &str) -> Result<Polled, String> {
 async fn poll_source(core: &Core, i: usize) -> Result<Polled, String> {
     let feed = &core.settings.feeds[i];
     let started = now_ms();
-    core.feeds.update(i, |s| {
-        s.last_attempt = Some(started);
-        s.polls += 1;
-    });
+    core.feeds.update(i, |s| s.last_attempt = Some(started));
     let mut polled = Polled::default();
     let result = poll(core, i, &mut polled).await;
     let now = now_ms();
+    // Counted when done, so `polls - not_modified - errors` never includes one in flight.
     core.feeds.update(i, |s| {
+        s.polls += 1;
         s.entries_fetched += polled.fetched;
         s.ingested += polled.ingested;
         s.refused += polled.refused;
