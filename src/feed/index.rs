@@ -40,8 +40,11 @@ pub fn parse(bytes: &[u8], base: &str) -> Result<Vec<Entry>, String> {
         .collect())
 }
 
-/// As [`parse`], with each entry's embedded alerts as standalone CAP documents.
-pub fn parse_with_alerts(bytes: &[u8], base: &str) -> Result<Vec<(Entry, Vec<Vec<u8>>)>, String> {
+/// An entry with the alerts embedded in it, each a standalone CAP document.
+pub type WithAlerts = (Entry, Vec<Vec<u8>>);
+
+/// As [`parse`], with each entry's embedded alerts.
+pub fn parse_with_alerts(bytes: &[u8], base: &str) -> Result<Vec<WithAlerts>, String> {
     let base = Url::parse(base).map_err(|e| format!("index URL {base:?}: {e}"))?;
     if bytes.len() > cap::MAX_BYTES {
         return Err(format!(

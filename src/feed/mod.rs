@@ -128,7 +128,7 @@ impl Feeds {
                 ));
             }
         }
-        let counters: [(&str, fn(&Status) -> u64); 3] = [
+        let counters: [Metric<u64>; 3] = [
             ("jiaoying_feed_entries_fetched_total", |s| s.entries_fetched),
             ("jiaoying_feed_messages_ingested_total", |s| s.ingested),
             ("jiaoying_feed_messages_refused_total", |s| s.refused),
@@ -139,7 +139,7 @@ impl Feeds {
                 out.push_str(&format!("{metric}{{source=\"{n}\"}} {}\n", get(st)));
             }
         }
-        let gauges: [(&str, fn(&Status) -> Option<i64>); 2] = [
+        let gauges: [Metric<Option<i64>>; 2] = [
             ("jiaoying_feed_last_success_timestamp_seconds", |s| s.last_success),
             ("jiaoying_feed_last_attempt_timestamp_seconds", |s| s.last_attempt),
         ];
@@ -159,6 +159,9 @@ impl Feeds {
         out
     }
 }
+
+/// A metric's name and how to read it from a status.
+type Metric<T> = (&'static str, fn(&Status) -> T);
 
 /// Names are checked at load (letters, digits, `-_.`); escaping keeps the text valid anyway.
 fn label(name: &str) -> String {

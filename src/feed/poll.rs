@@ -139,24 +139,14 @@ async fn poll(core: &Core, i: usize, polled: &mut Polled) -> Result<(), String> 
                 .into_iter()
                 .collect();
             let mut taken = Vec::new();
-            for ((entry, alerts), key) in entries.iter().zip(keys) {
+            for (item, key) in entries.iter().zip(keys) {
                 if seen.contains(&key) || taken.contains(&key) {
                     continue;
                 }
-                match take_entry(
-                    core,
-                    client,
-                    feed,
-                    (entry, alerts),
-                    auth.as_ref(),
-                    &source,
-                    polled,
-                )
-                .await
-                {
+                match take_entry(core, client, feed, item, auth.as_ref(), &source, polled).await {
                     Ok(()) => taken.push(key),
                     Err(e) => {
-                        tracing::warn!(feed = %feed.name, entry = %entry.id, error = %e, "feed entry not taken");
+                        tracing::warn!(feed = %feed.name, entry = %item.0.id, error = %e, "feed entry not taken");
                         first_error.get_or_insert(e);
                     }
                 }
@@ -178,7 +168,7 @@ async fn take_entry(
     core: &Core,
     client: &reqwest::Client,
     feed: &Feed,
-    (entry, alerts): (&index::Entry, &Vec<Vec<u8>>),
+    (entry, alerts): &index::WithAlerts,
     auth: Option<&(HeaderName, HeaderValue)>,
     source: &str,
     polled: &mut Polled,
@@ -209,7 +199,7 @@ async fn take(
     if !feed.senders.is_empty() {
         // A message that does not parse goes on to ingest, which keeps it with the reason.
         if let Ok(alert) = cap::parse(bytes) {
-            if !feed.senders.iter().any(|s| *s == alert.sender) {
+            if !feed.senders.contains(&alert.sender) {
                 let reason = format!(
                     "sender {:?} is not on the allow-list of feed {} (发送方不在白名单)",
                     alert.sender, feed.name

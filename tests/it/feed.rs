@@ -354,15 +354,7 @@ async fn failing_sources_do_not_hold_up_the_others() {
     assert_eq!(by_name("good")["ok"], true);
     assert!(by_name("good")["last_success"].as_i64().is_some());
 
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.text("/metrics").await;
     let value = |line: &str| -> f64 {
         let l = metrics
             .lines()

@@ -158,6 +158,17 @@ impl TestApp {
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// A page's text, without a token (`/metrics`, answer pages).
+    pub async fn text(&self, path: &str) -> String {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        r.text().await.unwrap()
+    }
+
     /// An SMS reply through the gateway's signed inbound hook.
     pub async fn reply(&self, from: &str, text: &str) -> (u16, serde_json::Value) {
         let (body, headers) = gateway::signed(
