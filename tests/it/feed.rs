@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use jiaoying::app::{Core, Overrides};
 use jiaoying::feed::poll_once;
 
 use crate::helpers::{demo_cap, spawn, Db, TestApp};
@@ -207,6 +208,20 @@ async fn poll_index(db: Db) {
         (3, 1, 0, 4, 4)
     );
     assert!(st.last_success.is_some() && st.last_error.is_none());
+
+    // A restarted daemon (a fresh core on the same database) asks "changed since?" at once.
+    let restarted = Core::open(
+        (*app.core.settings).clone(),
+        Overrides {
+            answer_secret: Some("test-answer-secret".into()),
+            tokens: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(poll_once(&restarted, "cma").await.unwrap().not_modified);
+    assert_eq!(srv.hits("/index.atom"), 4);
+    restarted.store.pool.close().await;
     app.stop().await;
 }
 
