@@ -133,14 +133,16 @@ async fn poll(core: &Core, i: usize, polled: &mut Polled) -> Result<(), String> 
             let entries =
                 index::parse_with_alerts(&body, &feed.url).map_err(|e| format!("{}: {e}", feed.url))?;
             let keys: Vec<String> = entries.iter().map(|(e, _)| e.key()).collect();
-            let seen: std::collections::HashSet<String> = store::seen(&core.store.pool, &feed.name, &keys)
-                .await
-                .map_err(db)?
-                .into_iter()
-                .collect();
+            // Also holds the keys taken in this poll: an index may list an entry twice.
+            let mut seen: std::collections::HashSet<String> =
+                store::seen(&core.store.pool, &feed.name, &keys)
+                    .await
+                    .map_err(db)?
+                    .into_iter()
+                    .collect();
             let mut taken = Vec::new();
             for (item, key) in entries.iter().zip(keys) {
-                if seen.contains(&key) || taken.contains(&key) {
+                if !seen.insert(key.clone()) {
                     continue;
                 }
                 match take_entry(core, client, feed, item, auth.as_ref(), &source, polled).await {
