@@ -15,9 +15,9 @@ mod values;
 mod tests;
 
 pub use classify::{classify, Classification};
-pub use decode::MAX_BYTES;
 /// The depth pre-scan, shared with the feed index reader.
 pub(crate) use decode::nests_deeper_than;
+pub use decode::MAX_BYTES;
 pub use model::{Alert, Area, CapError, CapVersion, Circle, Info, MsgType, Reference, Status};
 pub use parse::{MAX_DEPTH, NODES_LIMIT};
 
