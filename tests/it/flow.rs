@@ -16,7 +16,7 @@ colours = ["red"]
 hazards = ["*"]
 roles = ["county_duty", "township_leader", "township_duty", "village_leader", "info_officer"]
 channels = ["sms"]
-deadline = "8s"
+deadline = "1h"
 ladder = ["backup"]
 evacuation = true
 "#;
@@ -149,6 +149,7 @@ async fn flow(db: Db) {
     assert_eq!(inc["totals"]["evacuated"].as_i64().unwrap(), 12 * (leaders - 1));
 
     // The silent one's deadline passes: the backup (AB角) is called about that village.
+    app.expire_deadlines().await;
     let backup = people.iter().find(|p| p.key == silent.backup).unwrap();
     app.gw
         .wait_until(30, "the backup's escalation message", |m| {

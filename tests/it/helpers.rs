@@ -193,6 +193,16 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Makes every pending answer deadline due now: escalation tests then depend on what was
+    /// answered, not on how fast a loaded machine sent and answered everything.
+    pub async fn expire_deadlines(&self) {
+        sqlx::query("UPDATE jobs SET due_at = 0 WHERE kind = 'deadline'")
+            .execute(&self.core.store.pool)
+            .await
+            .unwrap();
+        self.core.wake.notify_waiters();
+    }
+
     pub async fn stop(self) {
         self.stop.cancel();
         tokio::time::timeout(Duration::from_secs(10), self.task)
