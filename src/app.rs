@@ -111,6 +111,7 @@ impl App {
             let name = format!("{}-{}-w{i}", hostname(), std::process::id());
             workers.spawn(crate::jobs::worker(self.core.clone(), name, stop.clone()));
         }
+        workers.spawn(crate::respond::expiry_loop(self.core.clone(), stop.clone()));
         let router = crate::http::router(self.core.clone());
         let s = stop.clone();
         let server =

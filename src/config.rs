@@ -11,7 +11,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer};
 
-use crate::domain::{ChannelKind, Colour};
+use crate::domain::{ChannelKind, Colour, Level};
 
 const DEFAULTS: &str = include_str!("../config/jiaoying.toml");
 
@@ -212,11 +212,18 @@ pub struct Policy {
     pub ladder: Option<Vec<Rung>>,
     #[serde(default)]
     pub evacuation: bool,
+    /// Response levels (应急响应) this policy answers for activations; empty: none.
+    #[serde(default)]
+    pub levels: Vec<Level>,
 }
 
 impl Policy {
     pub fn matches(&self, colour: Colour, hazard: &str) -> bool {
         self.colours.contains(&colour) && self.hazards.iter().any(|h| h == "*" || h == hazard)
+    }
+
+    pub fn matches_level(&self, level: Level, hazard: &str) -> bool {
+        self.levels.contains(&level) && self.hazards.iter().any(|h| h == "*" || h == hazard)
     }
 }
 
@@ -290,6 +297,11 @@ impl Settings {
 
     pub fn policy_for(&self, colour: Colour, hazard: &str) -> Option<&Policy> {
         self.policies.iter().find(|p| p.matches(colour, hazard))
+    }
+
+    /// The policy a response activation of `level` for `hazard` calls by (first match).
+    pub fn policy_for_level(&self, level: Level, hazard: &str) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.matches_level(level, hazard))
     }
 
     pub fn ladder<'a>(&'a self, policy: &'a Policy) -> &'a [Rung] {

@@ -7,6 +7,7 @@ pub mod answers;
 pub mod incidents;
 pub mod jobs;
 pub mod ledger;
+pub mod responses;
 pub mod roster;
 pub mod warnings;
 
