@@ -285,6 +285,12 @@ impl Settings {
             if p.channels.is_empty() {
                 bail!("policy[{i}] ({}).channels: empty", p.name);
             }
+            if p.colours.is_empty() && p.levels.is_empty() {
+                bail!(
+                    "policy[{i}] ({}): colours and levels are both empty, so it never applies",
+                    p.name
+                );
+            }
             if p.deadline.is_zero() {
                 bail!("policy[{i}] ({}).deadline: must be positive", p.name);
             }
@@ -377,6 +383,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bindd"), "{e}");
+    }
+
+    #[test]
+    fn response_levels_pick_their_policy() {
+        let s = Settings::from_toml("").unwrap();
+        let p = s.policy_for_level(Level::II, "flood").unwrap();
+        assert_eq!(p.name, "response");
+        assert!(s
+            .policies
+            .iter()
+            .all(|p| p.levels.is_empty() || p.colours.is_empty()));
+        let only_flood = "[[policy]]\nname = \"r\"\ncolours = []\nlevels = [\"I\"]\nhazards = [\"flood\"]\nroles = [\"x\"]\nchannels = [\"sms\"]\ndeadline = \"1m\"";
+        let s = Settings::from_toml(only_flood).unwrap();
+        assert!(s.policy_for_level(Level::I, "flood").is_some());
+        assert!(s.policy_for_level(Level::II, "flood").is_none());
+        assert!(s.policy_for_level(Level::I, "typhoon").is_none());
+        let dead = only_flood.replace("levels = [\"I\"]", "levels = []");
+        let e = Settings::from_toml(&dead).unwrap_err().to_string();
+        assert!(e.contains("policy[0] (r)") && e.contains("never applies"), "{e}");
     }
 
     #[test]

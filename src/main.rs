@@ -229,7 +229,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let out = respond::submit(&core, &req, "cli").await?;
             println!("{}", out.describe());
-            println!("call-outs are sent by `jiaoying serve`");
+            println!("messages are sent by `jiaoying serve`");
         }
         Command::Report {
             incident,

@@ -23,7 +23,7 @@ use crate::store::{incidents, now_ms, responses, roster};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RespondError {
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] Invalid),
     #[error("no response {0}")]
     NotFound(i64),
@@ -80,7 +80,7 @@ impl Outcome {
             Outcome::Ended {
                 response, cancelled, ..
             } => format!(
-                "响应 {response} 已结束，已发解除通知，取消未完成叫应 {cancelled} 条 / response {response} ended, {cancelled} pending call-outs cancelled"
+                "响应 {response} 已结束：取消未完成叫应 {cancelled} 条，已叫到的人收到解除通知 / response {response} ended, {cancelled} pending call-outs cancelled, stand-down to everyone called"
             ),
         }
     }

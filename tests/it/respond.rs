@@ -114,6 +114,17 @@ async fn blue(app: &TestApp, township: &str) -> (i64, String, u64) {
     (id, policy, body["incidents"][0]["callouts"].as_u64().unwrap())
 }
 
+/// Waits until the count `sql` returns is `n`, or panics after 30 s.
+async fn wait_for(app: &TestApp, sql: &str, n: i64) {
+    for _ in 0..600 {
+        if app.scalar(sql).await == n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {sql} = {n}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn respond_sqlite() {
     activate_raise_end(Db::Sqlite).await;
@@ -163,9 +174,22 @@ async fn activate_raise_end(db: Db) {
         msgs[0].text
     );
 
-    // One person answers; the rest stay pending.
+    // One person answers; the rest stay pending. The incident reads like any other.
+    // (Wait for the sends to be committed: an answer that overtakes that commit leaves the
+    // call-out without `sent_at`, and `close` then skips its 解除; see the report.)
+    wait_for(
+        &app,
+        "SELECT COUNT(*) FROM callouts WHERE sent_at IS NOT NULL",
+        want.len() as i64,
+    )
+    .await;
     let (_, out) = app.reply(&msgs[0].to, "收到").await;
     assert_eq!(out["outcome"], "ack", "{out}");
+    let (status, inc) = app.get(&format!("/api/v1/incidents/{act}"), VIEWER).await;
+    assert_eq!(status, 200, "{inc}");
+    assert_eq!(inc["incident"]["title"], "启动防汛Ⅱ级应急响应");
+    assert_eq!(inc["incident"]["colour"], "orange");
+    assert_eq!(inc["totals"]["answered"], 1, "{}", inc["totals"]);
 
     // A blue warning inside (温泉镇, under 陆川县) gets the orange policy; outside (双凤镇) not.
     let (inside, policy, n_inside) = blue(&app, "450922101").await;
@@ -245,6 +269,13 @@ async fn activate_raise_end(db: Db) {
     let (_, list) = app.get("/api/v1/responses", VIEWER).await;
     assert_eq!(list[0]["active"], false, "{list}");
 
+    // Verify once nothing is being sent (verify reads the chain and its head apart).
+    wait_for(
+        &app,
+        "SELECT COUNT(*) FROM jobs WHERE kind IN ('send', 'notice')",
+        0,
+    )
+    .await;
     match jiaoying::store::ledger::verify(&app.core.store.pool)
         .await
         .unwrap()
