@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use jiaoying::respond::{self, Outcome, RespondError};
 
-use crate::helpers::{repo, spawn, Db, TestApp, FEED, OPERATOR, VIEWER};
+use crate::helpers::{spawn, Db, TestApp, FEED, OPERATOR, VIEWER};
 
 const POLICIES: &str = r#"
 [[policy]]
@@ -42,18 +42,6 @@ ladder = ["backup"]
 
 const ROLES: [&str; 2] = ["township_leader", "village_leader"];
 const REGIONS: [&str; 2] = ["450921104", "450922"];
-
-/// (phone, role, region) of the demo roster, read straight from its CSV.
-fn roster() -> Vec<(String, String, String)> {
-    let text = std::fs::read_to_string(repo().join("config/demo/contacts.csv")).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (format!("+86{}", f[2]), f[4].to_string(), f[5].to_string())
-        })
-        .collect()
-}
 
 /// A blue rainstorm warning naming one township by its division code.
 fn blue_cap(township: &str) -> Vec<u8> {
@@ -140,12 +128,11 @@ async fn activate_raise_end(db: Db) {
         eprintln!("JIAOYING_PG_URL not set: PostgreSQL respond test skipped");
         return;
     };
-    let want: HashSet<String> = roster()
+    // The demo CSV is the oracle, read independently of targeting and planning.
+    let want: HashSet<String> = crate::flow::roster()
         .into_iter()
-        .filter(|(_, role, region)| {
-            ROLES.contains(&role.as_str()) && REGIONS.iter().any(|c| region.starts_with(c))
-        })
-        .map(|(phone, _, _)| phone)
+        .filter(|p| ROLES.contains(&p.role.as_str()) && REGIONS.iter().any(|c| p.region.starts_with(c)))
+        .map(|p| p.phone)
         .collect();
     assert!(want.len() > 30, "{} people expected", want.len());
 
