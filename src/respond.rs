@@ -232,7 +232,12 @@ pub async fn end(core: &Core, id: i64, actor: &str) -> Result<Outcome, RespondEr
     })
 }
 
-/// Ends responses whose `until` has passed, every `dispatch.poll`, until `stop` fires.
+/// How often `until` is checked at most: a second late is nothing for a response level, and
+/// the check should not take SQLite's one connection every 50 ms.
+const EXPIRY_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ends responses whose `until` has passed, every `dispatch.poll` (at least a second), until
+/// `stop` fires.
 /// Runs beside the job workers; `responses::end` makes sure only one instance ends each.
 pub async fn expiry_loop(core: Arc<Core>, stop: CancellationToken) {
     loop {
@@ -247,7 +252,7 @@ pub async fn expiry_loop(core: Arc<Core>, stop: CancellationToken) {
             Err(e) => tracing::error!(error = %format!("{e:#}"), "looking for expired responses failed"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(core.settings.dispatch.poll) => {}
+            _ = tokio::time::sleep(core.settings.dispatch.poll.max(EXPIRY_CHECK)) => {}
             _ = stop.cancelled() => break,
         }
     }
