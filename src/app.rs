@@ -117,6 +117,7 @@ impl App {
         if !self.core.settings.feeds.is_empty() {
             crate::feed::spawn_all(self.core.clone(), stop.clone(), &mut workers);
         }
+        workers.spawn(crate::respond::expiry_loop(self.core.clone(), stop.clone()));
         let router = crate::http::router(self.core.clone());
         let s = stop.clone();
         let server =

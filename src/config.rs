@@ -11,7 +11,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer};
 
-use crate::domain::{ChannelKind, Colour};
+use crate::domain::{ChannelKind, Colour, Level};
 
 const DEFAULTS: &str = include_str!("../config/jiaoying.toml");
 
@@ -215,11 +215,18 @@ pub struct Policy {
     pub ladder: Option<Vec<Rung>>,
     #[serde(default)]
     pub evacuation: bool,
+    /// Response levels (应急响应) this policy answers for activations; empty: none.
+    #[serde(default)]
+    pub levels: Vec<Level>,
 }
 
 impl Policy {
     pub fn matches(&self, colour: Colour, hazard: &str) -> bool {
         self.colours.contains(&colour) && self.hazards.iter().any(|h| h == "*" || h == hazard)
+    }
+
+    pub fn matches_level(&self, level: Level, hazard: &str) -> bool {
+        self.levels.contains(&level) && self.hazards.iter().any(|h| h == "*" || h == hazard)
     }
 }
 
@@ -377,6 +384,12 @@ impl Settings {
             if p.channels.is_empty() {
                 bail!("policy[{i}] ({}).channels: empty", p.name);
             }
+            if p.colours.is_empty() && p.levels.is_empty() {
+                bail!(
+                    "policy[{i}] ({}): colours and levels are both empty, so it never applies",
+                    p.name
+                );
+            }
             if p.deadline.is_zero() {
                 bail!("policy[{i}] ({}).deadline: must be positive", p.name);
             }
@@ -397,6 +410,11 @@ impl Settings {
 
     pub fn policy_for(&self, colour: Colour, hazard: &str) -> Option<&Policy> {
         self.policies.iter().find(|p| p.matches(colour, hazard))
+    }
+
+    /// The policy a response activation of `level` for `hazard` calls by (first match).
+    pub fn policy_for_level(&self, level: Level, hazard: &str) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.matches_level(level, hazard))
     }
 
     pub fn ladder<'a>(&'a self, policy: &'a Policy) -> &'a [Rung] {
@@ -507,6 +525,22 @@ mod tests {
         );
         let e = Settings::from_toml(&twice).unwrap_err().to_string();
         assert!(e.contains("feed[1].name"), "{e}");
+    fn response_levels_pick_their_policy() {
+        let s = Settings::from_toml("").unwrap();
+        let p = s.policy_for_level(Level::II, "flood").unwrap();
+        assert_eq!(p.name, "response");
+        assert!(s
+            .policies
+            .iter()
+            .all(|p| p.levels.is_empty() || p.colours.is_empty()));
+        let only_flood = "[[policy]]\nname = \"r\"\ncolours = []\nlevels = [\"I\"]\nhazards = [\"flood\"]\nroles = [\"x\"]\nchannels = [\"sms\"]\ndeadline = \"1m\"";
+        let s = Settings::from_toml(only_flood).unwrap();
+        assert!(s.policy_for_level(Level::I, "flood").is_some());
+        assert!(s.policy_for_level(Level::II, "flood").is_none());
+        assert!(s.policy_for_level(Level::I, "typhoon").is_none());
+        let dead = only_flood.replace("levels = [\"I\"]", "levels = []");
+        let e = Settings::from_toml(&dead).unwrap_err().to_string();
+        assert!(e.contains("policy[0] (r)") && e.contains("never applies"), "{e}");
     }
 
     #[test]

@@ -60,6 +60,56 @@ impl fmt::Display for Colour {
     }
 }
 
+/// Emergency response level (应急响应等级), Ⅰ (highest) to Ⅳ (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Level {
+    I,
+    II,
+    III,
+    IV,
+}
+
+impl Level {
+    pub const ALL: [Level; 4] = [Level::I, Level::II, Level::III, Level::IV];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::I => "I",
+            Level::II => "II",
+            Level::III => "III",
+            Level::IV => "IV",
+        }
+    }
+
+    pub fn zh(self) -> &'static str {
+        match self {
+            Level::I => "Ⅰ级",
+            Level::II => "Ⅱ级",
+            Level::III => "Ⅲ级",
+            Level::IV => "Ⅳ级",
+        }
+    }
+
+    /// `II`, `ii`, `2`, `Ⅱ`, `Ⅱ级`, `II级`, `二级`.
+    pub fn parse(s: &str) -> Option<Level> {
+        let s = s.trim();
+        let s = s.strip_suffix('级').unwrap_or(s).trim();
+        Some(match s.to_ascii_uppercase().as_str() {
+            "I" | "1" | "Ⅰ" | "一" => Level::I,
+            "II" | "2" | "Ⅱ" | "二" => Level::II,
+            "III" | "3" | "Ⅲ" | "三" => Level::III,
+            "IV" | "4" | "Ⅳ" | "四" => Level::IV,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A 12-digit statistical division code, stored without trailing zero groups so that a prefix
 /// test is a containment test: `4509` (Yulin) contains `450921104` (六王镇).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -294,6 +344,23 @@ mod tests {
         assert_eq!(Colour::from_severity("Extreme"), Some(Colour::Red));
         assert_eq!(Colour::from_severity("Unknown"), None);
         assert_eq!(Colour::parse(" RED"), Some(Colour::Red));
+    }
+
+    #[test]
+    fn levels_parse_in_every_spelling() {
+        for (s, l) in [
+            ("II", Level::II),
+            ("ii", Level::II),
+            ("2", Level::II),
+            ("Ⅱ级", Level::II),
+            ("二级", Level::II),
+        ] {
+            assert_eq!(Level::parse(s), Some(l), "{s}");
+        }
+        assert_eq!(Level::parse("Ⅳ"), Some(Level::IV));
+        assert_eq!(Level::parse("V"), None);
+        assert!(Level::I < Level::IV, "I is the highest and sorts first");
+        assert_eq!(Level::III.zh(), "Ⅲ级");
     }
 
     #[test]

@@ -62,8 +62,9 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
     // Decide what to dispatch before taking the write transaction (SQLite has one writer).
     let dispatchable = matches!(alert.status, Status::Actual | Status::Exercise | Status::Test)
         && matches!(alert.msg_type, MsgType::Alert | MsgType::Update);
-    let policy = class
-        .colour
+    // An active response level (respond.rs) raises the colour in its regions.
+    let (colour, raised) = crate::respond::raise(core, info, class.colour, &class.hazard, now).await?;
+    let policy = colour
         .and_then(|c| core.settings.policy_for(c, &class.hazard))
         .cloned();
     let mut note = None;
@@ -115,7 +116,7 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
         });
     }
     let warning_id = warnings::insert(&mut tx, &alert, &class, raw, source, now).await?;
-    let records = vec![ledger::Record::new(
+    let mut records = vec![ledger::Record::new(
         "warning.received",
         format!("warning:{warning_id}"),
         serde_json::json!({"sender": alert.sender, "identifier": alert.identifier, "sent": alert.sent,
@@ -139,6 +140,9 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
             deadline_ms: p.deadline.as_millis() as i64,
         };
         let (id, code) = incidents::create(&mut tx, core.store.backend, &new, &planned, now).await?;
+        if let Some(r) = &raised {
+            records.push(crate::respond::raised_record(r, id, class.colour, colour));
+        }
         refs.push(IncidentRef {
             id,
             code,

@@ -26,6 +26,7 @@ pub mod message;
 pub mod plan;
 pub mod reply;
 pub mod report;
+pub mod respond;
 pub mod roster;
 pub mod signature;
 pub mod store;

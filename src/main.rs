@@ -12,7 +12,7 @@ use jiaoying::app::{shutdown_signal, App, Core, Overrides};
 use jiaoying::config::Settings;
 use jiaoying::import::{self, Kind};
 use jiaoying::store::{ledger, Store};
-use jiaoying::{demo, ingest, report, telemetry};
+use jiaoying::{demo, ingest, report, respond, telemetry};
 
 /// 叫应 jiaoying: turns weather warnings into answered phone calls.
 #[derive(Parser)]
@@ -70,6 +70,26 @@ enum Command {
     Ingest {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Activate a response level (应急响应) for a hazard in some regions, or end one.
+    Respond {
+        /// flood/防汛, typhoon/防台风, drought/抗旱, geohazard/地质灾害.
+        #[arg(long, required_unless_present = "end")]
+        hazard: Option<String>,
+        /// I, II, III or IV (Ⅰ级 highest).
+        #[arg(long, required_unless_present = "end")]
+        level: Option<String>,
+        /// Division codes, comma-separated; everything under them is included.
+        #[arg(long, value_delimiter = ',', required_unless_present = "end")]
+        regions: Vec<String>,
+        /// When it lapses: `2026-06-12 18:00` (Asia/Shanghai), RFC 3339, or a duration (`48h`).
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+        /// End the response with this id instead (stand-down).
+        #[arg(long, conflicts_with_all = ["hazard", "level", "regions", "until", "note"])]
+        end: Option<i64>,
     },
     /// After-action report of an incident.
     Report {
@@ -189,6 +209,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if failed {
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Command::Respond {
+            hazard,
+            level,
+            regions,
+            until,
+            note,
+            end,
+        } => {
+            let core = Core::open(settings, Overrides::default()).await?;
+            let req = respond::Request {
+                hazard,
+                level,
+                regions,
+                until,
+                note,
+                end,
+            };
+            let out = respond::submit(&core, &req, "cli").await?;
+            println!("{}", out.describe());
+            println!("messages are sent by `jiaoying serve`");
         }
         Command::Report {
             incident,

@@ -18,6 +18,7 @@ use crate::domain::AckMethod;
 use crate::inbound::{self, Answered};
 use crate::ingest::{self, IngestError};
 use crate::report;
+use crate::respond::{self, RespondError};
 use crate::store::answers::{self, Evacuation};
 use crate::store::incidents;
 use crate::store::{now_ms, warnings};
@@ -223,5 +224,41 @@ pub async fn post_evacuation(
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({"id": id, "incident": incident_id, "region": region})),
+    ))
+}
+
+/// Activates a response level, or ends one with `{"end": ID}` (SPEC §4).
+pub async fn post_response(
+    State(core): State<Arc<Core>>,
+    headers: HeaderMap,
+    body: Result<Json<respond::Request>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let who = authorize(&core, &headers, Role::Operator)?;
+    let Json(req) = body?;
+    match respond::submit(&core, &req, &format!("http:{who}")).await {
+        Ok(o @ respond::Outcome::Activated { .. }) => Ok((StatusCode::CREATED, Json(o)).into_response()),
+        Ok(o) => Ok(Json(o).into_response()),
+        Err(RespondError::Invalid(e)) => Err(ApiError::unprocessable(&e.to_string())),
+        Err(RespondError::NotFound(id)) => Err(ApiError::not_found(&format!("no response {id}"))),
+        Err(RespondError::Internal(e)) => Err(e.into()),
+    }
+}
+
+pub async fn list_responses(
+    State(core): State<Arc<Core>>,
+    headers: HeaderMap,
+    Query(q): Query<Limit>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&core, &headers, Role::Viewer)?;
+    let now = now_ms();
+    let list = crate::store::responses::list(&core.store.pool, q.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|r| {
+                let active = r.is_active(now);
+                let title = respond::title(&r.hazard, r.level);
+                serde_json::json!({"response": r, "active": active, "title": title})
+            })
+            .collect::<Vec<_>>(),
     ))
 }

@@ -37,6 +37,10 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/api/v1/incidents/{id}/report", get(api::report))
         .route("/api/v1/callouts/{id}/ack", post(api::ack_callout))
         .route("/api/v1/evacuations", post(api::post_evacuation))
+        .route(
+            "/api/v1/responses",
+            post(api::post_response).get(api::list_responses),
+        )
         .route("/hooks/{gateway}/inbound", post(hooks::inbound))
         .route("/hooks/{gateway}/status", post(hooks::status))
         .route("/hooks/{gateway}/voice", post(hooks::status))

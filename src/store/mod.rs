@@ -8,6 +8,7 @@ pub mod feeds;
 pub mod incidents;
 pub mod jobs;
 pub mod ledger;
+pub mod responses;
 pub mod roster;
 pub mod warnings;
 

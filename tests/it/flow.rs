@@ -21,16 +21,16 @@ ladder = ["backup"]
 evacuation = true
 "#;
 
-struct Person {
-    key: String,
-    role: String,
-    region: String,
-    phone: String,
-    backup: String,
+pub(crate) struct Person {
+    pub key: String,
+    pub role: String,
+    pub region: String,
+    pub phone: String,
+    pub backup: String,
 }
 
 /// The demo roster read straight from its CSV: the oracle, independent of the targeting code.
-fn roster() -> Vec<Person> {
+pub(crate) fn roster() -> Vec<Person> {
     let text = std::fs::read_to_string(repo().join("config/demo/contacts.csv")).unwrap();
     text.lines()
         .skip(1)

@@ -9,3 +9,4 @@ mod feed;
 mod flow;
 mod gateway;
 mod helpers;
+mod respond;

@@ -1,0 +1,105 @@
+//! Declared response levels (应急响应): writing, ending and reading them.
+
+use anyhow::{Context, Result};
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use crate::domain::{Level, RegionCode};
+use crate::respond::{Activation, Response};
+
+const SELECT: &str = "SELECT id, hazard, level, regions, note, actor, incident_id, started_at, until_at,
+    ended_at, ended_by FROM responses";
+
+fn response_of(r: &sqlx::any::AnyRow) -> Result<Response> {
+    let level: String = r.try_get(2)?;
+    let regions: String = r.try_get(3)?;
+    Ok(Response {
+        id: r.try_get(0)?,
+        hazard: r.try_get(1)?,
+        level: Level::parse(&level).with_context(|| format!("responses.level {level:?}"))?,
+        regions: serde_json::from_str::<Vec<RegionCode>>(&regions)
+            .with_context(|| format!("responses.regions {regions:?}"))?,
+        note: r.try_get(4)?,
+        actor: r.try_get(5)?,
+        incident_id: r.try_get(6)?,
+        started_at: r.try_get(7)?,
+        until_at: r.try_get(8)?,
+        ended_at: r.try_get(9)?,
+        ended_by: r.try_get(10)?,
+    })
+}
+
+pub async fn insert(conn: &mut AnyConnection, a: &Activation, actor: &str, now: i64) -> Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO responses (hazard, level, regions, note, actor, started_at, until_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(a.hazard)
+    .bind(a.level.as_str())
+    .bind(serde_json::to_string(&a.regions)?)
+    .bind(&a.note)
+    .bind(actor)
+    .bind(now)
+    .bind(a.until_at)
+    .fetch_one(&mut *conn)
+    .await
+    .context("recording the response")
+}
+
+pub async fn set_incident(conn: &mut AnyConnection, id: i64, incident_id: i64) -> Result<()> {
+    sqlx::query("UPDATE responses SET incident_id = $1 WHERE id = $2")
+        .bind(incident_id)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks the response ended; false when it already was (another instance or request got
+/// there first), so the stand-down happens once.
+pub async fn end(conn: &mut AnyConnection, id: i64, actor: &str, now: i64) -> Result<bool> {
+    let done =
+        sqlx::query("UPDATE responses SET ended_at = $1, ended_by = $2 WHERE id = $3 AND ended_at IS NULL")
+            .bind(now)
+            .bind(actor)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn get(conn: &mut AnyConnection, id: i64) -> Result<Option<Response>> {
+    let r = sqlx::query(&format!("{SELECT} WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    r.as_ref().map(response_of).transpose()
+}
+
+/// Responses in force at `now`: not ended, `until` not passed.
+pub async fn active(pool: &AnyPool, now: i64) -> Result<Vec<Response>> {
+    let rows = sqlx::query(&format!(
+        "{SELECT} WHERE ended_at IS NULL AND (until_at IS NULL OR until_at > $1) ORDER BY id"
+    ))
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(response_of).collect()
+}
+
+/// Ids of responses whose `until` has passed but that were not ended yet.
+pub async fn expired(pool: &AnyPool, now: i64) -> Result<Vec<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM responses WHERE ended_at IS NULL AND until_at <= $1 ORDER BY id")
+            .bind(now)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+pub async fn list(pool: &AnyPool, limit: i64) -> Result<Vec<Response>> {
+    let rows = sqlx::query(&format!("{SELECT} ORDER BY id DESC LIMIT $1"))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(response_of).collect()
+}

@@ -1,0 +1,347 @@
+//! Response levels on both backends: an activation calls the level's roles in the regions
+//! named (expected people read from the demo CSV, not from the planner); a blue warning in an
+//! active Ⅱ-level region is handled with the orange policy while one outside is not; ending
+//! stands down (解除, pending call-outs cancelled) and stops the raising; bad input refused;
+//! `until` lapses by itself.
+
+use std::collections::HashSet;
+
+use jiaoying::respond::{self, Outcome, RespondError};
+
+use crate::helpers::{spawn, Db, TestApp, FEED, OPERATOR, VIEWER};
+
+const POLICIES: &str = r#"
+[[policy]]
+name = "orange"
+colours = ["orange"]
+hazards = ["*"]
+roles = ["county_duty", "township_leader", "township_duty"]
+channels = ["sms"]
+deadline = "10m"
+ladder = ["backup"]
+
+[[policy]]
+name = "yellow-blue"
+colours = ["yellow", "blue"]
+hazards = ["*"]
+roles = ["county_duty"]
+channels = ["sms"]
+deadline = "30m"
+ladder = ["backup"]
+
+[[policy]]
+name = "response-high"
+colours = []
+levels = ["I", "II"]
+hazards = ["flood", "typhoon"]
+roles = ["township_leader", "village_leader"]
+channels = ["sms"]
+deadline = "10m"
+ladder = ["backup"]
+"#;
+
+const ROLES: [&str; 2] = ["township_leader", "village_leader"];
+const REGIONS: [&str; 2] = ["450921104", "450922"];
+
+/// A blue rainstorm warning naming one township by its division code.
+fn blue_cap(township: &str) -> Vec<u8> {
+    let now = chrono::Utc::now();
+    let at = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>blue-{id}</identifier>
+  <sender>450900000000@yulin.weather.demo</sender>
+  <sent>{sent}</sent>
+  <status>Actual</status>
+  <msgType>Alert</msgType>
+  <scope>Public</scope>
+  <info>
+    <language>zh-CN</language>
+    <category>Met</category>
+    <event>暴雨蓝色预警</event>
+    <urgency>Expected</urgency>
+    <severity>Minor</severity>
+    <certainty>Likely</certainty>
+    <expires>{expires}</expires>
+    <headline>玉林市气象台发布暴雨蓝色预警信号</headline>
+    <parameter><valueName>colour</valueName><value>blue</value></parameter>
+    <area>
+      <areaDesc>{township}</areaDesc>
+      <geocode><valueName>GB2260</valueName><value>{township}</value></geocode>
+    </area>
+  </info>
+</alert>"#,
+        id = rand::random::<u32>(),
+        sent = at(now),
+        expires = at(now + chrono::Duration::hours(6)),
+    )
+    .into_bytes()
+}
+
+async fn post_response(app: &TestApp, body: serde_json::Value, token: &str) -> (u16, serde_json::Value) {
+    let r = app
+        .http
+        .post(format!("{}/api/v1/responses", app.base))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Posts a blue warning; returns (incident id, policy name, call-outs).
+async fn blue(app: &TestApp, township: &str) -> (i64, String, u64) {
+    let (status, body) = app.post_cap(&blue_cap(township), FEED).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["incidents"][0]["id"].as_i64().expect("an incident");
+    let (_, inc) = app.get(&format!("/api/v1/incidents/{id}"), VIEWER).await;
+    let policy = inc["incident"]["policy"]["name"].as_str().unwrap().to_string();
+    (id, policy, body["incidents"][0]["callouts"].as_u64().unwrap())
+}
+
+/// Waits until the count `sql` returns is `n`, or panics after 30 s.
+async fn wait_for(app: &TestApp, sql: &str, n: i64) {
+    for _ in 0..600 {
+        if app.scalar(sql).await == n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {sql} = {n}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn respond_sqlite() {
+    activate_raise_end(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn respond_postgres() {
+    activate_raise_end(Db::Postgres).await;
+}
+
+async fn activate_raise_end(db: Db) {
+    let Some(app) = spawn(db, POLICIES).await else {
+        eprintln!("JIAOYING_PG_URL not set: PostgreSQL respond test skipped");
+        return;
+    };
+    // The demo CSV is the oracle, read independently of targeting and planning.
+    let want: HashSet<String> = crate::flow::roster()
+        .into_iter()
+        .filter(|p| ROLES.contains(&p.role.as_str()) && REGIONS.iter().any(|c| p.region.starts_with(c)))
+        .map(|p| p.phone)
+        .collect();
+    assert!(want.len() > 30, "{} people expected", want.len());
+
+    // Activation: the level's roles in the regions named and below, nobody else.
+    let (status, body) = post_response(
+        &app,
+        serde_json::json!({"hazard": "防汛", "level": "Ⅱ级", "regions": REGIONS, "note": "强降雨持续"}),
+        OPERATOR,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let rid = body["response"].as_i64().unwrap();
+    let act = body["incident"].as_i64().unwrap();
+    assert_eq!(body["title"], "启动防汛Ⅱ级应急响应");
+    assert_eq!(body["callouts"].as_u64().unwrap() as usize, want.len());
+    let msgs = app
+        .gw
+        .wait_until(60, "the activation call-outs", |m| m.len() >= want.len())
+        .await;
+    let to: HashSet<String> = msgs.iter().map(|m| m.to.clone()).collect();
+    assert_eq!(to, want);
+    assert_eq!(msgs.len(), want.len());
+    assert!(
+        msgs.iter().all(|m| m.text.contains("防汛Ⅱ级应急响应")),
+        "{}",
+        msgs[0].text
+    );
+
+    // One person answers; the rest stay pending. The incident reads like any other.
+    // (Wait for the sends to be committed: an answer that overtakes that commit leaves the
+    // call-out without `sent_at`, and `close` then skips its 解除; see the report.)
+    wait_for(
+        &app,
+        "SELECT COUNT(*) FROM callouts WHERE sent_at IS NOT NULL",
+        want.len() as i64,
+    )
+    .await;
+    let (_, out) = app.reply(&msgs[0].to, "收到").await;
+    assert_eq!(out["outcome"], "ack", "{out}");
+    let (status, inc) = app.get(&format!("/api/v1/incidents/{act}"), VIEWER).await;
+    assert_eq!(status, 200, "{inc}");
+    assert_eq!(inc["incident"]["title"], "启动防汛Ⅱ级应急响应");
+    assert_eq!(inc["incident"]["colour"], "orange");
+    assert_eq!(inc["totals"]["answered"], 1, "{}", inc["totals"]);
+
+    // A blue warning inside (温泉镇, under 陆川县) gets the orange policy; outside (双凤镇) not.
+    let (inside, policy, n_inside) = blue(&app, "450922101").await;
+    assert_eq!(policy, "orange");
+    assert_eq!(n_inside, 3, "county duty, township leader and duty");
+    let (_, policy, n_outside) = blue(&app, "450923102").await;
+    assert_eq!(policy, "yellow-blue");
+    assert_eq!(n_outside, 1, "county duty only");
+    let raised: Vec<String> =
+        sqlx::query_scalar("SELECT body FROM ledger WHERE kind = 'incident.raised' AND subject = $1")
+            .bind(format!("incident:{inside}"))
+            .fetch_all(&app.core.store.pool)
+            .await
+            .unwrap();
+    assert_eq!(raised.len(), 1);
+    let raised: serde_json::Value = serde_json::from_str(&raised[0]).unwrap();
+    assert_eq!(raised["response"].as_i64(), Some(rid), "{raised}");
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM ledger WHERE kind = 'incident.raised'")
+            .await,
+        1
+    );
+
+    // Viewers may read responses but not declare them.
+    let (status, _) = post_response(&app, serde_json::json!({"end": rid}), VIEWER).await;
+    assert_eq!(status, 403);
+    let (status, list) = app.get("/api/v1/responses", VIEWER).await;
+    assert_eq!(status, 200);
+    assert_eq!(list[0]["active"], true, "{list}");
+
+    // End, as `jiaoying respond --end` does: 解除 to everyone called, the rest cancelled.
+    let req = respond::Request {
+        end: Some(rid),
+        ..Default::default()
+    };
+    let out = respond::submit(&app.core, &req, "cli").await.unwrap();
+    assert!(
+        matches!(out, Outcome::Ended { now: true, cancelled, .. } if cancelled == want.len() - 1),
+        "{out:?}"
+    );
+    assert!(out.describe().contains("已结束"), "{}", out.describe());
+    let all = app
+        .gw
+        .wait_until(30, "the stand-down messages", |m| {
+            m.iter().filter(|s| s.text.contains("解除")).count() >= want.len()
+        })
+        .await;
+    let stood_down: HashSet<String> = all
+        .iter()
+        .filter(|m| m.text.contains("防汛Ⅱ级应急响应解除"))
+        .map(|m| m.to.clone())
+        .collect();
+    assert_eq!(stood_down, want);
+    let cancelled: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM callouts WHERE incident_id = $1 AND state = 'cancelled'")
+            .bind(act)
+            .fetch_one(&app.core.store.pool)
+            .await
+            .unwrap();
+    assert_eq!(cancelled as usize, want.len() - 1);
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs j JOIN callouts c ON c.id = j.callout_id
+         WHERE c.incident_id = $1 AND j.kind IN ('send', 'deadline')",
+    )
+    .bind(act)
+    .fetch_one(&app.core.store.pool)
+    .await
+    .unwrap();
+    assert_eq!(pending, 0);
+    // Ending twice changes nothing.
+    let again = respond::submit(&app.core, &req, "cli").await.unwrap();
+    assert!(matches!(again, Outcome::Ended { now: false, .. }), "{again:?}");
+
+    // No longer raised.
+    let (_, policy, n) = blue(&app, "450922101").await;
+    assert_eq!((policy.as_str(), n), ("yellow-blue", 1));
+    let (_, list) = app.get("/api/v1/responses", VIEWER).await;
+    assert_eq!(list[0]["active"], false, "{list}");
+
+    // Verify once nothing is being sent (verify reads the chain and its head apart).
+    wait_for(
+        &app,
+        "SELECT COUNT(*) FROM jobs WHERE kind IN ('send', 'notice')",
+        0,
+    )
+    .await;
+    match jiaoying::store::ledger::verify(&app.core.store.pool)
+        .await
+        .unwrap()
+    {
+        Ok(n) => assert!(n > want.len()),
+        Err(b) => panic!("ledger broken: {b}"),
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_and_until_lapses() {
+    let app = spawn(Db::Sqlite, POLICIES).await.unwrap();
+    for (body, field) in [
+        (
+            serde_json::json!({"hazard": "snow", "level": "II", "regions": "450922"}),
+            "hazard",
+        ),
+        (
+            serde_json::json!({"hazard": "flood", "level": "V", "regions": "450922"}),
+            "level",
+        ),
+        (
+            serde_json::json!({"hazard": "flood", "level": "II", "regions": "450999"}),
+            "regions",
+        ),
+        (
+            serde_json::json!({"hazard": "flood", "level": "II", "regions": "450922", "until": "soon"}),
+            "until",
+        ),
+    ] {
+        let (status, out) = post_response(&app, body, OPERATOR).await;
+        assert_eq!(status, 422, "{out}");
+        let msg = out["error"]["message"].as_str().unwrap();
+        assert!(msg.starts_with(&format!("{field}:")), "{msg}");
+    }
+    let (status, _) = post_response(&app, serde_json::json!({"end": 999}), OPERATOR).await;
+    assert_eq!(status, 404);
+    let (status, _) = post_response(&app, serde_json::json!({"levle": "II"}), OPERATOR).await;
+    assert_eq!(status, 422, "unknown fields are refused");
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM responses").await, 0);
+
+    // The CLI's path: a bad level names the field; a good one with `until` lapses by itself.
+    let mut req = respond::Request {
+        hazard: Some("flood".into()),
+        level: Some("9".into()),
+        regions: vec!["450922101".into()],
+        until: Some("3s".into()),
+        ..Default::default()
+    };
+    match respond::submit(&app.core, &req, "cli").await {
+        Err(RespondError::Invalid(e)) => assert_eq!(e.field, "level"),
+        other => panic!("{other:?}"),
+    }
+    req.level = Some("I".into());
+    let Outcome::Activated {
+        incident: Some(act),
+        callouts,
+        ..
+    } = respond::submit(&app.core, &req, "cli").await.unwrap()
+    else {
+        panic!("no incident")
+    };
+    assert!(callouts > 0);
+    app.gw
+        .wait_until(30, "stand-down after until", |m| {
+            m.iter().filter(|s| s.text.contains("解除")).count() >= callouts
+        })
+        .await;
+    let state: String = sqlx::query_scalar("SELECT state FROM incidents WHERE id = $1")
+        .bind(act)
+        .fetch_one(&app.core.store.pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "closed");
+    let by: Option<String> = sqlx::query_scalar("SELECT ended_by FROM responses")
+        .fetch_one(&app.core.store.pool)
+        .await
+        .unwrap();
+    assert_eq!(by.as_deref(), Some("until"));
+    app.stop().await;
+}
