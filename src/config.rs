@@ -525,6 +525,9 @@ mod tests {
         );
         let e = Settings::from_toml(&twice).unwrap_err().to_string();
         assert!(e.contains("feed[1].name"), "{e}");
+    }
+
+    #[test]
     fn response_levels_pick_their_policy() {
         let s = Settings::from_toml("").unwrap();
         let p = s.policy_for_level(Level::II, "flood").unwrap();
