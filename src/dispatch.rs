@@ -181,14 +181,13 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
             code: inc.code.clone(),
             drill: inc.drill,
             evacuation: policy.evacuation,
+            change: c.upgrade.clone(),
         };
-        let rendered = if notice {
-            core.templates.standdown(&facts)
-        } else if channel == ChannelKind::Email {
-            core.templates.email(&facts)
-        } else {
-            core.templates.callout(&facts)
-        };
+        let rendered = core.templates.for_job(
+            &facts,
+            channel == ChannelKind::Email,
+            notice.then_some(&job.payload),
+        );
         let out = Outgoing {
             attempt_id: 0,
             kind: channel,

@@ -25,6 +25,7 @@ pub mod message;
 pub mod plan;
 pub mod reply;
 pub mod report;
+pub mod revise;
 pub mod roster;
 pub mod signature;
 pub mod store;
