@@ -73,6 +73,8 @@ struct Prepared {
     policy: Option<Policy>,
     planned: Vec<Planned>,
     dispatchable: bool,
+    /// Open an incident even with nobody to call (a Cancel for it came first).
+    open_empty: bool,
     /// Why nothing will be dispatched, when that is known before applying.
     note: Option<String>,
 }
@@ -132,6 +134,7 @@ async fn prepare(core: &Core, alert: Alert, roster_cache: &mut Option<Roster>) -
         policy,
         planned,
         dispatchable,
+        open_empty: false,
         note,
     })
 }
@@ -182,6 +185,13 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
             w.warning_id = id;
             waiting.push(w);
         }
+    }
+    // A Cancel that came first: the incident is opened and closed at once, calling nobody.
+    if waiting.iter().any(|w| {
+        w.alert.msg_type == MsgType::Cancel && is_drill(w.alert.status) == is_drill(msg.alert.status)
+    }) {
+        msg.planned.clear();
+        msg.open_empty = true;
     }
 
     let planned_ms = started.elapsed().as_millis() as u64;
@@ -390,7 +400,7 @@ fn title_of(msg: &Prepared) -> String {
 
 /// A new incident for this message, when anyone is to be called.
 async fn open(tx: &mut AnyConnection, core: &Core, msg: &Prepared, now: i64) -> anyhow::Result<Applied> {
-    let (Some(policy), false) = (&msg.policy, msg.planned.is_empty()) else {
+    let (Some(policy), false) = (&msg.policy, msg.planned.is_empty() && !msg.open_empty) else {
         return Ok(Applied {
             incident: None,
             note: msg.note.clone(),
