@@ -55,6 +55,8 @@ struct Cap<'a> {
     references: Vec<String>,
     red: bool,
     counties: &'a [&'a str],
+    /// Seconds from now to `expires` (the demo's is six hours).
+    expires_in: Option<i64>,
 }
 
 impl Cap<'_> {
@@ -83,6 +85,17 @@ impl Cap<'_> {
             x = x
                 .replace("红色", "橙色")
                 .replace("<value>red</value>", "<value>orange</value>");
+        }
+        if let Some(secs) = self.expires_in {
+            let at = chrono::Utc::now() + chrono::Duration::seconds(secs);
+            let bj = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+            let old = between(&x, "<expires>", "</expires>");
+            x = x.replace(
+                &old,
+                &at.with_timezone(&bj)
+                    .format("%Y-%m-%dT%H:%M:%S+08:00")
+                    .to_string(),
+            );
         }
         let (a, b) = (
             x.find("<area>").unwrap(),
@@ -113,6 +126,7 @@ fn alert<'a>(id: &'a str, red: bool, counties: &'a [&'a str]) -> Cap<'a> {
         references: vec![],
         red,
         counties,
+        expires_in: None,
     }
 }
 
@@ -161,6 +175,7 @@ both!(cancel_first: cancel_first_sqlite => Db::Sqlite, cancel_first_postgres => 
 both!(update_first: update_first_sqlite => Db::Sqlite, update_first_postgres => Db::Postgres);
 both!(drill: drill_sqlite => Db::Sqlite, drill_postgres => Db::Postgres);
 both!(not_mixed: not_mixed_sqlite => Db::Sqlite, not_mixed_postgres => Db::Postgres);
+both!(expiry: expiry_sqlite => Db::Sqlite, expiry_postgres => Db::Postgres);
 both!(stored_only: stored_only_sqlite => Db::Sqlite, stored_only_postgres => Db::Postgres);
 
 /// Area grown → call-outs only for the newly covered people, in the same incident.
@@ -565,4 +580,58 @@ async fn stored_only(app: &TestApp) {
     settle(app, 0).await;
     assert_eq!(app.scalar("SELECT COUNT(*) FROM warnings").await, 2);
     assert_eq!(app.scalar("SELECT COUNT(*) FROM callouts").await, 0);
+}
+
+/// After `expires` nobody is chased any more; an Update with a later `expires` extends it.
+async fn expiry(app: &TestApp) {
+    let rong = leaders(&[RONG]);
+    let n = rong.len();
+    // Expires in 1 s, deadline 3 s: the deadline finds the warning expired.
+    let id = unique("expiring");
+    let (_, _) = post(
+        app,
+        &Cap {
+            expires_in: Some(1),
+            ..alert(&id, true, &[RONG])
+        },
+    )
+    .await;
+    app.gw.wait_until(30, "the call-outs", |m| m.len() >= n).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    settle(app, n).await;
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'deadline'")
+            .await,
+        0
+    );
+
+    // The same, but an Update pushes `expires` out: the ladder (repeat) runs.
+    let id = unique("extended");
+    let (_, original) = post(
+        app,
+        &Cap {
+            expires_in: Some(1),
+            counties: &[LUCHUAN],
+            ..alert(&id, true, &[])
+        },
+    )
+    .await;
+    let lu = leaders(&[LUCHUAN]);
+    let uid = unique("extends");
+    let (body, _) = post(
+        app,
+        &Cap {
+            msg_type: "Update",
+            references: vec![original],
+            expires_in: Some(3600),
+            ..alert(&uid, true, &[LUCHUAN])
+        },
+    )
+    .await;
+    assert_eq!(body["incidents"][0]["callouts"].as_u64(), Some(0), "{body}");
+    app.gw
+        .wait_until(30, "a repeat for every unanswered call-out", |m| {
+            m.len() >= n + 2 * lu.len()
+        })
+        .await;
 }
