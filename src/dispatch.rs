@@ -276,13 +276,10 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
                     sent.push(w.callout.id);
                 }
             }
-            Next::Retry { due_at, attempts } => reschedules.push((
-                w.job.id,
-                due_at,
-                attempts,
-                serde_json::json!({"hop": w.hop}),
-                detail.clone(),
-            )),
+            // The payload says which notice a notice job sends: keep it.
+            Next::Retry { due_at, attempts } => {
+                reschedules.push((w.job.id, due_at, attempts, w.job.payload.clone(), detail.clone()))
+            }
             Next::Failover { hop } => {
                 let mut p = w.job.payload.clone();
                 p["hop"] = hop.into();
@@ -317,7 +314,7 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
         attempts,
     )
     .await?;
-    incidents::transition(
+    let marked = incidents::transition(
         &mut tx,
         &sent,
         &[State::Planned, State::Sending, State::Failed],
@@ -326,6 +323,7 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
         now,
     )
     .await?;
+    incidents::sent_after_cancel(&mut tx, &sent, &marked, now).await?;
     incidents::transition(
         &mut tx,
         &failed_callouts,

@@ -613,3 +613,29 @@ pub async fn revise(conn: &mut AnyConnection, id: i64, inc: &NewIncident<'_>) ->
     .await?;
     Ok(())
 }
+
+/// Call-outs that went out while a stand-down cancelled them (the send was in flight): they
+/// count as sent, and if their incident is closed their person hears the stand-down too.
+pub async fn sent_after_cancel(
+    conn: &mut AnyConnection,
+    sent: &[i64],
+    marked: &[i64],
+    now: i64,
+) -> Result<()> {
+    let marked: std::collections::HashSet<i64> = marked.iter().copied().collect();
+    let missed: Vec<i64> = sent.iter().copied().filter(|id| !marked.contains(id)).collect();
+    for chunk in missed.chunks(1000) {
+        let sql = format!(
+            "UPDATE callouts SET sent_at = $1 WHERE sent_at IS NULL AND state = 'cancelled' AND id IN ({})
+             AND incident_id IN (SELECT id FROM incidents WHERE state = 'closed') RETURNING id",
+            super::placeholders(2, chunk.len())
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(now);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        let late = q.fetch_all(&mut *conn).await?;
+        notify(conn, &late, serde_json::json!({"notice": "standdown"}), now).await?;
+    }
+    Ok(())
+}

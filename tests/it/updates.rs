@@ -130,6 +130,14 @@ fn alert<'a>(id: &'a str, red: bool, counties: &'a [&'a str]) -> Cap<'a> {
     }
 }
 
+fn update<'a>(id: &'a str, reference: String, red: bool, counties: &'a [&'a str]) -> Cap<'a> {
+    Cap {
+        msg_type: "Update",
+        references: vec![reference],
+        ..alert(id, red, counties)
+    }
+}
+
 fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", rand::random::<u32>())
 }
@@ -139,6 +147,15 @@ async fn post(app: &TestApp, cap: &Cap<'_>) -> (serde_json::Value, String) {
     let (status, body) = app.post_cap(&xml, FEED).await;
     assert_eq!(status, 202, "{body}");
     (body, reference)
+}
+
+/// The colour of this incident, or of the only one.
+async fn colour(app: &TestApp, incident: Option<i64>) -> String {
+    sqlx::query_scalar("SELECT colour FROM incidents WHERE id = $1 OR $1 IS NULL ORDER BY id LIMIT 1")
+        .bind(incident)
+        .fetch_one(&app.core.store.pool)
+        .await
+        .unwrap()
 }
 
 /// Nothing more arrives for a while (the dispatcher polls every 50 ms).
@@ -190,11 +207,7 @@ async fn area_grown(app: &TestApp) {
         .await;
 
     let uid = unique("grow_upd");
-    let update = Cap {
-        msg_type: "Update",
-        references: vec![original],
-        ..alert(&uid, false, &[RONG, LUCHUAN])
-    };
+    let update = update(&uid, original, false, &[RONG, LUCHUAN]);
     let (body, _) = post(app, &update).await;
     assert_eq!(body["incidents"][0]["id"].as_i64(), Some(incident), "{body}");
     assert_eq!(
@@ -234,11 +247,7 @@ async fn colour_raised(app: &TestApp) {
 
     let before = jiaoying::store::now_ms();
     let uid = unique("raise_upd");
-    let update = Cap {
-        msg_type: "Update",
-        references: vec![original],
-        ..alert(&uid, true, &[RONG])
-    };
+    let update = update(&uid, original, true, &[RONG]);
     let (body, _) = post(app, &update).await;
     assert_eq!(
         body["incidents"][0]["callouts"].as_u64().unwrap() as usize,
@@ -290,11 +299,7 @@ async fn colour_raised(app: &TestApp) {
         !msgs.iter().skip(2 * n).any(|m| m.to == answered),
         "the answered one is not repeated"
     );
-    let colour: String = sqlx::query_scalar("SELECT colour FROM incidents")
-        .fetch_one(&app.core.store.pool)
-        .await
-        .unwrap();
-    assert_eq!(colour, "red");
+    assert_eq!(colour(app, None).await, "red");
 }
 
 /// Colour lowered → an information message to everyone called, no new call-out or deadline.
@@ -309,11 +314,7 @@ async fn colour_lowered(app: &TestApp) {
         .await;
 
     let uid = unique("lower_upd");
-    let update = Cap {
-        msg_type: "Update",
-        references: vec![original],
-        ..alert(&uid, false, &[RONG])
-    };
+    let update = update(&uid, original, false, &[RONG]);
     let (body, _) = post(app, &update).await;
     assert_eq!(body["incidents"][0]["callouts"].as_u64(), Some(0), "{body}");
     app.gw
@@ -431,11 +432,7 @@ async fn update_first(app: &TestApp) {
     let original = alert(&id, false, &[RONG]);
     let (xml, reference) = original.xml();
     let uid = unique("early_update");
-    let update = Cap {
-        msg_type: "Update",
-        references: vec![reference],
-        ..alert(&uid, true, &[RONG, LUCHUAN])
-    };
+    let update = update(&uid, reference, true, &[RONG, LUCHUAN]);
     let (body, _) = post(app, &update).await;
     assert!(body["note"].as_str().unwrap().contains("waiting"), "{body}");
     settle(app, 0).await;
@@ -458,11 +455,7 @@ async fn update_first(app: &TestApp) {
         );
         assert!(text.contains("暴雨") && text.contains("红色预警"), "{text}");
     }
-    let colour: String = sqlx::query_scalar("SELECT colour FROM incidents")
-        .fetch_one(&app.core.store.pool)
-        .await
-        .unwrap();
-    assert_eq!(colour, "red");
+    assert_eq!(colour(app, None).await, "red");
 }
 
 /// status Exercise → a drill: 演练 in the SMS, a banner on the answer page, in the incident
@@ -529,11 +522,7 @@ async fn not_mixed(app: &TestApp) {
         .await;
 
     let uid = unique("actual_upd");
-    let update = Cap {
-        msg_type: "Update",
-        references: vec![reference],
-        ..alert(&uid, true, &[RONG])
-    };
+    let update = update(&uid, reference, true, &[RONG]);
     let (body, _) = post(app, &update).await;
     let actual = body["incidents"][0]["id"].as_i64().unwrap();
     assert_ne!(actual, drill, "{body}");
@@ -546,12 +535,7 @@ async fn not_mixed(app: &TestApp) {
     }
     let (_, inc) = app.get(&format!("/api/v1/incidents/{actual}"), VIEWER).await;
     assert_eq!(inc["incident"]["drill"], false, "{inc}");
-    let drill_colour: String = sqlx::query_scalar("SELECT colour FROM incidents WHERE id = $1")
-        .bind(drill)
-        .fetch_one(&app.core.store.pool)
-        .await
-        .unwrap();
-    assert_eq!(drill_colour, "orange", "the drill is untouched");
+    assert_eq!(colour(app, Some(drill)).await, "orange", "the drill is untouched");
     assert_eq!(
         app.scalar("SELECT COUNT(*) FROM ledger WHERE kind = 'warning.not_mixed'")
             .await,
