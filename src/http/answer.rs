@@ -96,6 +96,17 @@ async fn load(core: &Core, token: &str) -> Result<(Callout, Incident), Response>
         .await
         .map_err(|_| unavailable())?
         .ok_or_else(|| refused(TokenError::Forged))?;
+    // Called again after an upgrade: the page (and its 收到) is about the upgraded call-out.
+    let newest = incidents::newest_of_contact(&mut conn, &c)
+        .await
+        .map_err(|_| unavailable())?;
+    let c = match newest {
+        n if n == c.id => c,
+        n => incidents::callout(&mut conn, n)
+            .await
+            .map_err(|_| unavailable())?
+            .ok_or_else(unavailable)?,
+    };
     let i = incidents::incident(&mut conn, c.incident_id)
         .await
         .map_err(|_| unavailable())?

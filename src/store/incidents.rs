@@ -614,8 +614,9 @@ pub async fn revise(conn: &mut AnyConnection, id: i64, inc: &NewIncident<'_>) ->
     Ok(())
 }
 
-/// Call-outs that went out while a stand-down cancelled them (the send was in flight): they
-/// count as sent, and if their incident is closed their person hears the stand-down too.
+/// Call-outs that went out while an answer or a stand-down changed their state (the send was
+/// in flight): they still count as sent, and if their incident is closed meanwhile their person
+/// hears the stand-down too.
 pub async fn sent_after_cancel(
     conn: &mut AnyConnection,
     sent: &[i64],
@@ -626,16 +627,34 @@ pub async fn sent_after_cancel(
     let missed: Vec<i64> = sent.iter().copied().filter(|id| !marked.contains(id)).collect();
     for chunk in missed.chunks(1000) {
         let sql = format!(
-            "UPDATE callouts SET sent_at = $1 WHERE sent_at IS NULL AND state = 'cancelled' AND id IN ({})
-             AND incident_id IN (SELECT id FROM incidents WHERE state = 'closed') RETURNING id",
+            "UPDATE callouts SET sent_at = $1 WHERE sent_at IS NULL AND id IN ({})
+             RETURNING id, (SELECT state FROM incidents i WHERE i.id = callouts.incident_id)",
             super::placeholders(2, chunk.len())
         );
-        let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(now);
+        let mut q = sqlx::query_as::<_, (i64, String)>(&sql).bind(now);
         for id in chunk {
             q = q.bind(*id);
         }
-        let late = q.fetch_all(&mut *conn).await?;
+        let late: Vec<i64> = q
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .filter(|(_, state)| state == "closed")
+            .map(|(id, _)| id)
+            .collect();
         notify(conn, &late, serde_json::json!({"notice": "standdown"}), now).await?;
     }
     Ok(())
+}
+
+/// The newest call-out of this person in this incident: after an upgrade, a link from the
+/// earlier message answers the upgraded call-out (its page shows the upgraded warning).
+pub async fn newest_of_contact(conn: &mut AnyConnection, c: &Callout) -> Result<i64> {
+    let id: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(id) FROM callouts WHERE incident_id = $1 AND contact_id = $2")
+            .bind(c.incident_id)
+            .bind(c.contact_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(id.unwrap_or(c.id).max(c.id))
 }

@@ -158,6 +158,22 @@ async fn colour(app: &TestApp, incident: Option<i64>) -> String {
         .unwrap()
 }
 
+/// Waits until no job is left that is due within the next minute (deadlines still running
+/// would write to the ledger while it is checked).
+async fn idle(app: &TestApp) {
+    let soon = jiaoying::store::now_ms() + 60_000;
+    for _ in 0..300 {
+        let left = app
+            .scalar(&format!("SELECT COUNT(*) FROM jobs WHERE due_at < {soon}"))
+            .await;
+        if left == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("jobs still due after 30 s");
+}
+
 /// Nothing more arrives for a while (the dispatcher polls every 50 ms).
 async fn settle(app: &TestApp, n: usize) -> Vec<Sent> {
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -175,8 +191,9 @@ macro_rules! both {
                 return;
             };
             $body(&app).await;
+            idle(&app).await;
             match jiaoying::store::ledger::verify(&app.core.store.pool).await.unwrap() {
-                Ok(_) => {}
+                Ok(n) => assert!(n > 0),
                 Err(b) => panic!("ledger broken: {b}"),
             }
             app.stop().await;
@@ -287,8 +304,37 @@ async fn colour_raised(app: &TestApp) {
     assert_ne!(out["callout_id"].as_i64().unwrap(), old_ack);
     assert_eq!(app.scalar("SELECT COUNT(*) FROM acks").await, 2);
 
+    // A link from the orange message now shows and answers the upgraded call-out.
+    let (by_link, old_token) = msgs[..n]
+        .iter()
+        .find(|m| m.to != answered)
+        .map(|m| (m.to.clone(), token_in(&m.text)))
+        .unwrap();
+    let url = format!("{}/a/{old_token}", app.base);
+    let page = app.http.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("【升级】暴雨橙色→红色预警"), "{page}");
+    let r = app
+        .http
+        .post(&url)
+        .form(&[("action", "ack")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let acked_upgrade = app
+        .scalar("SELECT COUNT(*) FROM callouts WHERE upgrade IS NOT NULL AND state = 'acknowledged'")
+        .await;
+    assert_eq!(
+        acked_upgrade, 2,
+        "the answer by the old link counts for the upgraded call-out"
+    );
+
     // The silent ones are called again when the new deadline passes (ladder: repeat).
-    let silent = rong.iter().find(|p| **p != answered).unwrap().clone();
+    let silent = rong
+        .iter()
+        .find(|p| **p != answered && **p != by_link)
+        .unwrap()
+        .clone();
     let msgs = app
         .gw
         .wait_until(30, "a repeat on the new deadline", |m| {
@@ -296,8 +342,11 @@ async fn colour_raised(app: &TestApp) {
         })
         .await;
     assert!(
-        !msgs.iter().skip(2 * n).any(|m| m.to == answered),
-        "the answered one is not repeated"
+        !msgs
+            .iter()
+            .skip(2 * n)
+            .any(|m| m.to == answered || m.to == by_link),
+        "the answered ones are not repeated"
     );
     assert_eq!(colour(app, None).await, "red");
 }
