@@ -181,14 +181,13 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
             code: inc.code.clone(),
             drill: inc.drill,
             evacuation: policy.evacuation,
+            change: c.upgrade.clone(),
         };
-        let rendered = if notice {
-            core.templates.standdown(&facts)
-        } else if channel == ChannelKind::Email {
-            core.templates.email(&facts)
-        } else {
-            core.templates.callout(&facts)
-        };
+        let rendered = core.templates.for_job(
+            &facts,
+            channel == ChannelKind::Email,
+            notice.then_some(&job.payload),
+        );
         let out = Outgoing {
             attempt_id: 0,
             kind: channel,
@@ -277,13 +276,10 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
                     sent.push(w.callout.id);
                 }
             }
-            Next::Retry { due_at, attempts } => reschedules.push((
-                w.job.id,
-                due_at,
-                attempts,
-                serde_json::json!({"hop": w.hop}),
-                detail.clone(),
-            )),
+            // The payload says which notice a notice job sends: keep it.
+            Next::Retry { due_at, attempts } => {
+                reschedules.push((w.job.id, due_at, attempts, w.job.payload.clone(), detail.clone()))
+            }
             Next::Failover { hop } => {
                 let mut p = w.job.payload.clone();
                 p["hop"] = hop.into();
@@ -318,7 +314,7 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
         attempts,
     )
     .await?;
-    incidents::transition(
+    let marked = incidents::transition(
         &mut tx,
         &sent,
         &[State::Planned, State::Sending, State::Failed],
@@ -327,6 +323,7 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
         now,
     )
     .await?;
+    incidents::sent_after_cancel(&mut tx, &sent, &marked, now).await?;
     incidents::transition(
         &mut tx,
         &failed_callouts,

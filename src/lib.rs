@@ -27,6 +27,7 @@ pub mod plan;
 pub mod reply;
 pub mod report;
 pub mod respond;
+pub mod revise;
 pub mod roster;
 pub mod signature;
 pub mod store;

@@ -6,14 +6,15 @@
 use minijinja::{context, Environment};
 use serde::Serialize;
 
-const SMS: &str = "{{ signature }}{% if drill %}【演练】{% endif %}{{ event }}：{{ place }}{{ action }}，回1确认（码{{ code }}）{{ link }} {% if evacuation %}转移后回“转移+人数”。{% endif %}{{ headline }}";
+const SMS: &str = "{{ signature }}{% if drill %}【演练】{% endif %}{% if change %}【升级】{{ change }}{% else %}{{ event }}{% endif %}：{{ place }}{{ action }}，回1确认（码{{ code }}）{{ link }} {% if evacuation %}转移后回“转移+人数”。{% endif %}{{ headline }}";
 const STANDDOWN: &str =
     "{{ signature }}{% if drill %}【演练】{% endif %}{{ event }}解除：{{ place }}警报解除，码{{ code }}。";
+const DOWNGRADE: &str = "{{ signature }}{% if drill %}【演练】{% endif %}【降级】{{ change }}：{{ place }}预警已调整为{{ event }}，请按新级别防御，无需回复（码{{ code }}）。";
 const EMAIL_SUBJECT: &str =
-    "{% if drill %}【演练】{% endif %}{{ event }}：{{ place }} 请确认（码{{ code }}）";
-const EMAIL_TEXT: &str = "{% if drill %}【演练】{% endif %}{{ headline }}\n\n地点：{{ place }}\n要求：{{ instruction }}\n\n请立即确认收到：{{ link }}\n或回复短信“收到”（码{{ code }}）。\n\n{{ description }}\n";
+    "{% if drill %}【演练】{% endif %}{% if change %}【升级】{{ change }}{% else %}{{ event }}{% endif %}：{{ place }} 请确认（码{{ code }}）";
+const EMAIL_TEXT: &str = "{% if drill %}【演练】{% endif %}{% if change %}【升级】{{ change }} {% endif %}{{ headline }}\n\n地点：{{ place }}\n要求：{{ instruction }}\n\n请立即确认收到：{{ link }}\n或回复短信“收到”（码{{ code }}）。\n\n{{ description }}\n";
 const EMAIL_HTML: &str = r#"<!doctype html><html lang="zh-CN"><meta charset="utf-8"><body style="font-family:sans-serif">
-{% if drill %}<p><strong>【演练】</strong></p>{% endif %}<h2>{{ headline }}</h2>
+{% if drill %}<p><strong>【演练】</strong></p>{% endif %}{% if change %}<p><strong>【升级】{{ change }}</strong></p>{% endif %}<h2>{{ headline }}</h2>
 <p><b>地点：</b>{{ place }}</p><p><b>要求：</b>{{ instruction }}</p>
 <p><a href="{{ link }}" style="font-size:1.3em">点此确认收到 / Acknowledge</a>（码 {{ code }}）</p>
 <p>{{ description }}</p></body></html>"#;
@@ -31,6 +32,9 @@ pub struct Facts {
     pub code: String,
     pub drill: bool,
     pub evacuation: bool,
+    /// A call-out made again because the colour rose, or a downgrade notice: what changed
+    /// ("暴雨橙色→红色预警").
+    pub change: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +54,7 @@ impl Default for Templates {
         for (name, src) in [
             ("sms.txt", SMS),
             ("standdown.txt", STANDDOWN),
+            ("downgrade.txt", DOWNGRADE),
             ("email_subject.txt", EMAIL_SUBJECT),
             ("email.txt", EMAIL_TEXT),
             ("email.html", EMAIL_HTML),
@@ -96,12 +101,40 @@ impl Templates {
         }
     }
 
-    pub fn standdown(&self, f: &Facts) -> Rendered {
-        let text = self.render("standdown.txt", f);
+    /// An information notice named by its job's payload (`{"notice": "standdown"}` or
+    /// `{"notice": "downgrade", "change": "暴雨红色→橙色预警"}`): one short text, no answer asked.
+    pub fn notice(&self, f: &Facts, payload: &serde_json::Value) -> Rendered {
+        let (name, change) = match payload.get("notice").and_then(|n| n.as_str()) {
+            Some("downgrade") => (
+                "downgrade.txt",
+                payload.get("change").and_then(|c| c.as_str()).map(str::to_string),
+            ),
+            _ => ("standdown.txt", None),
+        };
+        let text = self.render(
+            name,
+            &Facts {
+                change: change.or_else(|| Some(f.event.clone())),
+                ..f.clone()
+            },
+        );
         Rendered {
             subject: text.clone(),
             text,
             html: None,
+        }
+    }
+
+    pub fn standdown(&self, f: &Facts) -> Rendered {
+        self.notice(f, &serde_json::json!({"notice": "standdown"}))
+    }
+
+    /// What one job sends: a notice, an e-mail or an SMS/voice call-out.
+    pub fn for_job(&self, f: &Facts, email: bool, notice: Option<&serde_json::Value>) -> Rendered {
+        match notice {
+            Some(payload) => self.notice(f, payload),
+            None if email => self.email(f),
+            None => self.callout(f),
         }
     }
 }
@@ -132,6 +165,7 @@ mod tests {
             code: "A37".into(),
             drill: false,
             evacuation: true,
+            change: None,
         }
     }
 
@@ -170,6 +204,41 @@ mod tests {
         assert!(
             html.contains("https:&#x2f;&#x2f;jy.gx.cn&#x2f;a&#x2f;2s.1x9a7k.AbCdEfGhIjKl"),
             "{html}"
+        );
+    }
+
+    #[test]
+    fn upgrades_say_so_in_the_first_segment_and_downgrades_ask_nothing() {
+        let t = Templates::default();
+        let mut f = facts();
+        f.drill = true;
+        f.change = Some("暴雨橙色→红色预警".into());
+        let text = t.callout(&f).text;
+        let first: String = text.chars().take(67).collect();
+        for needle in [
+            "【演练】",
+            "【升级】暴雨橙色→红色预警",
+            "容县六王镇大坡村",
+            "回1确认",
+            "A37",
+        ] {
+            assert!(first.contains(needle), "{needle} not in first segment: {first}");
+        }
+        assert!(t.email(&f).subject.contains("【升级】"));
+        let mut f = facts();
+        f.event = "暴雨橙色预警".into();
+        let down = t.notice(
+            &f,
+            &serde_json::json!({"notice": "downgrade", "change": "暴雨红色→橙色预警"}),
+        );
+        assert!(down.text.contains("【降级】暴雨红色→橙色预警"), "{}", down.text);
+        assert!(down.text.contains("无需回复") && !down.text.contains("回1确认"));
+        assert_eq!(sms_segments(&down.text), 1, "{}", down.text);
+        let stand = t.for_job(&f, false, Some(&serde_json::json!({"notice": "standdown"})));
+        assert!(
+            stand.text.contains("解除") && !stand.text.contains("【升级】"),
+            "{}",
+            stand.text
         );
     }
 

@@ -43,6 +43,9 @@ pub struct Person {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// "演练 / drill" for an exercise, so that no reader takes it for a real event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mark: Option<&'static str>,
     pub incident: Incident,
     pub totals: Counts,
     pub counties: Vec<RegionRow>,
@@ -134,6 +137,7 @@ pub fn summarise(
             .collect()
     };
     Report {
+        mark: incident.drill.then_some(DRILL),
         incident,
         totals,
         counties: rows(counties),
@@ -161,9 +165,15 @@ pub async fn load(store: &Store, incident_id: i64) -> Result<Option<Report>> {
     Ok(Some(summarise(incident, callouts, &evacuations, &names)))
 }
 
+const DRILL: &str = "演练 / drill";
+
 /// The per-county table the demo and `jiaoying report` print.
 pub fn table(r: &Report) -> String {
-    let mut s = format!(
+    let mut s = match r.mark {
+        Some(_) => "【演练】本次为演练，不是真实预警 / DRILL: an exercise, not a real warning\n".to_string(),
+        None => String::new(),
+    };
+    s += &format!(
         "{:<10} {:<8} {:>6} {:>6} {:>6} {:>6} {:>8}\n",
         "code", "county", "called", "answer", "escal", "unrch", "evacuated"
     );
@@ -183,4 +193,40 @@ pub fn table(r: &Report) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incident(drill: bool) -> Incident {
+        Incident {
+            id: 1,
+            code: "A1".into(),
+            warning_id: None,
+            title: "t".into(),
+            event: "暴雨红色预警".into(),
+            description: String::new(),
+            instruction: String::new(),
+            colour: Some("red".into()),
+            hazard: "rainstorm".into(),
+            policy: serde_json::Value::Null,
+            drill,
+            state: "active".into(),
+            created_at: 0,
+            expires_at: None,
+            closed_at: None,
+        }
+    }
+
+    #[test]
+    fn drills_are_marked_in_the_report_and_its_table() {
+        let r = summarise(incident(true), vec![], &[], &BTreeMap::new());
+        assert_eq!(r.mark, Some(DRILL));
+        assert!(table(&r).starts_with("【演练】"), "{}", table(&r));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["mark"], DRILL);
+        let r = summarise(incident(false), vec![], &[], &BTreeMap::new());
+        assert!(r.mark.is_none() && !table(&r).contains("演练"));
+    }
 }

@@ -30,11 +30,14 @@ button{font-size:1.3rem;padding:.8rem 1.2rem;width:100%;margin:.4rem 0;border-ra
 input{font-size:1.2rem;padding:.5rem;width:8rem}
 .done{background:#e8f5e9;border:1px solid #2e7d32;padding:.8rem;border-radius:.4rem}
 .en{color:#666;font-size:.9rem}
+.drill{background:repeating-linear-gradient(45deg,#fff59d,#fff59d 10px,#fff 10px,#fff 20px);border:3px dashed #6a1b9a;color:#4a148c;padding:.6rem 1rem;margin-bottom:.6rem;font-weight:bold;font-size:1.2rem}
 </style></head><body>
 {% if error %}
 <h1>{{ error }}</h1><p class="en">{{ error_en }}</p>
 {% else %}
+{% if drill %}<div class="drill" role="alert">【演练】本次为演练，不是真实预警<br><span class="en">DRILL — this is an exercise, not a real warning.</span></div>{% endif %}
 <div class="band {{ colour }}">{% if drill %}【演练 Drill】{% endif %}{{ incident.event }} · 码 {{ incident.code }}</div>
+{% if callout.upgrade %}<p><b>【升级】{{ callout.upgrade }}</b>：请重新确认 <span class="en">upgraded: please acknowledge again</span></p>{% endif %}
 <h2>{{ incident.title }}</h2>
 <p><b>{{ callout.contact_name }}</b>（{{ callout.place }}）</p>
 {% if incident.instruction %}<p><b>要求：</b>{{ incident.instruction }}</p>{% endif %}
@@ -93,6 +96,17 @@ async fn load(core: &Core, token: &str) -> Result<(Callout, Incident), Response>
         .await
         .map_err(|_| unavailable())?
         .ok_or_else(|| refused(TokenError::Forged))?;
+    // Called again after an upgrade: the page (and its 收到) is about the upgraded call-out.
+    let newest = incidents::newest_of_contact(&mut conn, &c)
+        .await
+        .map_err(|_| unavailable())?;
+    let c = match newest {
+        n if n == c.id => c,
+        n => incidents::callout(&mut conn, n)
+            .await
+            .map_err(|_| unavailable())?
+            .ok_or_else(unavailable)?,
+    };
     let i = incidents::incident(&mut conn, c.incident_id)
         .await
         .map_err(|_| unavailable())?
@@ -116,7 +130,8 @@ fn render(c: &Callout, i: &Incident, message: Option<&str>, status: StatusCode) 
                 .format("%m-%d %H:%M")
                 .to_string()
         });
-    let callout = context! { contact_name => c.contact_name, place => c.place, acked_at_text };
+    let callout =
+        context! { contact_name => c.contact_name, place => c.place, acked_at_text, upgrade => c.upgrade };
     page(
         context! {
             title => format!("{} · 叫应", i.event), incident => i, callout, drill => i.drill,

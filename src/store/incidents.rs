@@ -67,16 +67,58 @@ pub async fn create(
         .execute(&mut *conn)
         .await?;
 
+    let ids = add_callouts(
+        conn,
+        backend,
+        id,
+        planned,
+        &Added::default(),
+        now + inc.deadline_ms,
+        now,
+    )
+    .await?;
+    let mut records = vec![Record::new(
+        "incident.opened",
+        format!("incident:{id}"),
+        serde_json::json!({"code": code, "warning": inc.warning_id, "title": inc.title, "colour": inc.colour,
+            "hazard": inc.hazard, "policy": inc.policy, "drill": inc.drill, "callouts": ids.len()}),
+    )];
+    records.extend(planned_records(id, planned, &ids, now + inc.deadline_ms));
+    ledger::append(conn, backend, now, records).await?;
+    Ok((id, code))
+}
+
+/// What call-outs made by an update carry beyond their plan.
+#[derive(Default)]
+pub struct Added<'a> {
+    /// The call-out each one re-calls (colour raised), parallel to the planned rows.
+    pub parents: &'a [i64],
+    /// "暴雨橙色→红色预警": the message says 【升级】.
+    pub upgrade: Option<&'a str>,
+}
+
+/// Inserts planned call-outs of an incident in batches, with their first send and deadline
+/// jobs; the caller writes the ledger entries (`planned_records`).
+pub async fn add_callouts(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    incident_id: i64,
+    planned: &[Planned],
+    added: &Added<'_>,
+    deadline: i64,
+    now: i64,
+) -> Result<Vec<i64>> {
     let ids = alloc_ids(conn, backend, "callouts", planned.len()).await?;
-    let deadline = now + inc.deadline_ms;
     let rows = planned
         .iter()
         .zip(&ids)
-        .map(|(p, cid)| {
+        .enumerate()
+        .map(|(i, (p, cid))| {
             vec![
                 Val::I(*cid),
-                Val::I(id),
+                Val::I(incident_id),
                 Val::I(p.contact_id),
+                Val::from(added.parents.get(i).copied()),
                 Val::from(p.region.as_str()),
                 Val::from(p.place.as_str()),
                 Val::from(p.role.as_str()),
@@ -85,6 +127,7 @@ pub async fn create(
                 Val::I(deadline),
                 Val::I(now),
                 Val::I(now),
+                Val::from(added.upgrade.map(str::to_string)),
             ]
         })
         .collect();
@@ -95,6 +138,7 @@ pub async fn create(
             "id",
             "incident_id",
             "contact_id",
+            "parent_id",
             "region_code",
             "place",
             "role",
@@ -103,6 +147,7 @@ pub async fn create(
             "deadline_at",
             "created_at",
             "updated_at",
+            "upgrade",
         ],
         rows,
     )
@@ -123,23 +168,23 @@ pub async fn create(
         });
     }
     jobs::insert(conn, new_jobs, now).await?;
+    Ok(ids)
+}
 
-    let mut records = vec![Record::new(
-        "incident.opened",
-        format!("incident:{id}"),
-        serde_json::json!({"code": code, "warning": inc.warning_id, "title": inc.title, "colour": inc.colour,
-            "hazard": inc.hazard, "policy": inc.policy, "drill": inc.drill, "callouts": ids.len()}),
-    )];
-    records.extend(planned.iter().zip(&ids).map(|(p, cid)| {
-        Record::new(
-            "callout.planned",
-            format!("callout:{cid}"),
-            serde_json::json!({"incident": id, "contact": p.contact_key, "region": p.region, "role": p.role,
-                "reason": p.reason, "deadline_at": deadline}),
-        )
-    }));
-    ledger::append(conn, backend, now, records).await?;
-    Ok((id, code))
+/// The `callout.planned` ledger entries of call-outs `add_callouts` made.
+pub fn planned_records(incident_id: i64, planned: &[Planned], ids: &[i64], deadline: i64) -> Vec<Record> {
+    planned
+        .iter()
+        .zip(ids)
+        .map(|(p, cid)| {
+            Record::new(
+                "callout.planned",
+                format!("callout:{cid}"),
+                serde_json::json!({"incident": incident_id, "contact": p.contact_key, "region": p.region,
+                    "role": p.role, "reason": p.reason, "deadline_at": deadline}),
+            )
+        })
+        .collect()
 }
 
 /// A call-out made by escalation (to a backup or superior) or by hand, with its jobs.
@@ -271,12 +316,14 @@ pub struct Callout {
     pub backup_key: Option<String>,
     pub superior_key: Option<String>,
     pub ack_method: Option<String>,
+    /// Set on a call-out made again because the colour rose ("暴雨橙色→红色预警").
+    pub upgrade: Option<String>,
 }
 
 const CALLOUT_SELECT: &str =
     "SELECT c.id, c.incident_id, c.contact_id, c.parent_id, c.rung, c.region_code, c.place,
     c.role, c.reason, c.state, c.deadline_at, c.created_at, c.sent_at, c.delivered_at, c.acked_at, c.ack_late,
-    k.key, k.name, k.phone, k.email, k.channels, k.backup_key, k.superior_key, a.method
+    k.key, k.name, k.phone, k.email, k.channels, k.backup_key, k.superior_key, a.method, c.upgrade
     FROM callouts c JOIN contacts k ON k.id = c.contact_id LEFT JOIN acks a ON a.callout_id = c.id";
 
 fn callout_of(r: &sqlx::any::AnyRow) -> Result<Callout> {
@@ -305,6 +352,7 @@ fn callout_of(r: &sqlx::any::AnyRow) -> Result<Callout> {
         backup_key: r.try_get(21)?,
         superior_key: r.try_get(22)?,
         ack_method: r.try_get(23)?,
+        upgrade: r.try_get(24)?,
     })
 }
 
@@ -331,11 +379,16 @@ pub async fn callout(conn: &mut AnyConnection, id: i64) -> Result<Option<Callout
 }
 
 pub async fn callouts_of_incident(pool: &AnyPool, incident_id: i64) -> Result<Vec<Callout>> {
+    callouts_of_incident_in(&mut *pool.acquire().await?, incident_id).await
+}
+
+/// The same inside a transaction (SQLite has one connection: never read through the pool then).
+pub async fn callouts_of_incident_in(conn: &mut AnyConnection, incident_id: i64) -> Result<Vec<Callout>> {
     let rows = sqlx::query(&format!(
         "{CALLOUT_SELECT} WHERE c.incident_id = $1 ORDER BY c.region_code, c.id"
     ))
     .bind(incident_id)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(callout_of).collect()
 }
@@ -446,7 +499,10 @@ pub async fn list(pool: &AnyPool, limit: i64) -> Result<Vec<Incident>> {
 }
 
 pub async fn incidents_of_warning(pool: &AnyPool, warning_id: i64) -> Result<Vec<Incident>> {
-    let rows = sqlx::query(&format!("{INCIDENT_SELECT} WHERE warning_id = $1 ORDER BY id"))
+    // The incident it opened, or the one it joined as an Update or Cancel.
+    let rows = sqlx::query(&format!(
+        "{INCIDENT_SELECT} WHERE warning_id = $1 OR id = (SELECT incident_id FROM warnings WHERE id = $1) ORDER BY id"
+    ))
         .bind(warning_id)
         .fetch_all(pool)
         .await?;
@@ -471,9 +527,57 @@ pub async fn close(
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;
+    let cancelled = cancel_unanswered(conn, &open, now).await?;
+    // Everyone already sent a call-out hears the stand-down, once (a person called again after
+    // an upgrade has two call-outs).
+    let notified: Vec<i64> = sqlx::query_scalar(
+        "SELECT MAX(id) FROM callouts WHERE incident_id = $1 AND sent_at IS NOT NULL GROUP BY contact_id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    notify(conn, &notified, serde_json::json!({"notice": "standdown"}), now).await?;
+    ledger::record(
+        conn,
+        backend,
+        now,
+        "incident.closed",
+        format!("incident:{id}"),
+        serde_json::json!({"actor": actor, "cancelled": cancelled.len(), "notified": notified.len()}),
+    )
+    .await?;
+    Ok(cancelled)
+}
+
+/// Information notices (no answer expected) to these call-outs' people; `payload` names the
+/// notice (`standdown`, `downgrade`) and what it needs.
+pub async fn notify(
+    conn: &mut AnyConnection,
+    callout_ids: &[i64],
+    payload: serde_json::Value,
+    now: i64,
+) -> Result<()> {
+    let mut payload = payload;
+    payload["hop"] = serde_json::json!(0);
+    let jobs = callout_ids
+        .iter()
+        .map(|c| NewJob {
+            kind: Kind::Notice,
+            callout_id: *c,
+            payload: payload.clone(),
+            due_at: now,
+        })
+        .collect();
+    jobs::insert(conn, jobs, now).await
+}
+
+/// Stand-down, or call-outs replaced by a newer one (colour raised): the unanswered ones are
+/// cancelled with their pending sends and deadlines; answered ones keep their answer. Returns
+/// those cancelled.
+pub async fn cancel_unanswered(conn: &mut AnyConnection, ids: &[i64], now: i64) -> Result<Vec<i64>> {
     let cancelled = transition(
         conn,
-        &open,
+        ids,
         &[
             State::Planned,
             State::Sending,
@@ -487,34 +591,70 @@ pub async fn close(
     )
     .await?;
     jobs::delete_for_callouts(conn, &cancelled, &[Kind::Send, Kind::Deadline]).await?;
-    // Everyone already sent a call-out hears the stand-down.
-    let notified: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM callouts WHERE incident_id = $1 AND sent_at IS NOT NULL")
-            .bind(id)
-            .fetch_all(&mut *conn)
-            .await?;
-    jobs::insert(
-        conn,
-        notified
-            .iter()
-            .map(|c| NewJob {
-                kind: Kind::Notice,
-                callout_id: *c,
-                payload: serde_json::json!({"hop": 0, "notice": "standdown"}),
-                due_at: now,
-            })
-            .collect(),
-        now,
-    )
-    .await?;
-    ledger::record(
-        conn,
-        backend,
-        now,
-        "incident.closed",
-        format!("incident:{id}"),
-        serde_json::json!({"actor": actor, "cancelled": cancelled.len(), "notified": notified.len()}),
-    )
-    .await?;
     Ok(cancelled)
+}
+
+/// An Update's words, colour, policy and expiry become the incident's (the latest update
+/// wins; a missing colour or expiry keeps the current one).
+pub async fn revise(conn: &mut AnyConnection, id: i64, inc: &NewIncident<'_>) -> Result<()> {
+    sqlx::query(
+        "UPDATE incidents SET title = $1, event = $2, description = $3, instruction = $4,
+            colour = COALESCE($5, colour), policy = $6, expires_at = COALESCE($7, expires_at) WHERE id = $8",
+    )
+    .bind(inc.title)
+    .bind(inc.event)
+    .bind(inc.description)
+    .bind(inc.instruction)
+    .bind(inc.colour)
+    .bind(inc.policy.to_string())
+    .bind(inc.expires_at)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Call-outs that went out while an answer or a stand-down changed their state (the send was
+/// in flight): they still count as sent, and if their incident is closed meanwhile their person
+/// hears the stand-down too.
+pub async fn sent_after_cancel(
+    conn: &mut AnyConnection,
+    sent: &[i64],
+    marked: &[i64],
+    now: i64,
+) -> Result<()> {
+    let marked: std::collections::HashSet<i64> = marked.iter().copied().collect();
+    let missed: Vec<i64> = sent.iter().copied().filter(|id| !marked.contains(id)).collect();
+    for chunk in missed.chunks(1000) {
+        let sql = format!(
+            "UPDATE callouts SET sent_at = $1 WHERE sent_at IS NULL AND id IN ({})
+             RETURNING id, (SELECT state FROM incidents i WHERE i.id = callouts.incident_id)",
+            super::placeholders(2, chunk.len())
+        );
+        let mut q = sqlx::query_as::<_, (i64, String)>(&sql).bind(now);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        let late: Vec<i64> = q
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .filter(|(_, state)| state == "closed")
+            .map(|(id, _)| id)
+            .collect();
+        notify(conn, &late, serde_json::json!({"notice": "standdown"}), now).await?;
+    }
+    Ok(())
+}
+
+/// The newest call-out of this person in this incident: after an upgrade, a link from the
+/// earlier message answers the upgraded call-out (its page shows the upgraded warning).
+pub async fn newest_of_contact(conn: &mut AnyConnection, c: &Callout) -> Result<i64> {
+    let id: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(id) FROM callouts WHERE incident_id = $1 AND contact_id = $2")
+            .bind(c.incident_id)
+            .bind(c.contact_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(id.unwrap_or(c.id).max(c.id))
 }

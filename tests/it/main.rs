@@ -10,3 +10,4 @@ mod flow;
 mod gateway;
 mod helpers;
 mod respond;
+mod updates;
