@@ -91,6 +91,17 @@ TOWNSHIPS = {
 LAT_MIN, LAT_MAX = 21.6, 23.1
 LON_MIN, LON_MAX = 109.6, 110.8
 
+# Villages per township (about 1,500 in all).
+VILLAGES_MIN, VILLAGES_MAX = 9, 18
+# Village boundary: hexagon of this radius (degrees) around its centroid; villages are at
+# least 0.012° apart, so neighbours do not overlap, and within 0.06° of the township centre,
+# so they lie inside the township's hexagon (radius 0.12°).
+VILLAGE_RADIUS = 0.006
+
+# The city's published counts of risk points (玉林市): 山塘水库, 山洪危险区, 地质灾害隐患点.
+RISK_POINTS = [("reservoir", "SK", 476), ("flash_flood", "SH", 879), ("geohazard", "DZ", 1846)]
+RISK_KIND_CN = {"reservoir": "山塘水库", "flash_flood": "山洪", "geohazard": "地质灾害"}
+
 # Synthetic village name parts: prefix + "村".
 VILLAGE_PREFIXES = [
     "东", "西", "南", "北", "石岭", "大垌", "新塘", "木棉", "龙湾", "六合", "平山", "水口",
@@ -122,6 +133,8 @@ ROLES = {
     "township_duty": "乡镇值班领导",
     "village_leader": "村（社区）防汛责任人",
     "info_officer": "灾害信息员",
+    "township_deputy": "乡镇分管领导（值班轮换）",
+    "risk_monitor": "风险点监测员",
 }
 
 # The CAP area polygon, (lat, lon) as CAP writes it: roughly 容县 + 北流市. The generator
@@ -224,13 +237,13 @@ def build(rng: random.Random):
         all_points.extend(taken)
 
     for ccode, tcode, tname, tlat, tlon in townships:
-        n = rng.randint(2, 4)
+        n = rng.randint(VILLAGES_MIN, VILLAGES_MAX)
         prefixes = rng.sample(VILLAGE_PREFIXES, n)
         vtaken: list[tuple[float, float]] = []
         for i, prefix in enumerate(prefixes):
             vcode = f"{tcode}{201 + i:03d}"
             vname = prefix if prefix.endswith("村") else prefix + "村"
-            lat, lon = scatter(rng, tlat, tlon, 0.04, ccode, vtaken, 0.008)
+            lat, lon = scatter(rng, tlat, tlon, 0.06, ccode, vtaken, 0.012)
             vtaken.append((lat, lon))
             villages.append((tcode, vcode, vname, lat, lon))
 
@@ -246,12 +259,14 @@ def build(rng: random.Random):
 class People:
     """Distinct synthetic names and phone numbers, drawn from the shared RNG."""
 
-    def __init__(self, rng: random.Random, count: int):
+    def __init__(self, rng: random.Random):
         self.rng = rng
         self.names: set[str] = set()
-        # 11 digits, "1700" + 7 digits, all distinct.
-        self.phones = [f"1700{n:07d}" for n in rng.sample(range(10_000_000), count)]
-        self.next_phone = 0
+        # Synthetic mobiles: "1700" (primary) or "1701" (second phone) + 7 digits; synthetic
+        # landlines: 0775 (Yulin's area code) + "29" + 5 digits. All distinct.
+        self.mobiles = [f"1700{n:07d}" for n in rng.sample(range(10_000_000), 8000)]
+        self.seconds = [f"1701{n:07d}" for n in rng.sample(range(10_000_000), 3000)]
+        self.landlines = [f"0775-29{n:05d}" for n in rng.sample(range(100_000), 500)]
 
     def name(self) -> str:
         while True:
@@ -263,37 +278,105 @@ class People:
                 return n
 
     def phone(self) -> str:
-        p = self.phones[self.next_phone]
-        self.next_phone += 1
-        return p
+        return self.mobiles.pop()
+
+    def second(self) -> str:
+        return self.seconds.pop()
+
+    def landline(self) -> str:
+        return self.landlines.pop()
 
 
-def build_contacts(rng: random.Random, townships, villages):
-    total = 1 + 2 * len(COUNTIES) + 2 * len(townships) + 2 * len(villages)
-    people = People(rng, total)
+def build_risk_points(rng: random.Random, villages):
+    """The published counts per kind, each at a synthetic spot inside a village."""
+    points = []
+    for kind, prefix, count in RISK_POINTS:
+        for i in range(count):
+            tcode, vcode, vname, vlat, vlon = rng.choice(villages)
+            r = VILLAGE_RADIUS * 0.8 * math.sqrt(rng.random())
+            a = rng.random() * 2 * math.pi
+            stem = vname.removesuffix("村")
+            if kind == "reservoir":
+                name = stem + rng.choice(["水库", "山塘", "塘坝"])
+                people = rng.randint(50, 2000)
+            elif kind == "flash_flood":
+                name = stem + rng.choice(["冲", "河段", "沟", "垌"]) + "山洪危险区"
+                people = rng.randint(20, 500)
+            else:
+                name = stem + rng.choice(["后山", "屯背", "岭脚", "坡头"]) + rng.choice(
+                    ["滑坡", "崩塌", "不稳定斜坡"]) + "隐患点"
+                people = rng.randint(3, 120)
+            points.append(dict(key=f"{prefix}{i + 1:04d}", kind=RISK_KIND_CN[kind], name=name,
+                               lat=r5(vlat + r * math.sin(a)), lon=r5(vlon + r * math.cos(a)),
+                               region=vcode, people=people, monitors=""))
+    return points
+
+
+def build_contacts(rng: random.Random, townships, villages, points):
+    people = People(rng)
     rows = []
 
-    def add(key, role, region, backup, superior, channels="", email=False):
+    def add(key, role, region, backup, superior, channels="", email=False, phones=None):
         rows.append(dict(
-            key=key, name=people.name(), phone=people.phone(),
+            key=key, name=people.name(), phone=";".join(phones or [people.phone()]),
             email=f"{key}@demo.invalid" if email else "",
             role=role, region=region, backup=backup, superior=superior, channels=channels,
+            note="虚构 synthetic",
         ))
 
-    add("city-duty", "city_duty", CITY[0], "", "", "sms;email", email=True)
+    add("city-duty", "city_duty", CITY[0], "", "", "sms;email", email=True,
+        phones=[people.phone(), people.landline()])
     for ccode, *_ in COUNTIES:
         a, b = f"c-{ccode}-duty", f"c-{ccode}-duty-b"
-        add(a, "county_duty", ccode, b, "city-duty", "sms;email", email=True)
-        add(b, "county_duty_b", ccode, a, "city-duty", "sms;email", email=True)
+        add(a, "county_duty", ccode, b, "city-duty", "sms;email", email=True,
+            phones=[people.phone(), people.landline()])
+        add(b, "county_duty_b", ccode, a, "city-duty", "sms;email", email=True,
+            phones=[people.phone(), people.landline()])
     for ccode, tcode, *_ in townships:
-        lead, duty = f"t-{tcode}-leader", f"t-{tcode}-duty"
-        add(lead, "township_leader", tcode, duty, f"c-{ccode}-duty")
-        add(duty, "township_duty", tcode, lead, f"c-{ccode}-duty")
+        lead, duty, deputy = f"t-{tcode}-leader", f"t-{tcode}-duty", f"t-{tcode}-deputy"
+        office = people.landline()
+        add(lead, "township_leader", tcode, duty, f"c-{ccode}-duty",
+            phones=[people.phone(), people.second()])
+        add(duty, "township_duty", tcode, lead, f"c-{ccode}-duty",
+            phones=[people.phone(), office])
+        add(deputy, "township_deputy", tcode, duty, lead, phones=[people.phone(), office])
+    by_village: dict[str, list[dict]] = {}
+    for p in points:
+        by_village.setdefault(p["region"], []).append(p)
     for tcode, vcode, *_ in villages:
         lead, info = f"v-{vcode}-leader", f"v-{vcode}-info"
-        add(lead, "village_leader", vcode, info, f"t-{tcode}-leader")
+        second = [people.second()] if rng.random() < 0.2 else []
+        add(lead, "village_leader", vcode, info, f"t-{tcode}-leader",
+            phones=[people.phone()] + second)
         add(info, "info_officer", vcode, lead, f"t-{tcode}-leader")
-    assert people.next_phone == total
+        # One monitor per two risk points of the village; the info officer backs them up.
+        here = by_village.get(vcode, [])
+        for i in range(0, len(here), 2):
+            key = f"m-{vcode}-{i // 2 + 1:02d}"
+            add(key, "risk_monitor", vcode, info, lead)
+            for p in here[i:i + 2]:
+                p["monitors"] = key
+    return rows
+
+
+def build_rosters(townships):
+    """Township duty: leader, duty leader and deputy take 24 h turns from 08:00, by day of
+    month (1/3, 2/3, 3/3: every day is covered; on the 31st and the 1st the same person
+    serves twice). County duty: A and B alternate; A also holds 端午 by a date range."""
+    rows = []
+
+    def add(role, region, contact, cron="", length="", start="", end=""):
+        rows.append(dict(role=role, region=region, contact=contact, cron=cron, length=length,
+                         start=start, end=end, tz="Asia/Shanghai"))
+
+    for ccode, *_ in COUNTIES:
+        add("county_duty", ccode, f"c-{ccode}-duty", "0 0 8 1/2 * *", "24h")
+        add("county_duty", ccode, f"c-{ccode}-duty-b", "0 0 8 2/2 * *", "24h")
+        add("county_duty", ccode, f"c-{ccode}-duty", start="2026-06-19 08:00",
+            end="2026-06-20 08:00")
+    for _ccode, tcode, *_ in townships:
+        for d, who in enumerate(["leader", "duty", "deputy"], start=1):
+            add("township_duty", tcode, f"t-{tcode}-{who}", f"0 0 8 {d}/3 * *", "24h")
     return rows
 
 
@@ -310,12 +393,14 @@ def write_regions(regions) -> None:
     write_csv(OUT / "regions.csv", ["code", "name", "level", "parent", "lat", "lon"], rows)
 
 
-def write_boundaries(rng: random.Random, townships) -> int:
+def write_boundaries(rng: random.Random, townships, villages) -> int:
     features = []
     for code, name, lat, lon in COUNTIES:
         features.append((code, name, hexagon(lat, lon, 0.30, rng.random() * math.pi / 3)))
     for _c, code, name, lat, lon in townships:
         features.append((code, name, hexagon(lat, lon, 0.12, rng.random() * math.pi / 3)))
+    for _t, code, name, lat, lon in villages:
+        features.append((code, name, hexagon(lat, lon, VILLAGE_RADIUS, 0.0)))
     lines = []
     for code, name, ring in features:
         feat = {
@@ -454,12 +539,22 @@ edges follow the bisectors to 玉州区 and 陆川县. So, by centroid:
 def main() -> int:
     rng = random.Random(SEED)
     regions, townships, villages = build(rng)
-    contacts = build_contacts(rng, townships, villages)
+    points = build_risk_points(rng, villages)
+    contacts = build_contacts(rng, townships, villages, points)
+    rosters = build_rosters(townships)
     write_regions(regions)
-    n_features = write_boundaries(rng, townships)
+    n_features = write_boundaries(rng, townships, villages)
     write_csv(OUT / "contacts.csv",
               ["key", "name", "phone", "email", "role", "region", "backup", "superior",
-               "channels"], contacts)
+               "channels", "note"], contacts)
+    # Chinese headers on purpose: the importer's aliases are part of what the demo shows.
+    write_csv(OUT / "risk_points.csv",
+              ["编号", "类型", "名称", "纬度", "经度", "区划代码", "威胁人数", "监测员"],
+              [{"编号": p["key"], "类型": p["kind"], "名称": p["name"], "纬度": f5(p["lat"]),
+                "经度": f5(p["lon"]), "区划代码": p["region"], "威胁人数": p["people"],
+                "监测员": p["monitors"]} for p in points])
+    write_csv(OUT / "rosters.csv", ["role", "region", "contact", "cron", "length", "start",
+                                    "end", "tz"], rosters)
     write_cap()
 
     # ---- checks -------------------------------------------------------------------------
@@ -497,12 +592,36 @@ def main() -> int:
                     errors.append(f"contact {c['key']}: {field} is itself")
         if c["region"] not in code_set:
             errors.append(f"contact {c['key']}: unknown region {c['region']}")
-    phones = [c["phone"] for c in contacts]
-    if len(set(phones)) != len(phones) or not all(
-            len(p) == 11 and p.startswith("1700") and p.isdigit() for p in phones):
-        errors.append("phones not distinct or not 1700xxxxxxx")
-    if len(contacts) > 1000:
-        errors.append(f"{len(contacts)} contacts, more than 1000")
+    primaries = [c["phone"].split(";")[0] for c in contacts]
+    if len(set(primaries)) != len(primaries) or not all(
+            len(p) == 11 and p.startswith("1700") and p.isdigit() for p in primaries):
+        errors.append("primary phones not distinct or not 1700xxxxxxx")
+    seconds = [p for c in contacts for p in c["phone"].split(";")[1:] if p.startswith("1")]
+    if len(set(seconds)) != len(seconds) or set(seconds) & set(primaries):
+        errors.append("second mobiles not distinct")
+    if not 4500 <= len(contacts) <= 5500:
+        errors.append(f"{len(contacts)} contacts, expected about 5000")
+    if not 1400 <= len(villages) <= 1600:
+        errors.append(f"{len(villages)} villages, expected about 1500")
+    kinds = Counter(p["kind"] for p in points)
+    for kind, _prefix, count in RISK_POINTS:
+        if kinds[RISK_KIND_CN[kind]] != count:
+            errors.append(f"{kind}: {kinds[RISK_KIND_CN[kind]]} points, expected {count}")
+    if any(not p["monitors"] or p["monitors"] not in key_set for p in points):
+        errors.append("a risk point without a known monitor")
+    village_at = {v[1]: (v[3], v[4]) for v in villages}
+    for p in points:
+        vlat, vlon = village_at[p["region"]]
+        if math.hypot(p["lat"] - vlat, p["lon"] - vlon) > VILLAGE_RADIUS * 0.87:
+            errors.append(f"risk point {p['key']} outside its village")
+    township_at = {t[1]: (t[3], t[4]) for t in townships}
+    for tcode, vcode, _n, lat, lon in villages:
+        tlat, tlon = township_at[tcode]
+        if math.hypot(lat - tlat, lon - tlon) + VILLAGE_RADIUS > 0.12 * 0.87:
+            errors.append(f"village {vcode} outside its township")
+    for r in rosters:
+        if r["contact"] not in key_set:
+            errors.append(f"roster: unknown contact {r['contact']}")
 
     # The CAP polygon must cover exactly the townships (and villages) of 容县 and 北流市.
     target = {"450921", "450981"}
@@ -529,7 +648,11 @@ def main() -> int:
     print(f"regions.csv         {len(regions)} rows: {level_line}")
     print("  townships per county: " + ", ".join(
         f"{n} {per_county[c]}" for c, n, *_ in COUNTIES))
-    print(f"boundaries.geojson  {n_features} features (7 counties + {len(townships)} townships)")
+    print(f"boundaries.geojson  {n_features} features (7 counties + {len(townships)} townships"
+          f" + {len(villages)} villages)")
+    print(f"risk_points.csv     {len(points)} rows: " + ", ".join(
+        f"{RISK_KIND_CN[k]} {kinds[RISK_KIND_CN[k]]}" for k, *_ in RISK_POINTS))
+    print(f"rosters.csv         {len(rosters)} rows")
     print(f"contacts.csv        {len(contacts)} rows; {refs} backup/superior references, "
           f"all resolve" if not any("does not exist" in e for e in errors) else "")
     print("\n".join(role_lines))
@@ -547,6 +670,9 @@ def main() -> int:
                                                 for c, n, *_ in COUNTIES),
         f"- boundaries: {n_features} features",
         f"- contacts: {len(contacts)}",
+        "- risk points: " + ", ".join(f"{RISK_KIND_CN[k]} ({k}) {kinds[RISK_KIND_CN[k]]}"
+                                      for k, *_ in RISK_POINTS),
+        f"- duty roster lines: {len(rosters)}",
     ])
     poly_summary = (f"{sum(poly_hits.values())} townships, {sum(v_in.values())} villages")
     geo = {"450921", "450981", "450922"}

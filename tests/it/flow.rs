@@ -40,7 +40,8 @@ fn roster() -> Vec<Person> {
                 key: f[0].into(),
                 role: f[4].into(),
                 region: f[5].into(),
-                phone: format!("+86{}", f[2]),
+                // The first of several numbers is the one SMS goes to.
+                phone: format!("+86{}", f[2].split(';').next().unwrap()),
                 backup: f[6].into(),
             }
         })
