@@ -122,7 +122,7 @@ fn minutes(s: &str) -> Option<u32> {
         _ => return None,
     };
     let m = (n * per).round();
-    (m >= 1.0 && m <= 31.0 * 1440.0).then_some(m as u32)
+    (1.0..=31.0 * 1440.0).contains(&m).then_some(m as u32)
 }
 
 fn local_ms(r: &Row, col: &str, tz: chrono_tz::Tz) -> Result<i64, RowError> {
