@@ -218,34 +218,48 @@ impl RegionLevel {
 pub struct Phone(String);
 
 impl Phone {
-    /// Normalises Chinese mobile and landline numbers to E.164 (+86 by default).
-    /// The full rules (phonenumber metadata, several numbers per person) come with the roster
-    /// import; this accepts `+CC…`, `0086…`, `86…` (13 digits), `1xxxxxxxxxx` and `0AA…` forms.
+    /// Normalises a number to E.164 with the `phonenumber` metadata, +86 when it carries no
+    /// country code: mobiles (`138 0013 8000`), landlines with their area code
+    /// (`0912-1234567` → `+869121234567`), `+86…` and `0086…`. Numbers the metadata does not
+    /// know as valid are refused.
     pub fn parse(s: &str) -> Result<Phone, String> {
-        let digits: String = s
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
-            .collect();
-        let e164 = if let Some(rest) = digits.strip_prefix('+') {
-            format!("+{rest}")
-        } else if let Some(rest) = digits.strip_prefix("00") {
-            format!("+{rest}")
-        } else if digits.len() == 13 && digits.starts_with("86") {
-            format!("+{digits}")
-        } else if digits.len() == 11 && digits.starts_with('1') {
-            format!("+86{digits}")
-        } else if digits.starts_with('0') && (10..=12).contains(&digits.len()) {
-            format!("+86{}", &digits[1..])
-        } else {
-            return Err(format!(
-                "phone number {s:?} is not a Chinese mobile, landline or +E.164 number"
-            ));
+        let t = s.trim();
+        // 0086… is the international prefix dialled from China; the crate wants `+`.
+        let t = match t.strip_prefix("00") {
+            Some(rest) if !rest.starts_with('0') => format!("+{rest}"),
+            _ => t.to_string(),
         };
-        let body = &e164[1..];
-        if !(8..=15).contains(&body.len()) || !body.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("phone number {s:?} is not a valid E.164 number"));
+        let bad = || format!("phone number {s:?} is not a valid mobile or landline number (手机号/固话无效)");
+        let n = phonenumber::parse(Some(phonenumber::country::Id::CN), &t).map_err(|_| bad())?;
+        if !n.is_valid() {
+            return Err(bad());
         }
-        Ok(Phone(e164))
+        // E.164 is "+", country code, national number; the crate's formatter gets there
+        // through its format regexes, which costs more than the validity check.
+        Ok(Phone(format!("+{}{}", n.code().value(), n.national())))
+    }
+
+    /// Several numbers in one cell, separated by `;`, `、`, `,` (full-width too) or `/`; the
+    /// first is the primary one. Empty cell: no numbers.
+    pub fn parse_list(s: &str) -> Result<Vec<Phone>, String> {
+        let mut out: Vec<Phone> = Vec::new();
+        for part in s.split([';', '；', '、', ',', '，', '/']).map(str::trim) {
+            if part.is_empty() {
+                continue;
+            }
+            let p = Phone::parse(part)?;
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A number read back from the database, where only normalised numbers are written:
+    /// skips the metadata look-up, which costs tens of microseconds per number.
+    pub fn stored(s: String) -> Option<Phone> {
+        let ok = s.len() > 4 && s.starts_with('+') && s[1..].bytes().all(|b| b.is_ascii_digit());
+        ok.then_some(Phone(s))
     }
 
     pub fn as_str(&self) -> &str {
@@ -383,11 +397,35 @@ mod tests {
         assert_eq!(p.masked(), "+86138****8000");
         assert_eq!(format!("{p:?}"), "Phone(+86138****8000)");
         assert_eq!(Phone::parse("0775-2831234").unwrap().as_str(), "+867752831234");
+        assert_eq!(Phone::parse("0912-1234567").unwrap().as_str(), "+869121234567");
+        assert_eq!(
+            Phone::parse("+86 138-0013-8000").unwrap().as_str(),
+            "+8613800138000"
+        );
         assert_eq!(
             Phone::parse("008613800138000").unwrap().as_str(),
             "+8613800138000"
         );
-        assert!(Phone::parse("12345").is_err());
-        assert!(Phone::parse("abc").is_err());
+        assert_eq!(Phone::parse("(010) 6552 9988").unwrap().as_str(), "+861065529988");
+        // The demo roster's synthetic range must stay valid.
+        assert_eq!(Phone::parse("17000012345").unwrap().as_str(), "+8617000012345");
+        for bad in ["12345", "abc", "1380013800", "138001380001", "11111111111", ""] {
+            assert!(Phone::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn several_phones_per_cell_first_is_primary() {
+        let ps = Phone::parse_list("13800138000；0775-2831234、 13800138000,+8613900139000").unwrap();
+        let s: Vec<&str> = ps.iter().map(|p| p.as_str()).collect();
+        assert_eq!(s, ["+8613800138000", "+867752831234", "+8613900139000"]);
+        assert!(Phone::parse_list("").unwrap().is_empty());
+        let e = Phone::parse_list("13800138000;12345").unwrap_err();
+        assert!(e.contains("12345"), "{e}");
+        assert_eq!(
+            Phone::stored("+8613800138000".into()).unwrap().as_str(),
+            "+8613800138000"
+        );
+        assert!(Phone::stored("13800138000".into()).is_none());
     }
 }

@@ -55,7 +55,8 @@ enum Command {
     Serve,
     /// Apply database migrations (serve also does this at start).
     Migrate,
-    /// Import a roster file: every row is checked first; nothing is written if one is bad.
+    /// Import a roster file (CSV, XLSX or GeoJSON for boundaries): every row is checked first;
+    /// nothing is written if one is bad.
     Import {
         kind: Kind,
         file: PathBuf,
@@ -182,12 +183,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             for e in &r.errors {
                 eprintln!("{}: {e}", file.display());
             }
-            let verb = if r.written {
-                "imported"
-            } else {
-                "checked (nothing written)"
+            let verb = match (r.written, dry_run) {
+                (true, _) => "已导入 imported",
+                (false, true) => "已检查（试运行，未写入）checked, dry run: nothing written",
+                (false, false) => "未导入（有错误行）nothing written: fix the bad rows or use --skip-invalid",
             };
-            println!("{} rows {verb}, {} bad", r.rows, r.errors.len());
+            println!("{} 行 rows {verb}; {} 行有误 bad", r.rows, r.errors.len());
             if !r.errors.is_empty() {
                 return Ok(ExitCode::FAILURE);
             }

@@ -91,6 +91,17 @@ TOWNSHIPS = {
 LAT_MIN, LAT_MAX = 21.6, 23.1
 LON_MIN, LON_MAX = 109.6, 110.8
 
+# Villages per township (about 1,500 in all).
+VILLAGES_MIN, VILLAGES_MAX = 9, 18
+# Village boundary: hexagon of this radius (degrees) around its centroid; villages are at
+# least 0.012° apart, so neighbours do not overlap, and within 0.06° of the township centre,
+# so they lie inside the township's hexagon (radius 0.12°).
+VILLAGE_RADIUS = 0.006
+
+# The city's published counts of risk points (玉林市): 山塘水库, 山洪危险区, 地质灾害隐患点.
+RISK_POINTS = [("reservoir", "SK", 476), ("flash_flood", "SH", 879), ("geohazard", "DZ", 1846)]
+RISK_KIND_CN = {"reservoir": "山塘水库", "flash_flood": "山洪", "geohazard": "地质灾害"}
+
 # Synthetic village name parts: prefix + "村".
 VILLAGE_PREFIXES = [
     "东", "西", "南", "北", "石岭", "大垌", "新塘", "木棉", "龙湾", "六合", "平山", "水口",
@@ -122,6 +133,8 @@ ROLES = {
     "township_duty": "乡镇值班领导",
     "village_leader": "村（社区）防汛责任人",
     "info_officer": "灾害信息员",
+    "township_deputy": "乡镇分管领导（值班轮换）",
+    "risk_monitor": "风险点监测员",
 }
 
 # The CAP area polygon, (lat, lon) as CAP writes it: roughly 容县 + 北流市. The generator
@@ -224,13 +237,13 @@ def build(rng: random.Random):
         all_points.extend(taken)
 
     for ccode, tcode, tname, tlat, tlon in townships:
-        n = rng.randint(2, 4)
+        n = rng.randint(VILLAGES_MIN, VILLAGES_MAX)
         prefixes = rng.sample(VILLAGE_PREFIXES, n)
         vtaken: list[tuple[float, float]] = []
         for i, prefix in enumerate(prefixes):
             vcode = f"{tcode}{201 + i:03d}"
             vname = prefix if prefix.endswith("村") else prefix + "村"
-            lat, lon = scatter(rng, tlat, tlon, 0.04, ccode, vtaken, 0.008)
+            lat, lon = scatter(rng, tlat, tlon, 0.06, ccode, vtaken, 0.012)
             vtaken.append((lat, lon))
             villages.append((tcode, vcode, vname, lat, lon))
 
@@ -246,12 +259,14 @@ def build(rng: random.Random):
 class People:
     """Distinct synthetic names and phone numbers, drawn from the shared RNG."""
 
-    def __init__(self, rng: random.Random, count: int):
+    def __init__(self, rng: random.Random):
         self.rng = rng
         self.names: set[str] = set()
-        # 11 digits, "1700" + 7 digits, all distinct.
-        self.phones = [f"1700{n:07d}" for n in rng.sample(range(10_000_000), count)]
-        self.next_phone = 0
+        # Synthetic mobiles: "1700" (primary) or "1701" (second phone) + 7 digits; synthetic
+        # landlines: 0775 (Yulin's area code) + "29" + 5 digits. All distinct.
+        self.mobiles = [f"1700{n:07d}" for n in rng.sample(range(10_000_000), 8000)]
+        self.seconds = [f"1701{n:07d}" for n in rng.sample(range(10_000_000), 3000)]
+        self.landlines = [f"0775-29{n:05d}" for n in rng.sample(range(100_000), 500)]
 
     def name(self) -> str:
         while True:
@@ -263,37 +278,105 @@ class People:
                 return n
 
     def phone(self) -> str:
-        p = self.phones[self.next_phone]
-        self.next_phone += 1
-        return p
+        return self.mobiles.pop()
+
+    def second(self) -> str:
+        return self.seconds.pop()
+
+    def landline(self) -> str:
+        return self.landlines.pop()
 
 
-def build_contacts(rng: random.Random, townships, villages):
-    total = 1 + 2 * len(COUNTIES) + 2 * len(townships) + 2 * len(villages)
-    people = People(rng, total)
+def build_risk_points(rng: random.Random, villages):
+    """The published counts per kind, each at a synthetic spot inside a village."""
+    points = []
+    for kind, prefix, count in RISK_POINTS:
+        for i in range(count):
+            tcode, vcode, vname, vlat, vlon = rng.choice(villages)
+            r = VILLAGE_RADIUS * 0.8 * math.sqrt(rng.random())
+            a = rng.random() * 2 * math.pi
+            stem = vname.removesuffix("村")
+            if kind == "reservoir":
+                name = stem + rng.choice(["水库", "山塘", "塘坝"])
+                people = rng.randint(50, 2000)
+            elif kind == "flash_flood":
+                name = stem + rng.choice(["冲", "河段", "沟", "垌"]) + "山洪危险区"
+                people = rng.randint(20, 500)
+            else:
+                name = stem + rng.choice(["后山", "屯背", "岭脚", "坡头"]) + rng.choice(
+                    ["滑坡", "崩塌", "不稳定斜坡"]) + "隐患点"
+                people = rng.randint(3, 120)
+            points.append(dict(key=f"{prefix}{i + 1:04d}", kind=RISK_KIND_CN[kind], name=name,
+                               lat=r5(vlat + r * math.sin(a)), lon=r5(vlon + r * math.cos(a)),
+                               region=vcode, people=people, monitors=""))
+    return points
+
+
+def build_contacts(rng: random.Random, townships, villages, points):
+    people = People(rng)
     rows = []
 
-    def add(key, role, region, backup, superior, channels="", email=False):
+    def add(key, role, region, backup, superior, channels="", email=False, phones=None):
         rows.append(dict(
-            key=key, name=people.name(), phone=people.phone(),
+            key=key, name=people.name(), phone=";".join(phones or [people.phone()]),
             email=f"{key}@demo.invalid" if email else "",
             role=role, region=region, backup=backup, superior=superior, channels=channels,
+            note="虚构 synthetic",
         ))
 
-    add("city-duty", "city_duty", CITY[0], "", "", "sms;email", email=True)
+    add("city-duty", "city_duty", CITY[0], "", "", "sms;email", email=True,
+        phones=[people.phone(), people.landline()])
     for ccode, *_ in COUNTIES:
         a, b = f"c-{ccode}-duty", f"c-{ccode}-duty-b"
-        add(a, "county_duty", ccode, b, "city-duty", "sms;email", email=True)
-        add(b, "county_duty_b", ccode, a, "city-duty", "sms;email", email=True)
+        add(a, "county_duty", ccode, b, "city-duty", "sms;email", email=True,
+            phones=[people.phone(), people.landline()])
+        add(b, "county_duty_b", ccode, a, "city-duty", "sms;email", email=True,
+            phones=[people.phone(), people.landline()])
     for ccode, tcode, *_ in townships:
-        lead, duty = f"t-{tcode}-leader", f"t-{tcode}-duty"
-        add(lead, "township_leader", tcode, duty, f"c-{ccode}-duty")
-        add(duty, "township_duty", tcode, lead, f"c-{ccode}-duty")
+        lead, duty, deputy = f"t-{tcode}-leader", f"t-{tcode}-duty", f"t-{tcode}-deputy"
+        office = people.landline()
+        add(lead, "township_leader", tcode, duty, f"c-{ccode}-duty",
+            phones=[people.phone(), people.second()])
+        add(duty, "township_duty", tcode, lead, f"c-{ccode}-duty",
+            phones=[people.phone(), office])
+        add(deputy, "township_deputy", tcode, duty, lead, phones=[people.phone(), office])
+    by_village: dict[str, list[dict]] = {}
+    for p in points:
+        by_village.setdefault(p["region"], []).append(p)
     for tcode, vcode, *_ in villages:
         lead, info = f"v-{vcode}-leader", f"v-{vcode}-info"
-        add(lead, "village_leader", vcode, info, f"t-{tcode}-leader")
+        second = [people.second()] if rng.random() < 0.2 else []
+        add(lead, "village_leader", vcode, info, f"t-{tcode}-leader",
+            phones=[people.phone()] + second)
         add(info, "info_officer", vcode, lead, f"t-{tcode}-leader")
-    assert people.next_phone == total
+        # One monitor per two risk points of the village; the info officer backs them up.
+        here = by_village.get(vcode, [])
+        for i in range(0, len(here), 2):
+            key = f"m-{vcode}-{i // 2 + 1:02d}"
+            add(key, "risk_monitor", vcode, info, lead)
+            for p in here[i:i + 2]:
+                p["monitors"] = key
+    return rows
+
+
+def build_rosters(townships):
+    """Township duty: leader, duty leader and deputy take 24 h turns from 08:00, by day of
+    month (1/3, 2/3, 3/3: every day is covered; on the 31st and the 1st the same person
+    serves twice). County duty: A and B alternate; A also holds 端午 by a date range."""
+    rows = []
+
+    def add(role, region, contact, cron="", length="", start="", end=""):
+        rows.append(dict(role=role, region=region, contact=contact, cron=cron, length=length,
+                         start=start, end=end, tz="Asia/Shanghai"))
+
+    for ccode, *_ in COUNTIES:
+        add("county_duty", ccode, f"c-{ccode}-duty", "0 0 8 1/2 * *", "24h")
+        add("county_duty", ccode, f"c-{ccode}-duty-b", "0 0 8 2/2 * *", "24h")
+        add("county_duty", ccode, f"c-{ccode}-duty", start="2026-06-19 08:00",
+            end="2026-06-20 08:00")
+    for _ccode, tcode, *_ in townships:
+        for d, who in enumerate(["leader", "duty", "deputy"], start=1):
+            add("township_duty", tcode, f"t-{tcode}-{who}", f"0 0 8 {d}/3 * *", "24h")
     return rows
 
 
@@ -310,12 +393,14 @@ def write_regions(regions) -> None:
     write_csv(OUT / "regions.csv", ["code", "name", "level", "parent", "lat", "lon"], rows)
 
 
-def write_boundaries(rng: random.Random, townships) -> int:
+def write_boundaries(rng: random.Random, townships, villages) -> int:
     features = []
     for code, name, lat, lon in COUNTIES:
         features.append((code, name, hexagon(lat, lon, 0.30, rng.random() * math.pi / 3)))
     for _c, code, name, lat, lon in townships:
         features.append((code, name, hexagon(lat, lon, 0.12, rng.random() * math.pi / 3)))
+    for _t, code, name, lat, lon in villages:
+        features.append((code, name, hexagon(lat, lon, VILLAGE_RADIUS, 0.0)))
     lines = []
     for code, name, ring in features:
         feat = {
@@ -396,44 +481,98 @@ Generated by `generate.py`; do not edit these files by hand. Regenerate with
     python3 config/demo/generate.py
 
 (Python 3.11+, standard library only, deterministic: `random.Random(2026)`, no network).
-`jiaoying demo` loads this directory; `jiaoying import regions|contacts|boundaries FILE` and
-`jiaoying ingest rainstorm-red.cap.xml` take the same files.
+`jiaoying demo` loads this directory (regions, boundaries, contacts, risk points, rosters, in
+that order: later files refer to earlier ones); `jiaoying import KIND FILE` takes the same
+files one by one, and `jiaoying ingest rainstorm-red.cap.xml` the warning.
 
 ## What is real and what is not
 
 - **Real:** the names and division codes of 玉林市, its 7 county-level units and their
   110 township-level units (统计用区划代码, 2023 edition, via
   modood/Administrative-divisions-of-China `dist/streets.csv`).
-- **SYNTHETIC:** every coordinate (centroids), every boundary polygon, all villages (names and
-  codes), all people, phone numbers and e-mail addresses, and the warning itself. Phone numbers
-  are `1700` + 7 digits; e-mail addresses use the reserved `.invalid` domain. Do not dial or
-  mail them; the demo uses the loopback gateway.
+- **Real counts:** the city's published numbers of risk points: 476 山塘水库 (reservoirs),
+  879 山洪危险区 (flash-flood points), 1,846 地质灾害隐患点 (geohazard points).
+- **SYNTHETIC (虚构):** every coordinate (centroids), every boundary polygon, all villages (names
+  and codes), every risk point's name, place and people threatened, all people, phone numbers
+  and e-mail addresses, the duty roster, and the warning itself. Mobiles are `1700` + 7 digits
+  (primary) or `1701` + 7 digits (second phone), landlines `0775-29` + 5 digits; e-mail
+  addresses use the reserved `.invalid` domain. Every contact row says `虚构 synthetic` in its
+  `note` column. Do not dial or mail them; the demo uses the loopback gateway.
 
 ## Files
 
 | file | content |
 | --- | --- |
 | `regions.csv` | `code,name,level,parent,lat,lon`. Codes are written as 6 (city, county), 9 (township) or 12 (village) digits, not zero-padded to 12; `level` is `city`, `county`, `township` or `village`; `parent` is the parent's code (empty for the city); `lat`/`lon` a WGS 84 centroid in degrees. Rows are ordered parents first. |
-| `boundaries.geojson` | FeatureCollection, one Polygon per county (hexagon, radius 0.3°) and per township (radius 0.12°) around the centroid; GeoJSON order `[lon, lat]`; properties `code`, `name`, `synthetic: true`. They overlap: use them for drawing, not for exact targeting. |
-| `contacts.csv` | `key,name,phone,email,role,region,backup,superior,channels` (details below). |
+| `boundaries.geojson` | FeatureCollection, one Polygon per county (hexagon, radius 0.3°), per township (radius 0.12°) and per village (radius 0.006°, inside its township's) around the centroid; GeoJSON order `[lon, lat]`; properties `code`, `name`, `synthetic: true`. County and township hexagons overlap their neighbours: use them for drawing, not for exact targeting. |
+| `contacts.csv` | `key,name,phone,email,role,region,backup,superior,channels,note` (details below). |
+| `risk_points.csv` | Chinese headers on purpose: `编号,类型,名称,纬度,经度,区划代码,威胁人数,监测员` (key `SK0001`/`SH0001`/`DZ0001`, kind 山塘水库/山洪/地质灾害, name, lat, lon, the village, people threatened, the monitor's contact key). |
+| `rosters.csv` | `role,region,contact,cron,length,start,end,tz`: township duty (`township_duty`) rotates daily among the leader, the duty leader and the deputy (cron `0 0 8 1/3 * *`, `2/3`, `3/3`, 24 h; on the 31st and the 1st the same person serves twice); county duty (`county_duty`) alternates A and B (`1/2`, `2/2`), and A also holds 端午 by a date range (`2026-06-19 08:00`→`2026-06-20 08:00`). |
 | `rainstorm-red.cap.xml` | CAP 1.2 暴雨红色预警 from 玉林市气象台, 2026-06-12 02:30+08:00, expires 08:30; one `area` with geocodes (`GB2260`) 450921 容县, 450981 北流市, 450922 陆川县 and a polygon that on its own covers 容县 and 北流市 (see below). |
 
 ### contacts.csv
 
-- `key`: stable ASCII id, referenced by `backup` and `superior`: `city-duty`,
-  `c-<county>-duty`, `c-<county>-duty-b`, `t-<township>-leader`, `t-<township>-duty`,
-  `v-<village>-leader`, `v-<village>-info`.
-- `phone`: 11-digit mainland mobile form (`17000012345`); normalise to E.164 (`+86…`).
+- `key`: stable ASCII id, referenced by `backup`, `superior`, risk point monitors and rosters:
+  `city-duty`, `c-<county>-duty`, `c-<county>-duty-b`, `t-<township>-leader`,
+  `t-<township>-duty`, `t-<township>-deputy`, `v-<village>-leader`, `v-<village>-info`,
+  `m-<village>-NN` (risk point monitors, one per two points of the village).
+- `phone`: one or more numbers separated by `;` (`、` and `,` are accepted too); the first is
+  the primary one (SMS goes there), and an SMS reply from any of them is the person's.
+  Normalised to E.164 (`+86…`). City, county and township people have two (a second mobile or
+  an office landline), one village leader in five a second mobile.
 - `email`: only for the city and county rows.
 - `role`, `region` (the division code the person answers for):
 
 {roles}
 
-- `backup` (AB角) and `superior`: keys of other rows, empty for none. Backups are mutual pairs
-  (county A/B, township leader/duty, village leader/info officer). Superiors: village → the
-  township leader; township → the county duty (A); county A and B → `city-duty`.
+- `backup` (AB角) and `superior`: keys of other rows, empty for none. Backups: county A/B,
+  township leader/duty are mutual pairs, the deputy's is the duty leader, village leader/info
+  officer mutual, monitors' the village info officer. Superiors: monitors → the village leader;
+  village → the township leader; township leader and duty → the county duty (A); deputy → the
+  township leader; county A and B → `city-duty`.
 - `channels`: `;`-separated channel kinds (`sms;email`) overriding the policy's channels;
   empty means the policy default. Only the city and county rows set it.
+- `note`: `虚构 synthetic` (ignored by the importer, like any column it does not know).
+
+## Import format (all kinds)
+
+CSV (UTF-8, with or without BOM, or GBK/GB18030 as Excel saves it on Chinese Windows) or XLSX
+(the sheet named after the kind, e.g. `contacts`, else the first sheet); boundaries are GeoJSON.
+The first row holds the headers; headers are matched ignoring case, spaces, `*` and anything
+after a bracket (`手机号（多个用；分隔）`). Unknown columns are ignored. Errors name the
+spreadsheet row (line 1 = the header) and the header as written.
+
+| column | also accepted | kinds |
+| --- | --- | --- |
+| `key` | 编号, 人员编号, 风险点编号, 隐患点编号, id | contacts, risk-points |
+| `code` | 区划代码, 行政区划代码, 区划编码, 代码 | regions |
+| `name` | 姓名, 名称, 区划名称, 风险点名称 | regions, contacts, risk-points |
+| `level` | 级别, 层级, 行政级别 (values 省/市/县/区/乡镇/镇/乡/街道/村/社区 or English) | regions |
+| `parent` | 上级区划, 上级代码, 上级区划代码, parent_code | regions |
+| `lat`, `lon` | 纬度, latitude; 经度, longitude, lng | regions, risk-points |
+| `phone` | phones, mobile, tel, 手机, 手机号, 手机号码, 电话, 联系电话, 电话号码 | contacts |
+| `email` | e-mail, mail, 邮箱, 电子邮箱 | contacts |
+| `role` | 职务, 角色, 岗位 | contacts, rosters |
+| `region` | region_code, 区划代码, 行政区划代码, 所属区划, 所在区划 | contacts, risk-points, rosters |
+| `risk_point` | risk_point_key, 风险点, 风险点编号, 隐患点编号 (instead of a region: the contact monitors that point and takes its region) | contacts |
+| `backup` | AB角, B角, 备岗, 备份 | contacts |
+| `superior` | 上级, 上级领导, 直接上级 | contacts |
+| `channels` | 渠道, 通知渠道, 通知方式 (sms/voice/email/webhook or 短信/语音/电话/邮件) | contacts |
+| `kind` | type, 类型, 类别, 风险点类型 (山塘水库/水库/山塘 → reservoir, 山洪 → flash_flood, 地质灾害/隐患点 → geohazard, 内涝/低洼/易涝点 → waterlogging) | risk-points |
+| `people` | 威胁人数, 受威胁人数, 影响人数 | risk-points |
+| `monitors` | 监测员, 巡查员, 监测员编号 (contact keys; `;`/`、`/`,` between them) | risk-points |
+| `contact` | contact_key, 值班人员, 值班人员编号, 人员编号 | rosters |
+| `cron` | 班次规则, cron表达式, 轮班规则 (`cron` crate syntax, seconds first: `0 0 8 * * *`) | rosters |
+| `length` | duration, 时长, 班次时长 (`24h`, `90m`, `1d`, `24小时`; a bare number is hours; default 24 h) | rosters |
+| `from`, `to` | start, 开始, 开始时间, 起始时间; end, 结束, 结束时间 (`2026-07-01 08:00`) | rosters |
+| `tz` | timezone, time_zone, 时区 (IANA name; default Asia/Shanghai) | rosters |
+
+A roster row has either `cron` (+ `length`) or both `from` and `to`. References are checked
+against the file and the database: regions must exist (import regions first), backups and
+superiors in the same file or stored, monitors and roster contacts stored. Natural keys:
+region `code`, contact and risk point `key`, roster line (role, region, contact, cron or start);
+re-importing upserts by them. A contact's phones are replaced by the sheet's; a risk point row
+that lists monitors replaces that point's monitors.
 
 ### Targeting the demo warning
 
@@ -454,12 +593,22 @@ edges follow the bisectors to 玉州区 and 陆川县. So, by centroid:
 def main() -> int:
     rng = random.Random(SEED)
     regions, townships, villages = build(rng)
-    contacts = build_contacts(rng, townships, villages)
+    points = build_risk_points(rng, villages)
+    contacts = build_contacts(rng, townships, villages, points)
+    rosters = build_rosters(townships)
     write_regions(regions)
-    n_features = write_boundaries(rng, townships)
+    n_features = write_boundaries(rng, townships, villages)
     write_csv(OUT / "contacts.csv",
               ["key", "name", "phone", "email", "role", "region", "backup", "superior",
-               "channels"], contacts)
+               "channels", "note"], contacts)
+    # Chinese headers on purpose: the importer's aliases are part of what the demo shows.
+    write_csv(OUT / "risk_points.csv",
+              ["编号", "类型", "名称", "纬度", "经度", "区划代码", "威胁人数", "监测员"],
+              [{"编号": p["key"], "类型": p["kind"], "名称": p["name"], "纬度": f5(p["lat"]),
+                "经度": f5(p["lon"]), "区划代码": p["region"], "威胁人数": p["people"],
+                "监测员": p["monitors"]} for p in points])
+    write_csv(OUT / "rosters.csv", ["role", "region", "contact", "cron", "length", "start",
+                                    "end", "tz"], rosters)
     write_cap()
 
     # ---- checks -------------------------------------------------------------------------
@@ -497,12 +646,36 @@ def main() -> int:
                     errors.append(f"contact {c['key']}: {field} is itself")
         if c["region"] not in code_set:
             errors.append(f"contact {c['key']}: unknown region {c['region']}")
-    phones = [c["phone"] for c in contacts]
-    if len(set(phones)) != len(phones) or not all(
-            len(p) == 11 and p.startswith("1700") and p.isdigit() for p in phones):
-        errors.append("phones not distinct or not 1700xxxxxxx")
-    if len(contacts) > 1000:
-        errors.append(f"{len(contacts)} contacts, more than 1000")
+    primaries = [c["phone"].split(";")[0] for c in contacts]
+    if len(set(primaries)) != len(primaries) or not all(
+            len(p) == 11 and p.startswith("1700") and p.isdigit() for p in primaries):
+        errors.append("primary phones not distinct or not 1700xxxxxxx")
+    seconds = [p for c in contacts for p in c["phone"].split(";")[1:] if p.startswith("1")]
+    if len(set(seconds)) != len(seconds) or set(seconds) & set(primaries):
+        errors.append("second mobiles not distinct")
+    if not 4500 <= len(contacts) <= 5500:
+        errors.append(f"{len(contacts)} contacts, expected about 5000")
+    if not 1400 <= len(villages) <= 1600:
+        errors.append(f"{len(villages)} villages, expected about 1500")
+    kinds = Counter(p["kind"] for p in points)
+    for kind, _prefix, count in RISK_POINTS:
+        if kinds[RISK_KIND_CN[kind]] != count:
+            errors.append(f"{kind}: {kinds[RISK_KIND_CN[kind]]} points, expected {count}")
+    if any(not p["monitors"] or p["monitors"] not in key_set for p in points):
+        errors.append("a risk point without a known monitor")
+    village_at = {v[1]: (v[3], v[4]) for v in villages}
+    for p in points:
+        vlat, vlon = village_at[p["region"]]
+        if math.hypot(p["lat"] - vlat, p["lon"] - vlon) > VILLAGE_RADIUS * 0.87:
+            errors.append(f"risk point {p['key']} outside its village")
+    township_at = {t[1]: (t[3], t[4]) for t in townships}
+    for tcode, vcode, _n, lat, lon in villages:
+        tlat, tlon = township_at[tcode]
+        if math.hypot(lat - tlat, lon - tlon) + VILLAGE_RADIUS > 0.12 * 0.87:
+            errors.append(f"village {vcode} outside its township")
+    for r in rosters:
+        if r["contact"] not in key_set:
+            errors.append(f"roster: unknown contact {r['contact']}")
 
     # The CAP polygon must cover exactly the townships (and villages) of 容县 and 北流市.
     target = {"450921", "450981"}
@@ -529,7 +702,11 @@ def main() -> int:
     print(f"regions.csv         {len(regions)} rows: {level_line}")
     print("  townships per county: " + ", ".join(
         f"{n} {per_county[c]}" for c, n, *_ in COUNTIES))
-    print(f"boundaries.geojson  {n_features} features (7 counties + {len(townships)} townships)")
+    print(f"boundaries.geojson  {n_features} features (7 counties + {len(townships)} townships"
+          f" + {len(villages)} villages)")
+    print(f"risk_points.csv     {len(points)} rows: " + ", ".join(
+        f"{RISK_KIND_CN[k]} {kinds[RISK_KIND_CN[k]]}" for k, *_ in RISK_POINTS))
+    print(f"rosters.csv         {len(rosters)} rows")
     print(f"contacts.csv        {len(contacts)} rows; {refs} backup/superior references, "
           f"all resolve" if not any("does not exist" in e for e in errors) else "")
     print("\n".join(role_lines))
@@ -547,6 +724,9 @@ def main() -> int:
                                                 for c, n, *_ in COUNTIES),
         f"- boundaries: {n_features} features",
         f"- contacts: {len(contacts)}",
+        "- risk points: " + ", ".join(f"{RISK_KIND_CN[k]} ({k}) {kinds[RISK_KIND_CN[k]]}"
+                                      for k, *_ in RISK_POINTS),
+        f"- duty roster lines: {len(rosters)}",
     ])
     poly_summary = (f"{sum(poly_hits.values())} townships, {sum(v_in.values())} villages")
     geo = {"450921", "450981", "450922"}

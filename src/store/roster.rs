@@ -1,13 +1,14 @@
-//! Regions and contacts: upserts by natural key (re-importing a sheet is safe) and loading.
+//! The roster: upserts by natural key (re-importing a sheet is safe) and loading. Regions,
+//! contacts with all their phones, risk points with their monitors, duty shifts.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::Val;
 use crate::domain::{ChannelKind, Phone, RegionCode, RegionLevel};
-use crate::roster::{geometry_shape, Contact, DutyShift, Region, RiskPoint};
+use crate::roster::{geometry_shape, Contact, ContactRow, DutyShift, Known, Region, RiskPoint, Shift};
 
 pub async fn upsert_regions(conn: &mut AnyConnection, regions: &[Region], now: i64) -> Result<()> {
     for chunk in regions.chunks(2000) {
@@ -113,6 +114,7 @@ pub async fn upsert_contacts(conn: &mut AnyConnection, contacts: &[Contact], now
     Ok(())
 }
 
+/// Upsert on a unique key (`key`, or `a, b, c` for a composite one).
 async fn insert_rows_upsert(
     conn: &mut AnyConnection,
     table: &str,
@@ -184,7 +186,7 @@ pub fn contact_of(r: &sqlx::any::AnyRow) -> Result<Contact> {
         id: r.try_get(0)?,
         key: r.try_get(1)?,
         name: r.try_get(2)?,
-        phone: phone.and_then(|p| Phone::parse(&p).ok()),
+        phone: phone.and_then(Phone::stored),
         email: r.try_get(4)?,
         role: r.try_get(5)?,
         region: RegionCode::parse(&region).map_err(anyhow::Error::msg)?,
@@ -210,9 +212,11 @@ pub async fn contact_by_key(conn: &mut AnyConnection, key: &str) -> Result<Optio
     row.as_ref().map(contact_of).transpose()
 }
 
+/// Everyone who has this number, as primary or any other of their phones.
 pub async fn contacts_by_phone(conn: &mut AnyConnection, phone: &Phone) -> Result<Vec<Contact>> {
     let rows = sqlx::query(&format!(
-        "SELECT {CONTACT_COLUMNS} FROM contacts WHERE phone = $1"
+        "SELECT {CONTACT_COLUMNS} FROM contacts WHERE phone = $1 \
+         OR key IN (SELECT contact_key FROM contact_phones WHERE phone = $1) ORDER BY id"
     ))
     .bind(phone.as_str())
     .fetch_all(&mut *conn)
@@ -220,8 +224,204 @@ pub async fn contacts_by_phone(conn: &mut AnyConnection, phone: &Phone) -> Resul
     rows.iter().map(contact_of).collect()
 }
 
-/// Risk points with their monitors (empty until the roster importer stores monitors).
+/// Contacts (primary phone in `contacts.phone`), every phone in order, and the risk point a
+/// row names as monitored. A contact's phone list is replaced by the sheet's.
+pub async fn upsert_contact_rows(conn: &mut AnyConnection, rows: &[ContactRow], now: i64) -> Result<()> {
+    for chunk in rows.chunks(1000) {
+        let contacts: Vec<Contact> = chunk.iter().map(|r| r.contact.clone()).collect();
+        upsert_contacts(conn, &contacts, now).await?;
+        let keys: Vec<&str> = chunk.iter().map(|r| r.contact.key.as_str()).collect();
+        delete_in(conn, "contact_phones", "contact_key", &keys).await?;
+        let phones = chunk
+            .iter()
+            .flat_map(|r| {
+                r.phones.iter().enumerate().map(|(i, p)| {
+                    vec![
+                        Val::from(r.contact.key.as_str()),
+                        Val::from(p.as_str()),
+                        Val::I(i as i64),
+                    ]
+                })
+            })
+            .collect();
+        super::insert_rows(
+            conn,
+            "contact_phones",
+            &["contact_key", "phone", "position"],
+            phones,
+        )
+        .await?;
+        let monitors = chunk
+            .iter()
+            .filter_map(|r| {
+                let k = r.risk_point.as_deref()?;
+                Some(vec![Val::from(k), Val::from(r.contact.key.as_str())])
+            })
+            .collect();
+        super::insert_rows_with_suffix(
+            conn,
+            "risk_point_monitors",
+            &["risk_point_key", "contact_key"],
+            monitors,
+            " ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Risk points by key. A point whose row lists monitors gets exactly those (the sheet is the
+/// authority); a row with none keeps the monitors it had (e.g. from the contacts sheet).
+pub async fn upsert_risk_points(conn: &mut AnyConnection, points: &[RiskPoint], now: i64) -> Result<()> {
+    for chunk in points.chunks(1000) {
+        let rows = chunk
+            .iter()
+            .map(|p| {
+                vec![
+                    Val::from(p.key.as_str()),
+                    Val::from(p.kind.as_str()),
+                    Val::from(p.name.as_str()),
+                    Val::F(p.lat),
+                    Val::F(p.lon),
+                    Val::from(p.region.as_str()),
+                    Val::I(p.people),
+                    Val::I(now),
+                ]
+            })
+            .collect();
+        let cols = [
+            "key",
+            "kind",
+            "name",
+            "lat",
+            "lon",
+            "region_code",
+            "people",
+            "updated_at",
+        ];
+        insert_rows_upsert(conn, "risk_points", &cols, "key", &cols[1..], rows).await?;
+        let listed: Vec<&RiskPoint> = chunk.iter().filter(|p| !p.monitors.is_empty()).collect();
+        let keys: Vec<&str> = listed.iter().map(|p| p.key.as_str()).collect();
+        delete_in(conn, "risk_point_monitors", "risk_point_key", &keys).await?;
+        let monitors = listed
+            .iter()
+            .flat_map(|p| {
+                p.monitors
+                    .iter()
+                    .map(|m| vec![Val::from(p.key.as_str()), Val::from(m.as_str())])
+            })
+            .collect();
+        super::insert_rows(
+            conn,
+            "risk_point_monitors",
+            &["risk_point_key", "contact_key"],
+            monitors,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Duty lines by (role, region, contact, start): an updated sheet changes lengths, ends and
+/// time zones in place.
+pub async fn upsert_duty(conn: &mut AnyConnection, shifts: &[DutyShift], now: i64) -> Result<()> {
+    for chunk in shifts.chunks(1000) {
+        let rows = chunk
+            .iter()
+            .map(|d| {
+                let (kind, cron, minutes, tz, from, to) = match &d.shift {
+                    Shift::Cron { expr, minutes, tz } => {
+                        ("cron", expr.as_str(), *minutes as i64, tz.as_str(), 0, 0)
+                    }
+                    Shift::Dates { from, to } => ("dates", "", 0, crate::roster::DEFAULT_TZ, *from, *to),
+                };
+                vec![
+                    Val::from(d.role.as_str()),
+                    Val::from(d.region.as_str()),
+                    Val::from(d.contact_key.as_str()),
+                    Val::from(kind),
+                    Val::from(cron),
+                    Val::I(minutes),
+                    Val::from(tz),
+                    Val::I(from),
+                    Val::I(to),
+                    Val::I(now),
+                ]
+            })
+            .collect();
+        insert_rows_upsert(
+            conn,
+            "duty_shifts",
+            &[
+                "role",
+                "region_code",
+                "contact_key",
+                "kind",
+                "cron",
+                "minutes",
+                "tz",
+                "from_at",
+                "to_at",
+                "updated_at",
+            ],
+            "role, region_code, contact_key, cron, from_at",
+            &["kind", "minutes", "tz", "to_at", "updated_at"],
+            rows,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// `DELETE … WHERE column IN (…)`, at most 1000 values per statement.
+async fn delete_in(conn: &mut AnyConnection, table: &str, column: &str, values: &[&str]) -> Result<()> {
+    for chunk in values.chunks(1000) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("DELETE FROM {table} WHERE {column} IN ({})", marks.join(", "));
+        let mut q = sqlx::query(&sql);
+        for v in chunk {
+            q = q.bind(*v);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// What is stored, for checking a sheet's references.
+pub async fn known(pool: &AnyPool) -> Result<Known> {
+    let regions: Vec<String> = sqlx::query_scalar("SELECT code FROM regions")
+        .fetch_all(pool)
+        .await?;
+    let points = sqlx::query("SELECT key, region_code FROM risk_points")
+        .fetch_all(pool)
+        .await?;
+    let mut risk_points = HashMap::new();
+    for r in points {
+        let region: String = r.try_get(1)?;
+        risk_points.insert(
+            r.try_get(0)?,
+            RegionCode::parse(&region).map_err(anyhow::Error::msg)?,
+        );
+    }
+    Ok(Known {
+        regions: regions.into_iter().collect(),
+        contacts: contact_keys(pool).await?,
+        risk_points,
+    })
+}
+
+/// Risk points with their monitors' contact keys.
 pub async fn load_risk_points(pool: &AnyPool) -> Result<Vec<RiskPoint>> {
+    let mut monitors: HashMap<String, Vec<String>> = HashMap::new();
+    for r in sqlx::query(
+        "SELECT risk_point_key, contact_key FROM risk_point_monitors ORDER BY risk_point_key, contact_key",
+    )
+    .fetch_all(pool)
+    .await
+    .context("loading risk point monitors")?
+    {
+        monitors.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
+    }
     let rows =
         sqlx::query("SELECT id, key, kind, name, lat, lon, region_code, people FROM risk_points ORDER BY id")
             .fetch_all(pool)
@@ -230,22 +430,51 @@ pub async fn load_risk_points(pool: &AnyPool) -> Result<Vec<RiskPoint>> {
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let region: String = r.try_get(6)?;
+        let key: String = r.try_get(1)?;
         out.push(RiskPoint {
             id: r.try_get(0)?,
-            key: r.try_get(1)?,
+            monitors: monitors.remove(&key).unwrap_or_default(),
+            key,
             kind: r.try_get(2)?,
             name: r.try_get(3)?,
             lat: r.try_get(4)?,
             lon: r.try_get(5)?,
             region: RegionCode::parse(&region).map_err(anyhow::Error::msg)?,
             people: r.try_get(7)?,
-            monitors: Vec::new(),
         });
     }
     Ok(out)
 }
 
-/// Duty shifts (none until the roster importer stores them).
-pub async fn load_duty(_pool: &AnyPool) -> Result<Vec<DutyShift>> {
-    Ok(Vec::new())
+/// Every duty line, in import order.
+pub async fn load_duty(pool: &AnyPool) -> Result<Vec<DutyShift>> {
+    let rows = sqlx::query(
+        "SELECT role, region_code, contact_key, kind, cron, minutes, tz, from_at, to_at FROM duty_shifts ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .context("loading duty shifts")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let region: String = r.try_get(1)?;
+        let kind: String = r.try_get(3)?;
+        let minutes: i64 = r.try_get(5)?;
+        out.push(DutyShift {
+            role: r.try_get(0)?,
+            region: RegionCode::parse(&region).map_err(anyhow::Error::msg)?,
+            contact_key: r.try_get(2)?,
+            shift: match kind.as_str() {
+                "cron" => Shift::Cron {
+                    expr: r.try_get(4)?,
+                    minutes: minutes as u32,
+                    tz: r.try_get(6)?,
+                },
+                _ => Shift::Dates {
+                    from: r.try_get(7)?,
+                    to: r.try_get(8)?,
+                },
+            },
+        });
+    }
+    Ok(out)
 }

@@ -11,3 +11,4 @@ mod gateway;
 mod helpers;
 mod respond;
 mod updates;
+mod import;
