@@ -264,8 +264,18 @@ fn absurd_input_is_refused() {
     assert!(parse(&big).unwrap_err().reason.contains("5242881 bytes"));
     assert!(refused("").path == "xml");
     assert!(refused("<alert").reason.starts_with("malformed XML"));
-    let gbk = b"<?xml version=\"1.0\" encoding=\"GBK\"?><alert/>";
-    assert_eq!(parse(gbk).unwrap_err().reason, "encoding GBK not supported yet");
+    let ebcdic = b"<?xml version=\"1.0\" encoding=\"EBCDIC-CP-US\"?><alert/>";
+    assert!(parse(ebcdic)
+        .unwrap_err()
+        .reason
+        .starts_with("encoding EBCDIC-CP-US is not supported"));
+    let many = format!(
+        "{} 22.5,110.0",
+        "22.5,110.0 22.6,110.1 ".repeat(MAX_POLYGON_POINTS / 2 + 1)
+    );
+    let e = refused(&rainstorm(&many, ""));
+    assert_eq!(e.path, "alert/info[0]/area[0]/polygon[0]");
+    assert!(e.reason.contains("over the limit of 10000"), "{e}");
 }
 
 /// Every corpus file: Ok or Err, never a panic.
