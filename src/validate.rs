@@ -96,8 +96,11 @@ mod tests {
         assert_eq!(c.refused, 0);
         let v = check("red.xml", RED.as_bytes(), true);
         assert_eq!(
-            v.lines[1],
-            "  偏差 deviation alert/info[0]/area[1]/Type: not a CAP element; ignored"
+            v.lines[1..],
+            [
+                "  偏差 deviation alert/info[0]/expires: missing; the receiving policy's default applies",
+                "  偏差 deviation alert/info[0]/area[1]/Type: not a CAP element; ignored",
+            ]
         );
     }
 

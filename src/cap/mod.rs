@@ -14,6 +14,8 @@ mod values;
 #[cfg(test)]
 mod corpus_tests;
 #[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod tests;
 
 pub use classify::{classify, Classification};

@@ -285,6 +285,12 @@ impl Walk {
         let effective = self.optional_time(el, p, "effective")?;
         let onset = self.optional_time(el, p, "onset")?;
         let expires = self.optional_time(el, p, "expires")?;
+        if expires.is_none() {
+            self.deviate(
+                &format!("{p}/expires"),
+                "missing; the receiving policy's default applies",
+            );
+        }
         let parameters = self.pairs(el, p, "parameter")?;
         let resources = kids(el, self.ns(), "resource")
             .enumerate()

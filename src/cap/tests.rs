@@ -111,6 +111,55 @@ fn unclosed_polygon_is_closed_with_deviation() {
 }
 
 #[test]
+fn missing_expires_is_accepted_and_recorded() {
+    let doc = rainstorm(SQUARE, "").replace("<expires>2025-07-01T20:30+08:00</expires>", "");
+    let a = parse(doc.as_bytes()).unwrap();
+    assert_eq!(a.expires_at(), None);
+    assert_eq!(
+        a.deviations,
+        ["alert/info[0]/expires: missing; the receiving policy's default applies"]
+    );
+}
+
+#[test]
+fn resources_signature_and_header_extras() {
+    let extras = r#"<resource><resourceDesc>音频</resourceDesc><mimeType>audio/mpeg</mimeType>
+        <size>3</size><derefUri>YWJj</derefUri><digest>ff</digest></resource>
+        <resource><resourceDesc>page</resourceDesc><uri>http://x/p.html</uri></resource>"#;
+    let doc = rainstorm(SQUARE, "")
+        .replace("<senderName>", &format!("{extras}<senderName>"))
+        .replace(
+            "<scope>Public</scope>",
+            "<scope>Restricted</scope><restriction>防汛办</restriction><code>IPAWSv1.0</code><code>演练</code>",
+        )
+        .replace(
+            "</alert>",
+            r#"<Signature xmlns="http://www.w3.org/2000/09/xmldsig#"><SignatureValue>AAAA</SignatureValue></Signature></alert>"#,
+        );
+    let a = parse(doc.as_bytes()).unwrap();
+    assert_eq!(a.restriction.as_deref(), Some("防汛办"));
+    assert_eq!(a.codes, ["IPAWSv1.0", "演练"]);
+    assert!(a.signature.as_deref().unwrap().starts_with("<Signature xmlns="));
+    let r = &a.infos[0].resources;
+    assert_eq!(r.len(), 2);
+    assert_eq!((r[0].deref_len, r[0].size), (Some(3), Some(3)));
+    // SHA-256 of "abc".
+    assert_eq!(
+        r[0].deref_sha256.as_deref(),
+        Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    );
+    assert_eq!(r[1].uri.as_deref(), Some("http://x/p.html"));
+    assert!(a
+        .deviations
+        .iter()
+        .any(|d| d.starts_with("alert/info[0]/resource[1]/mimeType: missing")));
+    let e = refused(&doc.replace("<size>3</size>", "<size>big</size>"));
+    assert_eq!(e.path, "alert/info[0]/resource[0]/size");
+    let e = refused(&doc.replace("<resourceDesc>page</resourceDesc>", ""));
+    assert_eq!(e.to_string(), "alert/info[0]/resource[1]/resourceDesc: missing");
+}
+
+#[test]
 fn bad_polygons_are_refused_with_path() {
     let e = refused(&rainstorm("22.5,110.0 22.7,110.2 22.5,110.0", ""));
     assert_eq!(e.path, "alert/info[0]/area[0]/polygon[0]");
