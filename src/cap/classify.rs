@@ -585,43 +585,37 @@ mod tests {
 
     #[test]
     fn foreign_conventions() {
-        let p = |n: &str, v: &str| vec![(n.to_string(), v.to_string())];
-        // MeteoAlarm: numbers alone are enough.
-        let c = classify("Warning", &p("awareness_level", "4; ; "), &[], "Unknown");
-        assert_eq!(c.colour, Some(Colour::Red));
-        let c = classify("Warning", &p("awareness_type", "10; "), &[], "Unknown");
-        assert_eq!(c.hazard, "rainstorm");
-        // UK/MeteoAlarm event names lead with the colour; NWS Red Flag does not.
-        assert_eq!(event("Amber wind warning").colour, Some(Colour::Orange));
-        assert_eq!(event("Red Flag Warning").hazard, "fire");
-        assert_eq!(event("Red Flag Warning").colour, Some(Colour::Orange)); // from "Warning"
-                                                                            // NWS VTEC: phenomena → hazard, significance → colour when severity is Unknown.
-        let v = p("VTEC", "/O.NEW.KLCH.HU.A.0009.200826T0000Z-000000T0000Z/");
-        let c = classify("Statement", &v, &[], "Unknown");
-        assert_eq!((c.colour, c.hazard.as_str()), (Some(Colour::Yellow), "typhoon"));
-        // Severity, when known, comes first.
-        assert_eq!(
-            classify("Statement", &v, &[], "Extreme").colour,
-            Some(Colour::Red)
-        );
-        // Canada.
-        let t = p("layer:EC-MSC-SMC:1.0:Alert_Type", "advisory");
-        assert_eq!(classify("x", &t, &[], "Unknown").colour, Some(Colour::Blue));
-        let i = p("layer:SOREM:1.0:Broadcast_Immediately", "Yes");
-        assert_eq!(classify("x", &i, &[], "Unknown").colour, Some(Colour::Red));
-        let i = p("layer:SOREM:1.0:Broadcast_Immediately", "No");
-        assert_eq!(classify("x", &i, &[], "Unknown").colour, None);
-        let n = p("layer:EC-MSC-SMC:1.0:Alert_Name", "rainfall warning");
-        assert_eq!(classify("x", &n, &[], "Unknown").hazard, "rainstorm");
-        // Chinese level in a parameter.
-        assert_eq!(
-            classify("x", &p("预警级别", "Ⅱ级"), &[], "").colour,
-            Some(Colour::Orange)
-        );
-        assert_eq!(
-            classify("x", &p("预警级别", "一级"), &[], "").colour,
-            Some(Colour::Red)
-        );
+        const VTEC: &str = "/O.NEW.KLCH.HU.A.0009.200826T0000Z-000000T0000Z/";
+        // (event, parameter, severity) → (colour, hazard)
+        #[rustfmt::skip]
+        let cases: &[(&str, (&str, &str), &str, Option<Colour>, &str)] = &[
+            // MeteoAlarm: numbers alone are enough.
+            ("Warning", ("awareness_level", "4; ; "), "Unknown", Some(Colour::Red), "other"),
+            ("Warning", ("awareness_type", "10; "), "Unknown", Some(Colour::Orange), "rainstorm"),
+            // UK/MeteoAlarm names lead with the colour; NWS "Red Flag" is not a colour.
+            ("Amber wind warning", ("", ""), "Unknown", Some(Colour::Orange), "gale"),
+            ("Red Flag Warning", ("", ""), "Unknown", Some(Colour::Orange), "fire"),
+            // NWS VTEC: phenomena → hazard; significance → colour only when severity is Unknown.
+            ("Statement", ("VTEC", VTEC), "Unknown", Some(Colour::Yellow), "typhoon"),
+            ("Statement", ("VTEC", VTEC), "Extreme", Some(Colour::Red), "typhoon"),
+            // Canada.
+            ("x", ("layer:EC-MSC-SMC:1.0:Alert_Type", "advisory"), "Unknown", Some(Colour::Blue), "other"),
+            ("x", ("layer:SOREM:1.0:Broadcast_Immediately", "Yes"), "Unknown", Some(Colour::Red), "other"),
+            ("x", ("layer:SOREM:1.0:Broadcast_Immediately", "No"), "Unknown", None, "other"),
+            ("x", ("layer:EC-MSC-SMC:1.0:Alert_Name", "rainfall warning"), "Unknown", None, "rainstorm"),
+            // Chinese levels in a parameter.
+            ("x", ("预警级别", "Ⅱ级"), "", Some(Colour::Orange), "other"),
+            ("x", ("预警级别", "一级"), "", Some(Colour::Red), "other"),
+        ];
+        for &(event, (name, value), severity, colour, hazard) in cases {
+            let params = vec![(name.to_string(), value.to_string())];
+            let c = classify(event, &params, &[], severity);
+            assert_eq!(
+                (c.colour, c.hazard.as_str()),
+                (colour, hazard),
+                "{event} {name}={value}"
+            );
+        }
     }
 
     #[test]

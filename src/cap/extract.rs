@@ -132,11 +132,7 @@ fn entries<'a, 'i>(root: Node<'a, 'i>) -> Vec<Node<'a, 'i>> {
 /// CAP alerts inside one feed entry: as XML below the entry, or as escaped text in its
 /// `content` (some feeds send `type="text"` content holding the alert's markup).
 fn embedded(text: &str, entry: Node) -> Vec<Found> {
-    let alerts: Vec<Found> = entry
-        .descendants()
-        .filter(|d| is_cap_alert(*d) && !d.ancestors().skip(1).any(is_cap_alert))
-        .map(|a| found(text, a))
-        .collect();
+    let alerts = alerts_below(text, entry);
     if !alerts.is_empty() {
         return alerts;
     }
@@ -168,11 +164,7 @@ fn edxl(text: &str, root: Node) -> Vec<Found> {
         .children()
         .filter(|c| c.is_element() && c.tag_name().name() == "contentObject")
     {
-        let alerts: Vec<Found> = object
-            .descendants()
-            .filter(|d| is_cap_alert(*d) && !d.ancestors().skip(1).any(is_cap_alert))
-            .map(|a| found(text, a))
-            .collect();
+        let alerts = alerts_below(text, object);
         if !alerts.is_empty() {
             out.extend(alerts);
             continue;
@@ -189,6 +181,14 @@ fn edxl(text: &str, root: Node) -> Vec<Found> {
         }
     }
     out
+}
+
+/// The outermost CAP alerts below `node` (an alert quoted inside another is part of it).
+fn alerts_below(text: &str, node: Node) -> Vec<Found> {
+    node.descendants()
+        .filter(|d| is_cap_alert(*d) && !d.ancestors().skip(1).any(is_cap_alert))
+        .map(|a| found(text, a))
+        .collect()
 }
 
 fn found(text: &str, alert: Node) -> Found {

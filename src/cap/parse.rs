@@ -247,26 +247,12 @@ impl Walk {
         let language = self
             .optional(el, p, "language")
             .unwrap_or_else(|| "en-US".to_string());
-        let mut categories = Vec::new();
-        for (i, c) in kids(el, self.ns(), "category").enumerate() {
-            let v = text(c);
-            if !CATEGORIES.contains(&v.as_str()) {
-                return Err(unknown(p, &format!("category[{i}]"), &v));
-            }
-            categories.push(v);
-        }
+        let categories = self.enumerated_all(el, p, "category", CATEGORIES)?;
         if categories.is_empty() {
             return Err(CapError::new(format!("{p}/category"), "missing"));
         }
         let event = self.required(el, p, "event")?;
-        let mut response_types = Vec::new();
-        for (i, r) in kids(el, self.ns(), "responseType").enumerate() {
-            let v = text(r);
-            if !RESPONSE_TYPES.contains(&v.as_str()) {
-                return Err(unknown(p, &format!("responseType[{i}]"), &v));
-            }
-            response_types.push(v);
-        }
+        let response_types = self.enumerated_all(el, p, "responseType", RESPONSE_TYPES)?;
         let urgency = self.enumerated(el, p, "urgency", URGENCIES)?;
         let severity = self.enumerated(el, p, "severity", SEVERITIES)?;
         let certainty = match self.required(el, p, "certainty")?.as_str() {
@@ -468,6 +454,26 @@ impl Walk {
         } else {
             Err(unknown(p, name, &v))
         }
+    }
+
+    /// Every `name` child, each one of `allowed`.
+    fn enumerated_all(
+        &self,
+        el: Node,
+        p: &str,
+        name: &str,
+        allowed: &[&str],
+    ) -> Result<Vec<String>, CapError> {
+        kids(el, self.ns(), name)
+            .enumerate()
+            .map(|(i, c)| {
+                let v = text(c);
+                match allowed.contains(&v.as_str()) {
+                    true => Ok(v),
+                    false => Err(unknown(p, &format!("{name}[{i}]"), &v)),
+                }
+            })
+            .collect()
     }
 
     fn time_value(&mut self, path: &str, s: &str) -> Result<DateTime<FixedOffset>, CapError> {
