@@ -34,3 +34,4 @@ pub mod store;
 pub mod targeting;
 pub mod telemetry;
 pub mod token;
+pub mod validate;

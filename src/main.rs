@@ -108,6 +108,15 @@ enum Command {
     },
     /// Parse and check the configuration and policies.
     CheckConfig,
+    /// Check CAP files and Atom/RSS indexes: one `ok`/`refused` line per message; exit 1 when
+    /// any is refused. Stores nothing, needs no database.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Also list each lenient fix (deviation) under its message.
+        #[arg(long)]
+        verbose: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -118,6 +127,10 @@ enum LedgerAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Needs no configuration, database or runtime: a pure check of the files.
+    if let Command::Validate { files, verbose } = &cli.command {
+        return validate_files(files, *verbose);
+    }
     telemetry::init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -132,6 +145,32 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn validate_files(files: &[PathBuf], verbose: bool) -> ExitCode {
+    let mut refused = 0;
+    for f in files {
+        let name = f.display().to_string();
+        let checked = match std::fs::read(f) {
+            Ok(bytes) => jiaoying::validate::check(&name, &bytes, verbose),
+            Err(e) => jiaoying::validate::refused_file(
+                &name,
+                &jiaoying::cap::CapError {
+                    path: "file".into(),
+                    reason: format!("cannot read: {e}"),
+                },
+            ),
+        };
+        refused += checked.refused;
+        for line in checked.lines {
+            println!("{line}");
+        }
+    }
+    if refused > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -262,6 +301,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Validate { .. } => unreachable!("handled before the runtime starts"),
         Command::CheckConfig => {
             println!(
                 "configuration ok: {} policies, {} gateways",

@@ -1,7 +1,9 @@
 //! Warning colour and hazard key from an info's event text, parameters and event codes.
 //! Table-driven, Chinese first: CMA signal names (暴雨红色预警信号) carry both in the event.
-//! Colour order of authority: the event's own colour word, a colour parameter, then the
-//! CAP severity convention (Minor→blue … Extreme→red).
+//! Colour order of authority: the event's own colour or level word, a colour parameter, the
+//! CAP severity convention (Minor→blue … Extreme→red), then warning/watch/advisory words
+//! (NWS VTEC significance, Canada's Alert_Type, NWS event names). The README section
+//! "Colour and hazard" mirrors these tables.
 
 use serde::Serialize;
 
@@ -159,6 +161,120 @@ const ZH_COLOURS: &[(&str, Colour)] = &[
     ("I级", Colour::Red),
 ];
 
+/// Chinese levels (一级 = red … 四级 = blue) and 气象风险 wording. A level only counts when
+/// the character before it is not a numeral: wind force 十二级 is not level 二.
+const ZH_LEVELS: &[(&str, Colour)] = &[
+    ("一级", Colour::Red),
+    ("二级", Colour::Orange),
+    ("三级", Colour::Yellow),
+    ("四级", Colour::Blue),
+    ("1级", Colour::Red),
+    ("2级", Colour::Orange),
+    ("3级", Colour::Yellow),
+    ("4级", Colour::Blue),
+    ("风险很高", Colour::Red),
+    ("风险较高", Colour::Yellow),
+    ("风险高", Colour::Orange),
+    ("风险一般", Colour::Blue),
+];
+const NUMERALS: &str = "0123456789一二三四五六七八九十百零两";
+
+/// MeteoAlarm / UK Met Office events start with their colour ("Yellow ice warning").
+/// "Red Flag Warning" is an NWS fire-weather name, not a colour.
+const EN_EVENT_COLOURS: &[(&str, Colour)] = &[
+    ("red ", Colour::Red),
+    ("amber ", Colour::Orange),
+    ("orange ", Colour::Orange),
+    ("yellow ", Colour::Yellow),
+];
+
+/// MeteoAlarm `awareness_level` numbers ("3; orange; Severe"); 1 (green) means no warning.
+const AWARENESS_LEVELS: &[(&str, Option<Colour>)] = &[
+    ("1", None),
+    ("2", Some(Colour::Yellow)),
+    ("3", Some(Colour::Orange)),
+    ("4", Some(Colour::Red)),
+];
+
+/// MeteoAlarm `awareness_type` numbers ("10; Rain").
+const AWARENESS_TYPES: &[(&str, &str)] = &[
+    ("1", "gale"),
+    ("2", "snow"),
+    ("3", "thunderstorm"),
+    ("4", "fog"),
+    ("5", "heat"),
+    ("6", "cold"),
+    ("7", "flood"),
+    ("8", "fire"),
+    ("9", "snow"),
+    ("10", "rainstorm"),
+    ("12", "flood"),
+    ("13", "flood"),
+];
+
+/// NWS P-VTEC phenomena codes (`/O.NEW.KLCH.HU.W.0009…/`).
+const VTEC_HAZARDS: &[(&str, &str)] = &[
+    ("FF", "flash_flood"),
+    ("FA", "flood"),
+    ("FL", "flood"),
+    ("CF", "flood"),
+    ("LS", "flood"),
+    ("HU", "typhoon"),
+    ("TR", "typhoon"),
+    ("TY", "typhoon"),
+    ("HI", "typhoon"),
+    ("TI", "typhoon"),
+    ("SS", "flood"),
+    ("SV", "thunderstorm"),
+    ("TO", "thunderstorm"),
+    ("WS", "snow"),
+    ("BZ", "snow"),
+    ("WW", "snow"),
+    ("LE", "snow"),
+    ("IS", "ice"),
+    ("ZR", "ice"),
+    ("HW", "gale"),
+    ("WI", "gale"),
+    ("EW", "gale"),
+    ("EH", "heat"),
+    ("HT", "heat"),
+    ("XH", "heat"),
+    ("EC", "cold"),
+    ("WC", "cold"),
+    ("XC", "cold"),
+    ("FZ", "frost"),
+    ("FR", "frost"),
+    ("HZ", "frost"),
+    ("FG", "fog"),
+    ("DU", "sandstorm"),
+    ("DS", "sandstorm"),
+    ("SM", "haze"),
+    ("FW", "fire"),
+    ("TS", "tsunami"),
+];
+
+/// P-VTEC significance letters; a statement (S) carries no colour.
+const VTEC_SIGNIFICANCE: &[(&str, Colour)] =
+    &[("W", Colour::Orange), ("A", Colour::Yellow), ("Y", Colour::Blue)];
+
+/// Warning words, in parameter values (Canada `layer:EC-MSC-SMC:1.0:Alert_Type`, lower-case)
+/// and at the end of NWS/Canadian event names; used only when severity says nothing.
+const WARNING_WORDS: &[(&str, Colour)] = &[
+    ("warning", Colour::Orange),
+    ("watch", Colour::Yellow),
+    ("advisory", Colour::Blue),
+];
+
+/// Parameters whose value is one of `WARNING_WORDS`.
+const WARNING_WORD_PARAMS: &[&str] = &["alert_type"];
+
+/// Canada/NAAD: an alert broadcast immediately (intrusive) is the top level.
+const IMMEDIATE_PARAMS: &[&str] = &[
+    "sorem:1.0:broadcast_immediately",
+    "broadcast_intrusive",
+    "wirelessimmediate",
+];
+
 /// Words in a colour parameter's value (MeteoAlarm: "2; yellow; Moderate"). Green and white
 /// mean "no warning", so they decide "no colour" rather than falling back to severity.
 const VALUE_COLOURS: &[(&str, Option<Colour>)] = &[
@@ -181,8 +297,8 @@ const VALUE_COLOURS: &[(&str, Option<Colour>)] = &[
 /// Parameter names (lower-cased substrings) that carry a colour.
 const COLOUR_PARAMS: &[&str] = &["awareness_level", "colour", "color", "预警级别", "预警颜色"];
 
-/// Parameter names whose value names a hazard (MeteoAlarm: "10; Rain").
-const HAZARD_PARAMS: &[&str] = &["awareness_type"];
+/// Parameter names whose value names a hazard (MeteoAlarm: "10; Rain", Canada's alert name).
+const HAZARD_PARAMS: &[&str] = &["awareness_type", "alert_name"];
 
 pub fn classify(
     event: &str,
@@ -197,24 +313,101 @@ pub fn classify(
 }
 
 fn colour(event: &str, parameters: &[(String, String)], severity: &str) -> Option<Colour> {
-    if let Some(c) = zh_colour(event) {
+    if let Some(c) = zh_colour(event).or_else(|| en_event_colour(event)) {
         return Some(c);
     }
     for (name, value) in parameters {
         let name = name.to_lowercase();
         if COLOUR_PARAMS.iter().any(|p| name.contains(p)) {
-            if let Some(decided) = zh_colour(value).map(Some).or_else(|| value_colour(value)) {
+            let level = || {
+                name.contains("awareness_level")
+                    .then(|| lookup(AWARENESS_LEVELS, first_field(value)))
+                    .flatten()
+            };
+            if let Some(decided) = zh_colour(value)
+                .map(Some)
+                .or_else(|| value_colour(value))
+                .or_else(level)
+            {
                 return decided;
             }
         }
     }
-    Colour::from_severity(severity)
+    Colour::from_severity(severity).or_else(|| warning_word_colour(event, parameters))
+}
+
+/// Warning/watch/advisory conventions: VTEC significance, Canada's Alert_Type and SOREM
+/// immediacy, then the last word of the event name.
+fn warning_word_colour(event: &str, parameters: &[(String, String)]) -> Option<Colour> {
+    for (name, value) in parameters {
+        let name = name.to_lowercase();
+        let value = value.trim().to_lowercase();
+        if name == "vtec" {
+            if let Some(c) = vtec(&value).and_then(|(_, sig)| lookup(VTEC_SIGNIFICANCE, &sig.to_uppercase()))
+            {
+                return Some(c);
+            }
+        } else if WARNING_WORD_PARAMS.iter().any(|p| name.contains(p)) {
+            if let Some(c) = lookup(WARNING_WORDS, &value) {
+                return Some(c);
+            }
+        } else if IMMEDIATE_PARAMS.iter().any(|p| name.contains(p)) && value == "yes" {
+            return Some(Colour::Red);
+        }
+    }
+    let last = event.trim().rsplit(' ').next().unwrap_or("").to_lowercase();
+    lookup(WARNING_WORDS, &last)
+}
+
+/// `(phenomena, significance)` of the first P-VTEC string in a parameter value.
+fn vtec(value: &str) -> Option<(String, String)> {
+    value.split('/').find_map(|segment| {
+        let fields: Vec<&str> = segment.trim().split('.').collect();
+        match fields.as_slice() {
+            [product, _action, _office, phen, sig, ..]
+                if product.len() == 1 && phen.len() == 2 && sig.len() == 1 =>
+            {
+                Some((phen.to_uppercase(), sig.to_uppercase()))
+            }
+            _ => None,
+        }
+    })
+}
+
+fn lookup<T: Copy>(table: &[(&str, T)], key: &str) -> Option<T> {
+    table.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+}
+
+/// "3; orange; Severe" → "3".
+fn first_field(value: &str) -> &str {
+    value.split(';').next().unwrap_or("").trim()
 }
 
 fn zh_colour(text: &str) -> Option<Colour> {
-    ZH_COLOURS
+    if let Some((_, c)) = ZH_COLOURS.iter().find(|(pattern, _)| text.contains(pattern)) {
+        return Some(*c);
+    }
+    ZH_LEVELS
         .iter()
-        .find(|(pattern, _)| text.contains(pattern))
+        .find(|(pattern, _)| {
+            text.match_indices(pattern).any(|(i, _)| {
+                text[..i]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !NUMERALS.contains(c))
+            })
+        })
+        .map(|(_, c)| *c)
+}
+
+fn en_event_colour(event: &str) -> Option<Colour> {
+    let lower = event.trim_start().to_lowercase();
+    if lower.starts_with("red flag") {
+        return None;
+    }
+    EN_EVENT_COLOURS
+        .iter()
+        .find(|(w, _)| lower.starts_with(w))
         .map(|(_, c)| *c)
 }
 
@@ -250,11 +443,16 @@ fn hazard(event: &str, parameters: &[(String, String)], event_codes: &[(String, 
     let from_params = || {
         parameters.iter().find_map(|(name, value)| {
             let name = name.to_lowercase();
-            HAZARD_PARAMS
-                .iter()
-                .any(|p| name.contains(p))
-                .then(|| text_hazard(value))
-                .flatten()
+            if name == "vtec" {
+                return vtec(value).and_then(|(phen, _)| lookup(VTEC_HAZARDS, &phen));
+            }
+            if !HAZARD_PARAMS.iter().any(|p| name.contains(p)) {
+                return None;
+            }
+            let numbered = name
+                .contains("awareness_type")
+                .then(|| lookup(AWARENESS_TYPES, first_field(value)));
+            numbered.flatten().or_else(|| text_hazard(value))
         })
     };
     text_hazard(event)
@@ -306,6 +504,18 @@ mod tests {
             ("大雾红色预警信号", Some(Colour::Red), "fog"),
             ("防汛Ⅲ级应急响应", Some(Colour::Yellow), "flood"),
             ("水庫洩洪", None, "flood"),
+            ("地质灾害气象风险预警 红色", Some(Colour::Red), "geohazard"),
+            ("地质灾害气象风险一级预警", Some(Colour::Red), "geohazard"),
+            (
+                "地质灾害气象风险预警（风险较高）",
+                Some(Colour::Yellow),
+                "geohazard",
+            ),
+            ("山洪灾害气象风险预警二级", Some(Colour::Orange), "flash_flood"),
+            ("暴雨四级预警", Some(Colour::Blue), "rainstorm"),
+            // Wind force is not a level.
+            ("大风十二级", None, "gale"),
+            ("台风14级", None, "typhoon"),
         ];
         for (e, colour, hazard) in cases {
             assert_eq!(
@@ -371,6 +581,41 @@ mod tests {
         assert_eq!(event("Storm").colour, None);
         assert_eq!(classify("Storm", &[], &[], "Extreme").colour, Some(Colour::Red));
         assert_eq!(classify("Storm", &[], &[], "Minor").colour, Some(Colour::Blue));
+    }
+
+    #[test]
+    fn foreign_conventions() {
+        const VTEC: &str = "/O.NEW.KLCH.HU.A.0009.200826T0000Z-000000T0000Z/";
+        // (event, parameter, severity) → (colour, hazard)
+        #[rustfmt::skip]
+        let cases: &[(&str, (&str, &str), &str, Option<Colour>, &str)] = &[
+            // MeteoAlarm: numbers alone are enough.
+            ("Warning", ("awareness_level", "4; ; "), "Unknown", Some(Colour::Red), "other"),
+            ("Warning", ("awareness_type", "10; "), "Unknown", Some(Colour::Orange), "rainstorm"),
+            // UK/MeteoAlarm names lead with the colour; NWS "Red Flag" is not a colour.
+            ("Amber wind warning", ("", ""), "Unknown", Some(Colour::Orange), "gale"),
+            ("Red Flag Warning", ("", ""), "Unknown", Some(Colour::Orange), "fire"),
+            // NWS VTEC: phenomena → hazard; significance → colour only when severity is Unknown.
+            ("Statement", ("VTEC", VTEC), "Unknown", Some(Colour::Yellow), "typhoon"),
+            ("Statement", ("VTEC", VTEC), "Extreme", Some(Colour::Red), "typhoon"),
+            // Canada.
+            ("x", ("layer:EC-MSC-SMC:1.0:Alert_Type", "advisory"), "Unknown", Some(Colour::Blue), "other"),
+            ("x", ("layer:SOREM:1.0:Broadcast_Immediately", "Yes"), "Unknown", Some(Colour::Red), "other"),
+            ("x", ("layer:SOREM:1.0:Broadcast_Immediately", "No"), "Unknown", None, "other"),
+            ("x", ("layer:EC-MSC-SMC:1.0:Alert_Name", "rainfall warning"), "Unknown", None, "rainstorm"),
+            // Chinese levels in a parameter.
+            ("x", ("预警级别", "Ⅱ级"), "", Some(Colour::Orange), "other"),
+            ("x", ("预警级别", "一级"), "", Some(Colour::Red), "other"),
+        ];
+        for &(event, (name, value), severity, colour, hazard) in cases {
+            let params = vec![(name.to_string(), value.to_string())];
+            let c = classify(event, &params, &[], severity);
+            assert_eq!(
+                (c.colour, c.hazard.as_str()),
+                (colour, hazard),
+                "{event} {name}={value}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Raw bytes → XML text that is safe to hand to roxmltree: size cap, BOM, the encoding
-//! named in the XML declaration, and a nesting-depth pre-scan. Only UTF-8, US-ASCII and
-//! ISO-8859-1 are decoded here; anything else is refused by name so the operator sees why
-//! (GBK support is a later issue).
+//! named in the XML declaration, and a nesting-depth pre-scan. Decoded: UTF-8, US-ASCII,
+//! ISO-8859-1, the GB family Chinese systems still send (GB2312, GBK, GB18030: one GB18030
+//! decoder reads all three) and UTF-16 with a BOM; anything else is refused by name.
 
 use std::borrow::Cow;
 
@@ -23,8 +23,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Cow<'_, str>, CapError> {
             ),
         ));
     }
-    if bytes.starts_with(&[0xFE, 0xFF]) || bytes.starts_with(&[0xFF, 0xFE]) {
-        return Err(CapError::new(PATH, "encoding UTF-16 not supported yet"));
+    for (bom, encoding) in [
+        (&[0xFE, 0xFF], encoding_rs::UTF_16BE),
+        (&[0xFF, 0xFE], encoding_rs::UTF_16LE),
+    ] {
+        if let Some(rest) = bytes.strip_prefix(bom) {
+            return strict(encoding, rest, "UTF-16");
+        }
     }
     // A UTF-8 BOM settles the encoding whatever the declaration says.
     if let Some(rest) = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
@@ -39,7 +44,16 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Cow<'_, str>, CapError> {
             // Every byte is the code point of the same value in ISO-8859-1.
             Ok(Cow::Owned(bytes.iter().map(|&b| char::from(b)).collect()))
         }
-        _ => Err(CapError::new(PATH, format!("encoding {name} not supported yet"))),
+        // GB2312 and GBK are subsets of GB18030, and senders mislabel one as the other.
+        "GB2312" | "GBK" | "GB18030" | "CP936" | "X-GBK" | "EUC-CN" => {
+            strict(encoding_rs::GB18030, bytes, &name)
+        }
+        _ => Err(CapError::new(
+            PATH,
+            format!(
+                "encoding {name} is not supported (UTF-8, GB18030/GBK/GB2312, ISO-8859-1, UTF-16 with BOM)"
+            ),
+        )),
     }
 }
 
@@ -97,6 +111,18 @@ pub(crate) fn nests_deeper_than(text: &str, limit: usize) -> bool {
     false
 }
 
+/// Decode without replacement characters: a wrong byte must refuse, not garble a place name.
+fn strict(
+    encoding: &'static encoding_rs::Encoding,
+    bytes: &[u8],
+    name: &str,
+) -> Result<Cow<'static, str>, CapError> {
+    encoding
+        .decode_without_bom_handling_and_without_replacement(bytes)
+        .map(|t| Cow::Owned(t.into_owned()))
+        .ok_or_else(|| CapError::new(PATH, format!("bytes that are not valid {name}")))
+}
+
 fn utf8(bytes: &[u8]) -> Result<Cow<'_, str>, CapError> {
     std::str::from_utf8(bytes)
         .map(Cow::Borrowed)
@@ -130,11 +156,26 @@ mod tests {
         assert_eq!(decode(b"\xEF\xBB\xBF<a/>").unwrap(), "<a/>");
         let latin = b"<?xml version='1.0' encoding = 'ISO-8859-1'?><a>caf\xE9</a>";
         assert!(decode(latin).unwrap().ends_with("<a>caf\u{e9}</a>"));
-        let gbk = decode(b"<?xml version=\"1.0\" encoding=\"GBK\"?><a/>").unwrap_err();
-        assert_eq!(gbk.reason, "encoding GBK not supported yet");
+        // 暴雨 in GBK is B1 A9 D3 EA.
+        let gbk = decode(b"<?xml version=\"1.0\" encoding=\"GBK\"?><a>\xB1\xA9\xD3\xEA</a>").unwrap();
+        assert!(gbk.ends_with("<a>暴雨</a>"), "{gbk}");
+        let gb2312 = decode(b"<?xml version='1.0' encoding='gb2312'?><a>\xB1\xA9</a>").unwrap();
+        assert!(gb2312.ends_with("<a>暴</a>"));
+        let broken = decode(b"<?xml version=\"1.0\" encoding=\"GB18030\"?><a>\xB1</a>").unwrap_err();
+        assert!(broken.reason.contains("not valid GB18030"), "{broken}");
+        let sjis = decode(b"<?xml version=\"1.0\" encoding=\"Shift_JIS\"?><a/>").unwrap_err();
+        assert!(
+            sjis.reason.starts_with("encoding Shift_JIS is not supported"),
+            "{sjis}"
+        );
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("<a>雨</a>".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        assert_eq!(decode(&utf16).unwrap(), "<a>雨</a>");
         let bad = decode(b"<?xml version=\"1.0\" encoding=\"utf-8\"?><a>\xE9</a>").unwrap_err();
         assert!(bad.reason.contains("byte offset 41"), "{bad}");
-        assert!(decode(b"\xFF\xFE<\0").unwrap_err().reason.contains("UTF-16"));
+        assert!(decode(b"\xFF\xFE<").unwrap_err().reason.contains("UTF-16"));
     }
 
     #[test]

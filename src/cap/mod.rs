@@ -2,15 +2,19 @@
 //! `CapError` naming the offending element out. Pure: no IO, no clock. Owns decoding,
 //! XML safety limits (no DTD/entities, node and depth caps), CAP validation with lenient
 //! fixes recorded as deviations, and colour/hazard classification.
-//!
-//! Not here yet: Atom/RSS/EDXL extraction and GBK decoding (refused with a clear reason).
+//! `extract` finds the alerts inside `<alerts>` lists, EDXL-DE and Atom/RSS feeds.
 
 mod classify;
 mod decode;
+mod extract;
 mod model;
 mod parse;
 mod values;
 
+#[cfg(test)]
+mod corpus_tests;
+#[cfg(test)]
+mod prop_tests;
 #[cfg(test)]
 mod tests;
 
@@ -18,8 +22,10 @@ pub use classify::{classify, Classification};
 /// The depth pre-scan, shared with the feed index reader.
 pub(crate) use decode::nests_deeper_than;
 pub use decode::MAX_BYTES;
-pub use model::{Alert, Area, CapError, CapVersion, Circle, Info, MsgType, Reference, Status};
-pub use parse::{MAX_DEPTH, NODES_LIMIT};
+pub use extract::{extract, links, Found};
+pub use model::{Alert, Area, CapError, CapVersion, Circle, Info, MsgType, Reference, Resource, Status};
+pub use parse::{MAX_DEPTH, MAX_DEREF_BYTES, NODES_LIMIT};
+pub use values::MAX_POLYGON_POINTS;
 
 /// Parse one CAP message. The caller keeps `bytes` verbatim (signatures, audit).
 pub fn parse(bytes: &[u8]) -> Result<Alert, CapError> {

@@ -115,6 +115,17 @@ pub struct Alert {
     pub note: Option<String>,
     pub references: Vec<Reference>,
     pub incidents: Option<String>,
+    /// `restriction` (scope Restricted), `addresses` (scope Private), `code` (handling codes).
+    #[serde(default)]
+    pub restriction: Option<String>,
+    #[serde(default)]
+    pub addresses: Option<String>,
+    #[serde(default)]
+    pub codes: Vec<String>,
+    /// An XML-DSig `<Signature>` as it appeared (raw XML). Kept for audit, never verified or
+    /// trusted: nothing here checks keys, so it must not change how a message is handled.
+    #[serde(default)]
+    pub signature: Option<String>,
     pub infos: Vec<Info>,
     /// Lenient fixes applied while parsing, each as `path: what was done`.
     pub deviations: Vec<String>,
@@ -139,7 +150,29 @@ pub struct Info {
     pub web: Option<String>,
     pub contact: Option<String>,
     pub parameters: Vec<(String, String)>,
+    #[serde(default)]
+    pub response_types: Vec<String>,
+    #[serde(default)]
+    pub audience: Option<String>,
+    #[serde(default)]
+    pub resources: Vec<Resource>,
     pub areas: Vec<Area>,
+}
+
+/// `info/resource`. An embedded `derefUri` is not kept: only its decoded length and SHA-256,
+/// so a 600 KB audio file does not travel through the store; the content is never trusted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    pub desc: String,
+    pub mime_type: Option<String>,
+    pub size: Option<u64>,
+    pub uri: Option<String>,
+    /// Decoded byte length of `derefUri`, when present.
+    pub deref_len: Option<usize>,
+    /// Hex SHA-256 of the decoded `derefUri` bytes.
+    pub deref_sha256: Option<String>,
+    /// The `digest` element as sent (SHA-1 hex per CAP); not checked.
+    pub digest: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,18 +1,71 @@
 //! XML text → `Alert`: roxmltree with DTDs off and a node limit, then a walk over the CAP
-//! elements matched by namespace + local name (prefixes mean nothing). Foreign elements such
-//! as an XML-DSig `<Signature>` are skipped; the caller keeps the raw bytes.
+//! elements matched by namespace + local name (prefixes mean nothing). Elements of other
+//! namespaces are extensions and skipped, except an XML-DSig `<Signature>`, kept raw (never
+//! trusted). Unknown elements in the CAP namespace are skipped with a deviation.
 
 use chrono::{DateTime, FixedOffset};
 use roxmltree::{Document, Node, ParsingOptions};
 
 use super::decode::{decode, nests_deeper_than};
-use super::model::{Alert, Area, CapError, CapVersion, Circle, Info, MsgType, Status};
+use sha2::{Digest, Sha256};
+
+use super::model::{Alert, Area, CapError, CapVersion, Circle, Info, MsgType, Resource, Status};
 use super::values;
 
 /// Well above any real message (the 600 KB corpus files have a few thousand nodes).
 pub const NODES_LIMIT: u32 = 200_000;
 /// CAP nests five levels deep; anything near this is hostile.
 pub const MAX_DEPTH: usize = 64;
+
+/// Embedded resources above this (decoded) size are not decoded or hashed, only noted.
+pub const MAX_DEREF_BYTES: usize = 4 * 1024 * 1024;
+
+const ALERT_ELEMENTS: &[&str] = &[
+    "identifier",
+    "sender",
+    "password", // CAP 1.0 only
+    "sent",
+    "status",
+    "msgType",
+    "source",
+    "scope",
+    "restriction",
+    "addresses",
+    "code",
+    "note",
+    "references",
+    "incidents",
+    "info",
+];
+const INFO_ELEMENTS: &[&str] = &[
+    "language",
+    "category",
+    "event",
+    "responseType",
+    "urgency",
+    "severity",
+    "certainty",
+    "audience",
+    "eventCode",
+    "effective",
+    "onset",
+    "expires",
+    "senderName",
+    "headline",
+    "description",
+    "instruction",
+    "web",
+    "contact",
+    "parameter",
+    "resource",
+    "area",
+];
+const RESOURCE_ELEMENTS: &[&str] = &["resourceDesc", "mimeType", "size", "uri", "derefUri", "digest"];
+const AREA_ELEMENTS: &[&str] = &["areaDesc", "polygon", "circle", "geocode", "altitude", "ceiling"];
+const RESPONSE_TYPES: &[&str] = &[
+    "Shelter", "Evacuate", "Prepare", "Execute", "Avoid", "Monitor", "Assess", "AllClear", "None",
+];
+const XMLDSIG_NS: &str = "http://www.w3.org/2000/09/xmldsig#";
 
 const SCOPES: &[&str] = &["Public", "Restricted", "Private"];
 const URGENCIES: &[&str] = &["Immediate", "Expected", "Future", "Past", "Unknown"];
@@ -45,6 +98,9 @@ pub fn parse(bytes: &[u8]) -> Result<Alert, CapError> {
             format!("elements nested deeper than {MAX_DEPTH} levels"),
         ));
     }
+    if text.trim().is_empty() {
+        return Err(CapError::new("xml", "empty document: no CAP alert"));
+    }
     let doc = Document::parse_with_options(&text, options).map_err(xml_error)?;
     let root = doc.root_element();
     let name = root.tag_name();
@@ -64,7 +120,7 @@ pub fn parse(bytes: &[u8]) -> Result<Alert, CapError> {
     walk.alert(root)
 }
 
-fn xml_error(e: roxmltree::Error) -> CapError {
+pub(crate) fn xml_error(e: roxmltree::Error) -> CapError {
     use roxmltree::Error as E;
     let reason = match e {
         E::DtdDetected => "DTD/entity declarations are refused (XXE)".to_string(),
@@ -108,6 +164,28 @@ impl Walk {
         let source = self.optional(el, p, "source");
         let note = self.optional(el, p, "note");
         let incidents = self.optional(el, p, "incidents");
+        let restriction = self.optional(el, p, "restriction");
+        let addresses = self.optional(el, p, "addresses");
+        if scope == "Restricted" && restriction.is_none() {
+            self.deviate(
+                &format!("{p}/restriction"),
+                "missing although scope is Restricted",
+            );
+        }
+        if scope == "Private" && addresses.is_none() {
+            self.deviate(&format!("{p}/addresses"), "missing although scope is Private");
+        }
+        let codes = self.all(el, "code");
+        let signature = el
+            .children()
+            .find(|c| c.is_element() && c.tag_name().name() == "Signature")
+            .map(|sig| {
+                if sig.tag_name().namespace() != Some(XMLDSIG_NS) {
+                    self.deviate(&format!("{p}/Signature"), "not in the XML-DSig namespace");
+                }
+                sig.document().input_text()[sig.range()].to_string()
+            });
+        self.unknown_elements(el, p, ALERT_ELEMENTS);
 
         let refs_path = format!("{p}/references");
         let refs = self.optional(el, p, "references");
@@ -156,6 +234,10 @@ impl Walk {
             note,
             references,
             incidents,
+            restriction,
+            addresses,
+            codes,
+            signature,
             infos,
             deviations: std::mem::take(&mut self.deviations),
         })
@@ -165,18 +247,12 @@ impl Walk {
         let language = self
             .optional(el, p, "language")
             .unwrap_or_else(|| "en-US".to_string());
-        let mut categories = Vec::new();
-        for (i, c) in kids(el, self.ns(), "category").enumerate() {
-            let v = text(c);
-            if !CATEGORIES.contains(&v.as_str()) {
-                return Err(unknown(p, &format!("category[{i}]"), &v));
-            }
-            categories.push(v);
-        }
+        let categories = self.enumerated_all(el, p, "category", CATEGORIES)?;
         if categories.is_empty() {
             return Err(CapError::new(format!("{p}/category"), "missing"));
         }
         let event = self.required(el, p, "event")?;
+        let response_types = self.enumerated_all(el, p, "responseType", RESPONSE_TYPES)?;
         let urgency = self.enumerated(el, p, "urgency", URGENCIES)?;
         let severity = self.enumerated(el, p, "severity", SEVERITIES)?;
         let certainty = match self.required(el, p, "certainty")?.as_str() {
@@ -195,7 +271,18 @@ impl Walk {
         let effective = self.optional_time(el, p, "effective")?;
         let onset = self.optional_time(el, p, "onset")?;
         let expires = self.optional_time(el, p, "expires")?;
+        if expires.is_none() {
+            self.deviate(
+                &format!("{p}/expires"),
+                "missing; the receiving policy's default applies",
+            );
+        }
         let parameters = self.pairs(el, p, "parameter")?;
+        let resources = kids(el, self.ns(), "resource")
+            .enumerate()
+            .map(|(i, r)| self.resource(r, &format!("{p}/resource[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.unknown_elements(el, p, INFO_ELEMENTS);
         let areas = kids(el, self.ns(), "area")
             .enumerate()
             .map(|(i, a)| self.area(a, &format!("{p}/area[{i}]")))
@@ -218,6 +305,9 @@ impl Walk {
             web: self.optional(el, p, "web"),
             contact: self.optional(el, p, "contact"),
             parameters,
+            response_types,
+            audience: self.optional(el, p, "audience"),
+            resources,
             areas,
         })
     }
@@ -255,6 +345,10 @@ impl Walk {
         };
         let altitude = number("altitude")?;
         let ceiling = number("ceiling")?;
+        if ceiling.is_some() && altitude.is_none() {
+            self.deviate(&format!("{p}/ceiling"), "given without altitude");
+        }
+        self.unknown_elements(el, p, AREA_ELEMENTS);
         Ok(Area {
             desc,
             polygons,
@@ -263,6 +357,70 @@ impl Walk {
             altitude,
             ceiling,
         })
+    }
+
+    fn resource(&mut self, el: Node, p: &str) -> Result<Resource, CapError> {
+        let desc = self.required(el, p, "resourceDesc")?;
+        let mime_type = self.optional(el, p, "mimeType");
+        if mime_type.is_none() && self.version == CapVersion::V1_2 {
+            self.deviate(&format!("{p}/mimeType"), "missing (required in CAP 1.2)");
+        }
+        let size = match self.optional(el, p, "size") {
+            Some(s) => Some(
+                s.parse::<u64>()
+                    .map_err(|_| CapError::new(format!("{p}/size"), format!("{s:?} is not a byte count")))?,
+            ),
+            None => None,
+        };
+        let (mut deref_len, mut deref_sha256) = (None, None);
+        if let Some(encoded) = self.optional(el, p, "derefUri") {
+            let path = format!("{p}/derefUri");
+            let compact: String = encoded.split_ascii_whitespace().collect();
+            if compact.len() / 4 * 3 > MAX_DEREF_BYTES {
+                self.deviate(&path, &format!("over {MAX_DEREF_BYTES} bytes; not decoded"));
+            } else {
+                use base64::Engine as _;
+                match base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()) {
+                    Ok(bytes) => {
+                        deref_len = Some(bytes.len());
+                        deref_sha256 = Some(hex::encode(Sha256::digest(&bytes)));
+                    }
+                    // The content is never used for dispatch, so a bad embedding is noted only.
+                    Err(e) => self.deviate(&path, &format!("not base64 ({e}); ignored")),
+                }
+            }
+        }
+        self.unknown_elements(el, p, RESOURCE_ELEMENTS);
+        Ok(Resource {
+            desc,
+            mime_type,
+            size,
+            uri: self.optional(el, p, "uri"),
+            deref_len,
+            deref_sha256,
+            digest: self.optional(el, p, "digest"),
+        })
+    }
+
+    /// CAP-namespace children that are not CAP elements: skipped, each noted once by name.
+    fn unknown_elements(&mut self, el: Node, p: &str, known: &[&str]) {
+        let ns = self.ns();
+        let mut seen: Vec<&str> = Vec::new();
+        for c in el.children().filter(|c| c.is_element()) {
+            let name = c.tag_name().name();
+            if c.tag_name().namespace() == Some(ns) && !known.contains(&name) && !seen.contains(&name) {
+                seen.push(name);
+                self.deviate(&format!("{p}/{name}"), "not a CAP element; ignored");
+            }
+        }
+    }
+
+    /// Trimmed, non-empty texts of every `name` child.
+    fn all(&self, el: Node, name: &str) -> Vec<String> {
+        kids(el, self.ns(), name)
+            .map(text)
+            .filter(|t| !t.is_empty())
+            .collect()
     }
 
     fn ns(&self) -> &'static str {
@@ -296,6 +454,26 @@ impl Walk {
         } else {
             Err(unknown(p, name, &v))
         }
+    }
+
+    /// Every `name` child, each one of `allowed`.
+    fn enumerated_all(
+        &self,
+        el: Node,
+        p: &str,
+        name: &str,
+        allowed: &[&str],
+    ) -> Result<Vec<String>, CapError> {
+        kids(el, self.ns(), name)
+            .enumerate()
+            .map(|(i, c)| {
+                let v = text(c);
+                match allowed.contains(&v.as_str()) {
+                    true => Ok(v),
+                    false => Err(unknown(p, &format!("{name}[{i}]"), &v)),
+                }
+            })
+            .collect()
     }
 
     fn time_value(&mut self, path: &str, s: &str) -> Result<DateTime<FixedOffset>, CapError> {

@@ -92,8 +92,15 @@ fn point(s: &str) -> Result<(f64, f64), String> {
 /// A closed ring of `(lat, lon)` points.
 pub(crate) type Ring = Vec<(f64, f64)>;
 
+/// Real polygons have tens to a few hundred points; more is a hostile or broken sender.
+pub const MAX_POLYGON_POINTS: usize = 10_000;
+
 /// A polygon ring; the note is `Some` when an unclosed ring was closed.
 pub(crate) fn polygon(s: &str) -> Result<(Ring, Option<String>), String> {
+    let count = s.split_whitespace().count();
+    if count > MAX_POLYGON_POINTS {
+        return Err(format!("{count} points, over the limit of {MAX_POLYGON_POINTS}"));
+    }
     let mut ring = s.split_whitespace().map(point).collect::<Result<Vec<_>, _>>()?;
     let mut note = None;
     if let (Some(&first), Some(&last)) = (ring.first(), ring.last()) {

@@ -12,3 +12,4 @@ mod helpers;
 mod respond;
 mod updates;
 mod import;
+mod validate;
