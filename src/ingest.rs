@@ -2,15 +2,12 @@
 //! creates the incident, its call-outs, their first jobs and the ledger entries.
 //! Used by `POST /api/v1/warnings`, `jiaoying ingest` and the demo alike.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use crate::app::Core;
 use crate::cap::{self, CapError, MsgType, Status};
-use crate::plan::{plan, Planned};
-use crate::store::{incidents, ledger, now_ms, roster, warnings};
-use crate::targeting::threatened;
+use crate::plan::{decide, Planned};
+use crate::store::{incidents, ledger, now_ms, warnings};
 
 #[derive(Debug, Serialize)]
 pub struct Outcome {
@@ -62,37 +59,23 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
     // Decide what to dispatch before taking the write transaction (SQLite has one writer).
     let dispatchable = matches!(alert.status, Status::Actual | Status::Exercise | Status::Test)
         && matches!(alert.msg_type, MsgType::Alert | MsgType::Update);
-    let policy = class
-        .colour
-        .and_then(|c| core.settings.policy_for(c, &class.hazard))
-        .cloned();
-    let mut note = None;
+    let mut policy = None;
     let mut planned: Vec<Planned> = Vec::new();
-    match (dispatchable, &policy, info) {
-        (false, _, _) => {
-            note = Some(format!(
-                "status {} / msgType {}: stored, not dispatched",
-                alert.status.as_str(),
-                alert.msg_type.as_str()
-            ))
+    let note = match (dispatchable, info) {
+        (false, _) => Some(format!(
+            "status {} / msgType {}: stored, not dispatched",
+            alert.status.as_str(),
+            alert.msg_type.as_str()
+        )),
+        (true, None) => Some("no info block: nothing to target".into()),
+        (true, Some(info)) => {
+            let roster = crate::preview::load_snapshot(&core.store.pool).await?;
+            let d = decide(&core.settings, info, &class, None, &roster, now);
+            policy = d.policy;
+            planned = d.calls.into_iter().map(|c| c.planned).collect();
+            d.note
         }
-        (true, None, _) => {
-            note = Some(format!(
-                "no policy for colour {:?} and hazard {}",
-                class.colour, class.hazard
-            ))
-        }
-        (true, Some(_), None) => note = Some("no info block: nothing to target".into()),
-        (true, Some(p), Some(info)) => {
-            let regions = roster::load_regions(&core.store.pool).await?;
-            let contacts = roster::load_contacts(&core.store.pool).await?;
-            let names: BTreeMap<_, _> = regions.iter().map(|r| (r.code.clone(), r.name.clone())).collect();
-            planned = plan(&threatened(info, &regions), &contacts, p, &names);
-            if planned.is_empty() {
-                note = Some("no region of the roster is in the warning's area".into());
-            }
-        }
-    }
+    };
 
     let planned_ms = started.elapsed().as_millis() as u64;
     let mut tx = core.store.begin().await?;

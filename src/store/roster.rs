@@ -222,10 +222,11 @@ pub async fn contacts_by_phone(conn: &mut AnyConnection, phone: &Phone) -> Resul
 
 /// Risk points with their monitors (empty until the roster importer stores monitors).
 pub async fn load_risk_points(pool: &AnyPool) -> Result<Vec<RiskPoint>> {
-    let rows = sqlx::query("SELECT id, key, kind, name, lat, lon, region_code, people FROM risk_points ORDER BY id")
-        .fetch_all(pool)
-        .await
-        .context("loading risk points")?;
+    let rows =
+        sqlx::query("SELECT id, key, kind, name, lat, lon, region_code, people FROM risk_points ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .context("loading risk points")?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let region: String = r.try_get(6)?;
