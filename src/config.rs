@@ -311,7 +311,61 @@ pub struct Subject<'a> {
     pub region_levels: &'a [RegionLevel],
 }
 
+impl std::str::FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Level, String> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "I" | "1" | "一" | "Ⅰ" => Ok(Level::I),
+            "II" | "2" | "二" | "Ⅱ" => Ok(Level::II),
+            "III" | "3" | "三" | "Ⅲ" => Ok(Level::III),
+            "IV" | "4" | "四" | "Ⅳ" => Ok(Level::IV),
+            _ => Err(format!("response level {s:?} is not I, II, III or IV")),
+        }
+    }
+}
+
 impl Policy {
+    /// One line for `jiaoying check-config`: Chinese first.
+    pub fn summary(&self) -> String {
+        let list = |v: Vec<String>| {
+            if v.is_empty() {
+                "任意 any".to_string()
+            } else {
+                v.join(",")
+            }
+        };
+        let ladder = self
+            .ladder
+            .as_ref()
+            .map(|l| {
+                l.iter()
+                    .cloned()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            })
+            .unwrap_or_else(|| "[escalation].ladder".into());
+        format!(
+            "{}：颜色 colours {}；灾种 hazards {}；事件 events {}；响应 levels {}；区划级别 region_levels {}；\
+             角色 roles {}；风险点 risk_point_roles {}；渠道 channels {}；时限 deadline {}；升级 ladder {}；\
+             转移人数 evacuation {}；模板 templates {}；静默 quiet_hours {}",
+            self.name,
+            list(self.colours.iter().map(|c| c.as_str().to_string()).collect()),
+            list(self.hazards.clone()),
+            list(self.events.clone()),
+            list(self.levels.iter().map(|l| format!("{l:?}")).collect()),
+            list(self.region_levels.iter().map(|l| l.as_str().to_string()).collect()),
+            list(self.roles.clone()),
+            if self.risk_point_roles.is_empty() { "-".into() } else { self.risk_point_roles.join(",") },
+            self.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(" → "),
+            humantime::format_duration(self.deadline),
+            ladder,
+            if self.evacuation { "是 yes" } else { "否 no" },
+            if self.templates.is_empty() { "内置 built-in".into() } else { self.templates.keys().cloned().collect::<Vec<_>>().join(",") },
+            self.quiet_hours.as_deref().unwrap_or("-"),
+        )
+    }
+
     pub fn matches(&self, s: &Subject) -> bool {
         let any_or = |empty: bool, hit: bool| empty || hit;
         any_or(
