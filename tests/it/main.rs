@@ -8,3 +8,4 @@ mod email;
 mod flow;
 mod gateway;
 mod helpers;
+mod preview;
