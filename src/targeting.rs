@@ -211,7 +211,11 @@ impl Index {
                 for e in self.leaves.locate_in_envelope_intersecting(&env) {
                     let r = &self.regions[e.data];
                     let hit = match (&r.boundary, r.centroid) {
-                        (Some(b), _) => b.intersects(&shape),
+                        // A vertex inside the shape settles it cheaply (most leaves of a
+                        // large area); only edge cases pay for the full intersection test.
+                        (Some(b), _) => {
+                            first_vertex(b).is_some_and(|v| shape.intersects(&v)) || b.intersects(&shape)
+                        }
                         (None, Some((lat, lon))) => shape.contains(&Point::new(lon, lat)),
                         (None, None) => false,
                     };
@@ -280,6 +284,12 @@ impl Index {
 /// build one per roster load).
 pub fn threatened(info: &Info, regions: &[Region]) -> Threatened {
     Index::build(regions, &[]).threatened(info)
+}
+
+fn first_vertex(b: &geo::MultiPolygon<f64>) -> Option<Point<f64>> {
+    b.0.first()
+        .and_then(|p| p.exterior().0.first())
+        .map(|c| Point::from(*c))
 }
 
 /// The area's Chinese division codes: (code, scheme, value).
