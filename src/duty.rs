@@ -197,6 +197,23 @@ impl<'a> Duty<'a> {
     }
 }
 
+/// A contact reachable by e-mail only, for tests here and in plan.rs.
+#[cfg(test)]
+pub(crate) fn test_contact(id: i64, key: &str, role: &str, region: &str) -> Contact {
+    Contact {
+        id,
+        key: key.into(),
+        name: key.into(),
+        phone: None,
+        email: Some("x@y.z".into()),
+        role: role.into(),
+        region: RegionCode::parse(region).unwrap(),
+        backup: None,
+        superior: None,
+        channels: vec![],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,18 +223,7 @@ mod tests {
     }
 
     fn contact(id: i64, key: &str, role: &str, region: &str) -> Contact {
-        Contact {
-            id,
-            key: key.into(),
-            name: key.into(),
-            phone: None,
-            email: Some("x@y.z".into()),
-            role: role.into(),
-            region: RegionCode::parse(region).unwrap(),
-            backup: None,
-            superior: None,
-            channels: vec![],
-        }
+        test_contact(id, key, role, region)
     }
 
     fn shift(key: &str, s: Shift) -> DutyShift {

@@ -249,18 +249,7 @@ mod tests {
     use crate::roster::{Region, Shift};
 
     fn contact(id: i64, role: &str, region: &str) -> Contact {
-        Contact {
-            id,
-            key: format!("k{id}"),
-            name: format!("n{id}"),
-            phone: None,
-            email: Some("x@y.z".into()),
-            role: role.into(),
-            region: RegionCode::parse(region).unwrap(),
-            backup: None,
-            superior: None,
-            channels: vec![],
-        }
+        crate::duty::test_contact(id, &format!("k{id}"), role, region)
     }
 
     fn region(code: &str, lat: f64, lon: f64) -> Region {

@@ -8,4 +8,5 @@ mod email;
 mod flow;
 mod gateway;
 mod helpers;
+mod ladder;
 mod preview;
