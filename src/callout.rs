@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::config::Rung;
+use crate::domain::ChannelKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,42 +61,45 @@ impl State {
 }
 
 /// What to do when a call-out's answer deadline passes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deadline {
     /// Answered, cancelled or already escalated: nothing.
     Nothing,
-    /// Call the same person again; the ladder moves to `next_rung`.
-    Repeat { next_rung: usize },
-    /// Call the backup or the superior (the original becomes `escalated`).
+    /// Call the same person again (on `channel` first when given); the ladder moves to
+    /// `next_rung`.
+    Repeat {
+        next_rung: usize,
+        channel: Option<ChannelKind>,
+    },
+    /// Call the backup, the superior or the duty holder (the original becomes `escalated`).
     Escalate { to: Rung, next_rung: usize },
     /// Every step is used up: a person must phone by hand.
     Unreached,
 }
 
 /// `rung` is the number of ladder steps already taken. Steps whose target is missing (no
-/// backup, no superior) are skipped.
+/// backup, no superior, nobody holding the duty role) are skipped: `reachable` says which
+/// escalation steps have someone to call.
 pub fn on_deadline(
     state: State,
     rung: usize,
     ladder: &[Rung],
-    has_backup: bool,
-    has_superior: bool,
+    reachable: impl Fn(&Rung) -> bool,
 ) -> Deadline {
     if !state.awaiting() {
         return Deadline::Nothing;
     }
     for (i, step) in ladder.iter().enumerate().skip(rung) {
         match step {
-            Rung::Repeat => return Deadline::Repeat { next_rung: i + 1 },
-            Rung::Backup if has_backup => {
-                return Deadline::Escalate {
-                    to: Rung::Backup,
+            Rung::Repeat { channel } => {
+                return Deadline::Repeat {
                     next_rung: i + 1,
+                    channel: *channel,
                 }
             }
-            Rung::Superior if has_superior => {
+            to if reachable(to) => {
                 return Deadline::Escalate {
-                    to: Rung::Superior,
+                    to: to.clone(),
                     next_rung: i + 1,
                 }
             }
@@ -128,30 +132,41 @@ pub fn on_answer(state: State, now: i64, deadline_at: i64) -> Answer {
 mod tests {
     use super::*;
 
-    const LADDER: [Rung; 3] = [Rung::Repeat, Rung::Backup, Rung::Superior];
+    const LADDER: [Rung; 3] = [Rung::REPEAT, Rung::Backup, Rung::Superior];
+
+    fn has(backup: bool, superior: bool) -> impl Fn(&Rung) -> bool {
+        move |r| match r {
+            Rung::Backup => backup,
+            Rung::Superior => superior,
+            _ => false,
+        }
+    }
 
     #[test]
     fn ladder_walks_repeat_backup_superior_then_unreached() {
         assert_eq!(
-            on_deadline(State::Sent, 0, &LADDER, true, true),
-            Deadline::Repeat { next_rung: 1 }
+            on_deadline(State::Sent, 0, &LADDER, has(true, true)),
+            Deadline::Repeat {
+                next_rung: 1,
+                channel: None
+            }
         );
         assert_eq!(
-            on_deadline(State::Sent, 1, &LADDER, true, true),
+            on_deadline(State::Sent, 1, &LADDER, has(true, true)),
             Deadline::Escalate {
                 to: Rung::Backup,
                 next_rung: 2
             }
         );
         assert_eq!(
-            on_deadline(State::Sent, 2, &LADDER, true, true),
+            on_deadline(State::Sent, 2, &LADDER, has(true, true)),
             Deadline::Escalate {
                 to: Rung::Superior,
                 next_rung: 3
             }
         );
         assert_eq!(
-            on_deadline(State::Sent, 3, &LADDER, true, true),
+            on_deadline(State::Sent, 3, &LADDER, has(true, true)),
             Deadline::Unreached
         );
     }
@@ -159,22 +174,53 @@ mod tests {
     #[test]
     fn missing_targets_are_skipped() {
         assert_eq!(
-            on_deadline(State::Sent, 1, &LADDER, false, true),
+            on_deadline(State::Sent, 1, &LADDER, has(false, true)),
             Deadline::Escalate {
                 to: Rung::Superior,
                 next_rung: 3
             }
         );
         assert_eq!(
-            on_deadline(State::Delivered, 1, &LADDER, false, false),
+            on_deadline(State::Delivered, 1, &LADDER, has(false, false)),
             Deadline::Unreached
         );
         assert_eq!(
-            on_deadline(State::Failed, 0, &[Rung::Backup], true, false),
+            on_deadline(State::Failed, 0, &[Rung::Backup], has(true, false)),
             Deadline::Escalate {
                 to: Rung::Backup,
                 next_rung: 1
             }
+        );
+    }
+
+    #[test]
+    fn duty_steps_and_channel_repeats() {
+        let duty = Rung::Duty {
+            role: "county_duty".into(),
+        };
+        let ladder = [
+            Rung::Repeat {
+                channel: Some(ChannelKind::Voice),
+            },
+            duty.clone(),
+        ];
+        assert_eq!(
+            on_deadline(State::Sent, 0, &ladder, |_| false),
+            Deadline::Repeat {
+                next_rung: 1,
+                channel: Some(ChannelKind::Voice)
+            }
+        );
+        assert_eq!(
+            on_deadline(State::Sent, 1, &ladder, |r| *r == duty),
+            Deadline::Escalate {
+                to: duty.clone(),
+                next_rung: 2
+            }
+        );
+        assert_eq!(
+            on_deadline(State::Sent, 1, &ladder, |_| false),
+            Deadline::Unreached
         );
     }
 
@@ -186,7 +232,11 @@ mod tests {
             State::Escalated,
             State::Unreached,
         ] {
-            assert_eq!(on_deadline(s, 0, &LADDER, true, true), Deadline::Nothing, "{s:?}");
+            assert_eq!(
+                on_deadline(s, 0, &LADDER, has(true, true)),
+                Deadline::Nothing,
+                "{s:?}"
+            );
         }
     }
 

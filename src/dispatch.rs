@@ -151,7 +151,16 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
             finished.push(job.id); // answered or cancelled meanwhile
             continue;
         }
-        let hops = route(&core.settings, &policy.channels, c);
+        let mut hops = route(&core.settings, &policy.channels, c);
+        // A `repeat:CHANNEL` ladder step tries that channel first (escalate.rs).
+        if let Some(first) = job
+            .payload
+            .get("channel")
+            .and_then(|v| v.as_str())
+            .and_then(ChannelKind::parse)
+        {
+            hops.sort_by_key(|h| h.0 != first);
+        }
         let hop = job.payload.get("hop").and_then(|h| h.as_u64()).unwrap_or(0) as usize;
         let Some((channel, gateway, to)) = hops.get(hop).cloned() else {
             finished.push(job.id);

@@ -20,7 +20,7 @@
 //! - An Update or Cancel for a closed incident is linked to it and calls nobody.
 //! - `status` System/Draft and `msgType` Ack/Error are stored, never dispatched.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use anyhow::Context;
 use serde::Serialize;
@@ -30,13 +30,11 @@ use crate::app::Core;
 use crate::cap::{self, Alert, CapError, Classification, MsgType, Status};
 use crate::config::Policy;
 use crate::domain::{Colour, RegionCode};
-use crate::plan::{plan, Planned};
+use crate::plan::{decide, Planned};
 use crate::revise::{change_label, revise, Existing, Step};
-use crate::roster::Contact;
 use crate::store::incidents::{self, Added, Incident, NewIncident};
 use crate::store::ledger::Record;
-use crate::store::{ledger, now_ms, roster, warnings};
-use crate::targeting::threatened;
+use crate::store::{ledger, now_ms, warnings};
 
 #[derive(Debug, Serialize)]
 pub struct Outcome {
@@ -85,7 +83,7 @@ fn is_drill(s: Status) -> bool {
     matches!(s, Status::Exercise | Status::Test)
 }
 
-type Roster = (Vec<crate::roster::Region>, Vec<Contact>);
+type Roster = crate::plan::Snapshot;
 
 async fn prepare(
     core: &Core,
@@ -99,42 +97,31 @@ async fn prepare(
     let info = alert.preferred_info();
     // An active response level raises the colour in its regions.
     let (colour, raised) = crate::respond::raise(core, info, class.colour, &class.hazard, now).await?;
-    let policy = colour
-        .and_then(|c| core.settings.policy_for(c, &class.hazard))
-        .cloned();
-    let mut note = None;
+    let mut policy = None;
     let mut planned = Vec::new();
-    match (dispatchable, &policy, info) {
-        (false, _, _) => {
-            note = Some(format!(
-                "status {} / msgType {}: stored, not dispatched",
-                alert.status.as_str(),
-                alert.msg_type.as_str()
-            ))
-        }
-        _ if alert.msg_type == MsgType::Cancel => {}
-        (true, None, _) => {
-            note = Some(format!(
-                "no policy for colour {:?} and hazard {}",
-                class.colour, class.hazard
-            ))
-        }
-        (true, Some(_), None) => note = Some("no info block: nothing to target".into()),
-        (true, Some(p), Some(info)) => {
+    let note = match (dispatchable, info) {
+        (false, _) => Some(format!(
+            "status {} / msgType {}: stored, not dispatched",
+            alert.status.as_str(),
+            alert.msg_type.as_str()
+        )),
+        _ if alert.msg_type == MsgType::Cancel => None,
+        (true, None) => Some("no info block: nothing to target".into()),
+        (true, Some(info)) => {
             if roster_cache.is_none() {
-                *roster_cache = Some((
-                    roster::load_regions(&core.store.pool).await?,
-                    roster::load_contacts(&core.store.pool).await?,
-                ));
+                *roster_cache = Some(crate::preview::load_snapshot(&core.store.pool).await?);
             }
-            let (regions, contacts) = roster_cache.as_ref().expect("loaded above");
-            let names: BTreeMap<_, _> = regions.iter().map(|r| (r.code.clone(), r.name.clone())).collect();
-            planned = plan(&threatened(info, regions), contacts, p, &names);
-            if planned.is_empty() {
-                note = Some("no region of the roster is in the warning's area".into());
-            }
+            let roster = roster_cache.as_ref().expect("loaded above");
+            let raised_class = Classification {
+                colour,
+                ..class.clone()
+            };
+            let d = decide(&core.settings, info, &raised_class, None, roster, now);
+            policy = d.policy;
+            planned = d.calls.into_iter().map(|c| c.planned).collect();
+            d.note
         }
-    }
+    };
     Ok(Prepared {
         warning_id: 0,
         alert,

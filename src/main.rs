@@ -117,6 +117,16 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// Who a CAP message would call, why and on which channel; nothing is sent or stored.
+    Preview {
+        file: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Treat this response level (I–IV) as active when choosing the policy.
+        #[arg(long)]
+        level: Option<jiaoying::config::Level>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -304,10 +314,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate { .. } => unreachable!("handled before the runtime starts"),
         Command::CheckConfig => {
             println!(
-                "configuration ok: {} policies, {} gateways",
+                "配置正确 configuration ok: {} policies, {} gateways",
                 settings.policies.len(),
                 settings.gateways.len()
             );
+            println!("叫应规则（先匹配者生效 / first match wins）:");
+            for (i, p) in settings.policies.iter().enumerate() {
+                println!("  policy[{i}] {}", p.summary());
+            }
+        }
+        Command::Preview { file, json, level } => {
+            let raw = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
+            let p = jiaoying::preview::preview(&settings, &store.pool, &raw, level)
+                .await
+                .with_context(|| format!("{}", file.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                print!("{}", jiaoying::preview::render(&p));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
