@@ -63,6 +63,7 @@ async fn flow(db: Db) {
         eprintln!("JIAOYING_PG_URL not set: PostgreSQL flow skipped");
         return;
     };
+    app.without_duty_rosters().await;
     let people = roster();
     let roles = [
         "county_duty",

@@ -193,6 +193,15 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Drops the demo duty rosters, so that every holder of a role is called whatever the day:
+    /// for tests whose oracle is the contacts sheet alone (duty resolution has its own tests).
+    pub async fn without_duty_rosters(&self) {
+        sqlx::query("DELETE FROM duty_shifts")
+            .execute(&self.core.store.pool)
+            .await
+            .unwrap();
+    }
+
     /// Makes every pending answer deadline due now: escalation tests then depend on what was
     /// answered, not on how fast a loaded machine sent and answered everything.
     pub async fn expire_deadlines(&self) {

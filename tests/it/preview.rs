@@ -33,6 +33,7 @@ async fn preview_names_people_reasons_and_channels_and_writes_nothing() {
         let Some(app) = spawn(db, "").await else { continue };
         let settings = &app.core.settings;
         let pool = &app.core.store.pool;
+        app.without_duty_rosters().await;
         let before = rows(&app).await;
 
         let p = preview(settings, pool, &demo_cap(), None).await.unwrap();
@@ -42,7 +43,13 @@ async fn preview_names_people_reasons_and_channels_and_writes_nothing() {
             .iter()
             .find(|l| l.contact_key == "c-450921-duty")
             .expect("容县's county duty leader is called");
-        assert_eq!((duty.name.as_str(), duty.county.as_str()), ("李兰文", "容县"));
+        let sheet = std::fs::read_to_string(crate::helpers::repo().join("config/demo/contacts.csv")).unwrap();
+        let name = sheet
+            .lines()
+            .find_map(|l| l.strip_prefix("c-450921-duty,"))
+            .and_then(|rest| rest.split(',').next())
+            .unwrap();
+        assert_eq!((duty.name.as_str(), duty.county.as_str()), (name, "容县"));
         assert!(duty.reason.contains("区划代码 450921"), "{}", duty.reason);
         assert!(duty.reason.contains("规则 red") && duty.reason.contains("县防指值班领导"));
         assert_eq!(duty.channels, [ChannelKind::Sms]);

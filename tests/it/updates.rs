@@ -42,7 +42,7 @@ fn leaders(counties: &[&str]) -> HashSet<String> {
         .skip(1)
         .map(|l| l.split(',').collect::<Vec<_>>())
         .filter(|f| f[4] == "township_leader" && counties.iter().any(|c| f[5].starts_with(c)))
-        .map(|f| format!("+86{}", f[2]))
+        .map(|f| format!("+86{}", f[2].split(';').next().unwrap()))
         .collect()
 }
 
