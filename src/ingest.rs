@@ -151,6 +151,73 @@ impl Applied {
     }
 }
 
+/// One message of a document, with where it was found.
+#[derive(Debug, Serialize)]
+pub struct Message {
+    pub location: String,
+    #[serde(flatten)]
+    pub result: MessageResult,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageResult {
+    Ingested(Outcome),
+    Refused(String),
+}
+
+/// A document that may hold many messages (an `<alerts>` list, EDXL-DE, an Atom/RSS feed with
+/// embedded alerts) or just one: each message found is ingested on its own. A document that
+/// cannot be read, or holds no message, is refused and kept like a bad message.
+pub async fn ingest_document(core: &Core, raw: &[u8], source: &str) -> Result<Vec<Message>, IngestError> {
+    let refuse = |e: CapError| async move {
+        warnings::reject(
+            &core.store.pool,
+            core.store.backend,
+            raw,
+            source,
+            &e.to_string(),
+            now_ms(),
+        )
+        .await?;
+        tracing::warn!(source, error = %e, "CAP document refused");
+        Err(IngestError::Invalid(e))
+    };
+    let found = match cap::extract(raw) {
+        Ok(f) => f,
+        Err(e) => return refuse(e).await,
+    };
+    if found.is_empty() {
+        let links = cap::links(raw).map(|l| l.len()).unwrap_or(0);
+        return refuse(CapError::new(
+            "",
+            format!(
+                "no CAP message in this document ({links} links to CAP files: a [[feed]] of kind \"index\" follows them)"
+            ),
+        ))
+        .await;
+    }
+    let mut out = Vec::with_capacity(found.len());
+    for f in found {
+        // A lone alert is kept verbatim; a message cut out of a wrapper says where it came from.
+        let (bytes, src) = if f.location == "alert" {
+            (raw, source.to_string())
+        } else {
+            (f.bytes.as_slice(), format!("{source}#{}", f.location))
+        };
+        let result = match ingest(core, bytes, &src).await {
+            Ok(o) => MessageResult::Ingested(o),
+            Err(IngestError::Invalid(e)) => MessageResult::Refused(e.to_string()),
+            Err(e) => return Err(e),
+        };
+        out.push(Message {
+            location: f.location,
+            result,
+        });
+    }
+    Ok(out)
+}
+
 pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, IngestError> {
     let started = std::time::Instant::now();
     let now = now_ms();

@@ -247,11 +247,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut failed = false;
             for f in files {
                 let raw = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
-                match ingest::ingest(&core, &raw, &format!("file:{}", f.display())).await {
-                    Ok(o) => println!("{}: {}", f.display(), serde_json::to_string(&o)?),
+                match ingest::ingest_document(&core, &raw, &format!("file:{}", f.display())).await {
+                    Ok(messages) => {
+                        for m in messages {
+                            let at = format!("{}#{}", f.display(), m.location);
+                            match m.result {
+                                ingest::MessageResult::Ingested(o) => {
+                                    println!("{at}: {}", serde_json::to_string(&o)?)
+                                }
+                                ingest::MessageResult::Refused(e) => {
+                                    failed = true;
+                                    println!("{at}: 拒收 refused: {e}");
+                                }
+                            }
+                        }
+                    }
                     Err(e) => {
                         failed = true;
-                        println!("{}: refused: {e}", f.display());
+                        println!("{}: 拒收 refused: {e}", f.display());
                     }
                 }
             }

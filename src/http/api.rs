@@ -16,7 +16,7 @@ use crate::app::Core;
 use crate::config::Role;
 use crate::domain::AckMethod;
 use crate::inbound::{self, Answered};
-use crate::ingest::{self, IngestError};
+use crate::ingest::{self, IngestError, MessageResult};
 use crate::report;
 use crate::respond::{self, RespondError};
 use crate::store::answers::{self, Evacuation};
@@ -30,12 +30,30 @@ pub async fn post_warning(
 ) -> Result<Response, ApiError> {
     let who = authorize(&core, &headers, Role::Feed)?;
     let body = body?;
-    match ingest::ingest(&core, &body, &format!("http:{who}")).await {
-        Ok(o) if o.duplicate => Ok((StatusCode::OK, Json(o)).into_response()),
-        Ok(o) => Ok((StatusCode::ACCEPTED, Json(o)).into_response()),
-        Err(IngestError::Invalid(e)) => Err(ApiError::unprocessable(&e.to_string())),
-        Err(IngestError::Internal(e)) => Err(e.into()),
+    let mut messages = match ingest::ingest_document(&core, &body, &format!("http:{who}")).await {
+        Ok(m) => m,
+        Err(IngestError::Invalid(e)) => return Err(ApiError::unprocessable(&e.to_string())),
+        Err(IngestError::Internal(e)) => return Err(e.into()),
+    };
+    // One message (the usual case): its outcome, as before. Several: each with its location;
+    // 202 when any was taken, 200 when all were known already, 422 when none could be read.
+    if messages.len() == 1 {
+        return match messages.remove(0).result {
+            MessageResult::Ingested(o) if o.duplicate => Ok((StatusCode::OK, Json(o)).into_response()),
+            MessageResult::Ingested(o) => Ok((StatusCode::ACCEPTED, Json(o)).into_response()),
+            MessageResult::Refused(e) => Err(ApiError::unprocessable(&e)),
+        };
     }
+    let taken = |m: &&ingest::Message| matches!(&m.result, MessageResult::Ingested(o) if !o.duplicate);
+    let known = |m: &&ingest::Message| matches!(&m.result, MessageResult::Ingested(_));
+    let status = if messages.iter().any(|m| taken(&m)) {
+        StatusCode::ACCEPTED
+    } else if messages.iter().any(|m| known(&m)) {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok((status, Json(serde_json::json!({ "messages": messages }))).into_response())
 }
 
 #[derive(Deserialize)]

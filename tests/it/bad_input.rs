@@ -226,3 +226,35 @@ async fn tampering_with_the_ledger_is_detected() {
     assert_eq!(broken.seq, 3);
     app.stop().await;
 }
+
+/// A pushed wrapper (here an `<alerts>` list in GB18030) yields each message inside; a feed
+/// that only links to CAP files holds no message and is refused with the reason, and kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrappers_yield_each_message_and_link_only_feeds_are_refused() {
+    let app = spawn(Db::Sqlite, "").await.unwrap();
+    let list =
+        std::fs::read(crate::helpers::repo().join("tests/fixtures/cap/alerts-root.gb18030.xml")).unwrap();
+    let (s, b) = app.post_cap(&list, FEED).await;
+    assert_eq!(s, 202, "{b}");
+    let messages = b["messages"].as_array().expect("one result per message");
+    assert_eq!(messages.len(), 2, "{b}");
+    assert_eq!(messages[1]["location"], "alerts/alert[1]");
+    assert!(
+        messages
+            .iter()
+            .all(|m| m["ingested"]["warning_id"].as_i64().is_some()),
+        "{b}"
+    );
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM warnings").await, 2);
+    // The same list again: every message is known, nothing new.
+    let (s, _) = app.post_cap(&list, FEED).await;
+    assert_eq!(s, 200);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM warnings").await, 2);
+
+    let links = br#"<feed xmlns="http://www.w3.org/2005/Atom"><id>x</id><entry><id>e1</id><link type="application/cap+xml" href="https://example.org/a.xml"/></entry></feed>"#;
+    let (s, b) = app.post_cap(links, FEED).await;
+    assert_eq!(s, 422, "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains("1 links"), "{b}");
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM warning_rejects").await, 1);
+    app.stop().await;
+}
