@@ -172,7 +172,7 @@ pub async fn run(core: &Core, job: Job) -> Result<()> {
         }
     };
     if let Some(r) = record {
-        tracing::info!(callout.id = c.id, kind = r.kind, "deadline passed");
+        tracing::debug!(callout.id = c.id, kind = r.kind, "deadline passed");
         ledger::append(&mut tx, backend, now, vec![r]).await?;
     }
     tx.commit().await?;
