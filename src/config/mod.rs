@@ -11,10 +11,16 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer};
 
-pub use crate::domain::Level;
-use crate::domain::{ChannelKind, Colour, RegionLevel};
+mod feed;
+mod policy;
 
-const DEFAULTS: &str = include_str!("../config/jiaoying.toml");
+pub use crate::domain::Level;
+use crate::domain::{ChannelKind, Colour};
+pub use feed::{Feed, FeedKind};
+use policy::check_raw_policies;
+pub use policy::{parse_quiet_hours, Policy, Rung, Subject};
+
+const DEFAULTS: &str = include_str!("../../config/jiaoying.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -116,68 +122,6 @@ pub struct Escalation {
     pub ladder: Vec<Rung>,
 }
 
-/// One step of an escalation ladder (SPEC §2 policy), written as a string in the config:
-/// `repeat`, `repeat:voice`, `backup`, `superior`, `duty:county_duty`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum Rung {
-    /// Call the same person again, on `channel` only when one is given.
-    Repeat { channel: Option<ChannelKind> },
-    /// The person's AB角.
-    Backup,
-    /// The person's superior.
-    Superior,
-    /// Whoever holds `role` (e.g. `county_duty`) over the call-out's region on shift when the
-    /// step fires (resolved then, not at planning).
-    Duty { role: String },
-}
-
-impl Rung {
-    pub const REPEAT: Rung = Rung::Repeat { channel: None };
-}
-
-impl std::str::FromStr for Rung {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Rung, String> {
-        let s = s.trim();
-        let (step, arg) = match s.split_once(':') {
-            Some((a, b)) => (a, Some(b.trim())),
-            None => (s, None),
-        };
-        match (step, arg) {
-            ("repeat", None) => Ok(Rung::REPEAT),
-            ("repeat", Some(c)) => ChannelKind::parse(c)
-                .map(|k| Rung::Repeat { channel: Some(k) })
-                .ok_or_else(|| format!("unknown channel {c:?} in step {s:?} (sms, voice, email, webhook)")),
-            ("backup", None) => Ok(Rung::Backup),
-            ("superior", None) => Ok(Rung::Superior),
-            ("duty", Some(r)) if !r.is_empty() => Ok(Rung::Duty { role: r.to_string() }),
-            _ => Err(format!(
-                "unknown step {s:?} (repeat, repeat:CHANNEL, backup, superior, duty:ROLE)"
-            )),
-        }
-    }
-}
-
-impl TryFrom<String> for Rung {
-    type Error = String;
-    fn try_from(s: String) -> Result<Rung, String> {
-        s.parse()
-    }
-}
-
-impl From<Rung> for String {
-    fn from(r: Rung) -> String {
-        match r {
-            Rung::Repeat { channel: None } => "repeat".into(),
-            Rung::Repeat { channel: Some(c) } => format!("repeat:{}", c.as_str()),
-            Rung::Backup => "backup".into(),
-            Rung::Superior => "superior".into(),
-            Rung::Duty { role } => format!("duty:{role}"),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Messages {
@@ -250,276 +194,6 @@ pub enum SmtpTls {
     #[default]
     Starttls,
     Tls,
-}
-
-/// A policy (叫应规则). Every `match` field left empty matches anything; all given ones must
-/// hold. Stored with its incident (as JSON), so escalation and dispatch follow the rule the
-/// incident was opened with.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Policy {
-    pub name: String,
-    #[serde(default)]
-    pub colours: Vec<Colour>,
-    /// Hazard keys (`rainstorm`, `typhoon` … see cap/classify.rs); `*` = any.
-    #[serde(default)]
-    pub hazards: Vec<String>,
-    /// Substrings of the event name (`暴雨`, `山洪`).
-    #[serde(default)]
-    pub events: Vec<String>,
-    /// Active response levels this policy applies under.
-    #[serde(default)]
-    pub levels: Vec<Level>,
-    /// Levels of the regions the warning itself names or covers (not their ancestors).
-    #[serde(default)]
-    pub region_levels: Vec<RegionLevel>,
-    pub roles: Vec<String>,
-    /// Whom a threatened risk point brings: `monitor` (its own monitors) and roles held in its
-    /// village or township (`village_leader`, `township_leader`). Empty: risk points call nobody.
-    #[serde(default)]
-    pub risk_point_roles: Vec<String>,
-    pub channels: Vec<ChannelKind>,
-    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
-    pub deadline: Duration,
-    #[serde(default)]
-    pub ladder: Option<Vec<Rung>>,
-    #[serde(default)]
-    pub evacuation: bool,
-    /// Message templates per language (`zh`, `en`), minijinja over the message facts; the
-    /// built-in ones of message.rs when absent.
-    #[serde(default)]
-    pub templates: BTreeMap<String, String>,
-    /// `"22:00-07:00"` Asia/Shanghai: yellow and blue call-outs then go SMS first, no voice.
-    /// Red and orange ignore quiet hours (waking people is the point).
-    #[serde(default)]
-    pub quiet_hours: Option<String>,
-}
-
-/// What a policy is matched against: a warning (colour, hazard, event) or a response
-/// activation (level, hazard), and the levels of the regions it names.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Subject<'a> {
-    pub colour: Option<Colour>,
-    pub hazard: &'a str,
-    pub event: &'a str,
-    pub level: Option<Level>,
-    pub region_levels: &'a [RegionLevel],
-}
-
-impl Policy {
-    /// One line for `jiaoying check-config`: Chinese first.
-    pub fn summary(&self) -> String {
-        let list = |v: Vec<String>| {
-            if v.is_empty() {
-                "任意 any".to_string()
-            } else {
-                v.join(",")
-            }
-        };
-        let ladder = self
-            .ladder
-            .as_ref()
-            .map(|l| {
-                l.iter()
-                    .cloned()
-                    .map(String::from)
-                    .collect::<Vec<_>>()
-                    .join(" → ")
-            })
-            .unwrap_or_else(|| "[escalation].ladder".into());
-        format!(
-            "{}：颜色 colours {}；灾种 hazards {}；事件 events {}；响应 levels {}；区划级别 region_levels {}；\
-             角色 roles {}；风险点 risk_point_roles {}；渠道 channels {}；时限 deadline {}；升级 ladder {}；\
-             转移人数 evacuation {}；模板 templates {}；静默 quiet_hours {}",
-            self.name,
-            list(self.colours.iter().map(|c| c.as_str().to_string()).collect()),
-            list(self.hazards.clone()),
-            list(self.events.clone()),
-            list(self.levels.iter().map(|l| format!("{l:?}")).collect()),
-            list(self.region_levels.iter().map(|l| l.as_str().to_string()).collect()),
-            list(self.roles.clone()),
-            if self.risk_point_roles.is_empty() { "-".into() } else { self.risk_point_roles.join(",") },
-            self.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(" → "),
-            humantime::format_duration(self.deadline),
-            ladder,
-            if self.evacuation { "是 yes" } else { "否 no" },
-            if self.templates.is_empty() { "内置 built-in".into() } else { self.templates.keys().cloned().collect::<Vec<_>>().join(",") },
-            self.quiet_hours.as_deref().unwrap_or("-"),
-        )
-    }
-
-    pub fn matches(&self, s: &Subject) -> bool {
-        let any_or = |empty: bool, hit: bool| empty || hit;
-        any_or(
-            self.colours.is_empty(),
-            s.colour.is_some_and(|c| self.colours.contains(&c)),
-        ) && any_or(
-            self.hazards.is_empty(),
-            self.hazards.iter().any(|h| h == "*" || h == s.hazard),
-        ) && any_or(
-            self.events.is_empty(),
-            self.events.iter().any(|e| s.event.contains(e.as_str())),
-        ) && any_or(
-            self.levels.is_empty(),
-            s.level.is_some_and(|l| self.levels.contains(&l)),
-        ) && any_or(
-            self.region_levels.is_empty(),
-            s.region_levels.iter().any(|l| self.region_levels.contains(l)),
-        )
-    }
-
-    /// The policy as it applies at `now_ms`: during quiet hours a non-urgent (yellow, blue or
-    /// no colour) call-out goes SMS first and never by voice. Returns the note to give as the
-    /// reason when quiet hours changed anything.
-    pub fn at(&self, colour: Option<Colour>, now_ms: i64) -> (Policy, Option<String>) {
-        let urgent = matches!(colour, Some(Colour::Red | Colour::Orange));
-        let quiet = self
-            .quiet_hours
-            .as_deref()
-            .and_then(|q| parse_quiet_hours(q).ok())
-            .is_some_and(|(from, to)| in_window(from, to, now_ms));
-        if urgent || !quiet {
-            return (self.clone(), None);
-        }
-        let mut p = self.clone();
-        p.channels
-            .retain(|c| *c != ChannelKind::Voice && *c != ChannelKind::Sms);
-        p.channels.insert(0, ChannelKind::Sms);
-        let note = format!(
-            "静默时段 {}：短信优先，不打电话 (quiet hours: SMS first, no voice)",
-            self.quiet_hours.as_deref().unwrap_or("")
-        );
-        (p, Some(note))
-    }
-
-    /// For a response activation only policies that name levels apply.
-    pub fn matches_level(&self, level: Level, hazard: &str) -> bool {
-        !self.levels.is_empty()
-            && self.matches(&Subject {
-                hazard,
-                level: Some(level),
-                ..Subject::default()
-            })
-    }
-}
-
-/// `"22:00-07:00"` → minutes after midnight (from, to); the window may wrap past midnight.
-pub fn parse_quiet_hours(s: &str) -> Result<(u32, u32), String> {
-    let hm = |t: &str| -> Option<u32> {
-        let (h, m) = t.trim().split_once(':')?;
-        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-        (h < 24 && m < 60).then_some(h * 60 + m)
-    };
-    s.split_once('-')
-        .and_then(|(a, b)| Some((hm(a)?, hm(b)?)))
-        .filter(|(a, b)| a != b)
-        .ok_or_else(|| format!("{s:?} is not HH:MM-HH:MM"))
-}
-
-/// Is `now_ms` inside the window, read on the Asia/Shanghai clock (UTC+8, no summer time)?
-fn in_window(from: u32, to: u32, now_ms: i64) -> bool {
-    let minute = ((now_ms / 60_000 + 8 * 60).rem_euclid(24 * 60)) as u32;
-    if from < to {
-        (from..to).contains(&minute)
-    } else {
-        minute >= from || minute < to
-    }
-}
-
-/// A polled warning source (`[[feed]]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Feed {
-    /// Names the source in logs, metrics and the warning's `source` (`feed:NAME`).
-    pub name: String,
-    pub url: String,
-    pub kind: FeedKind,
-    /// A `cron` expression with seconds first: `"0 */2 * * * *"` is every two minutes.
-    pub schedule: String,
-    #[serde(default = "default_timeout", deserialize_with = "duration")]
-    pub timeout: Duration,
-    /// Extra attempts after a transport error or 5xx, waiting `backoff[i]` (the last repeats).
-    #[serde(default = "default_feed_retries")]
-    pub retries: u32,
-    #[serde(default = "default_feed_backoff", deserialize_with = "durations")]
-    pub backoff: Vec<Duration>,
-    /// A header sent with every request (`Authorization`, `X-Api-Key` …), its value read from
-    /// `auth_env` or `auth_file`.
-    pub auth_header: Option<String>,
-    pub auth_env: Option<String>,
-    pub auth_file: Option<String>,
-    /// When not empty, only messages whose `sender` is listed are taken; others are kept as
-    /// rejects.
-    #[serde(default)]
-    pub senders: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FeedKind {
-    /// An Atom or RSS index whose entries link to CAP files or embed them.
-    Index,
-    /// One CAP message at a fixed URL.
-    Cap,
-}
-
-fn default_feed_retries() -> u32 {
-    2
-}
-
-fn default_feed_backoff() -> Vec<Duration> {
-    vec![Duration::from_secs(1), Duration::from_secs(5)]
-}
-
-impl Feed {
-    pub fn cron(&self) -> Result<cron::Schedule, String> {
-        self.schedule
-            .parse()
-            .map_err(|e| format!("{:?}: {e}", self.schedule))
-    }
-
-    /// Field errors, as `key: reason` (the caller prefixes `feed[i].`).
-    fn problems(&self) -> Option<String> {
-        let name_ok = !self.name.is_empty()
-            && self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-        if !name_ok {
-            return Some(format!(
-                "name: {:?} must be letters, digits, '-', '_' or '.'",
-                self.name
-            ));
-        }
-        match reqwest::Url::parse(&self.url) {
-            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-            Ok(u) => return Some(format!("url: scheme {} is not http or https", u.scheme())),
-            Err(e) => return Some(format!("url: {:?}: {e}", self.url)),
-        }
-        if let Err(e) = self.cron() {
-            return Some(format!(
-                "schedule: {e} (six fields, seconds first: \"0 */2 * * * *\")"
-            ));
-        }
-        if self.timeout.is_zero() {
-            return Some("timeout: must be positive".into());
-        }
-        if self.retries > 10 {
-            return Some(format!("retries: {} is more than 10", self.retries));
-        }
-        if self.retries > 0 && self.backoff.is_empty() {
-            return Some("backoff: empty while retries > 0".into());
-        }
-        let secret = self.auth_env.is_some() || self.auth_file.is_some();
-        match (&self.auth_header, secret) {
-            (Some(h), _) if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() => {
-                Some(format!("auth_header: {h:?} is not a valid header name"))
-            }
-            (Some(_), false) => Some("auth_header: needs auth_env or auth_file for its value".into()),
-            (None, true) => Some("auth_env/auth_file: set auth_header to say which header carries it".into()),
-            _ => None,
-        }
-    }
 }
 
 impl Settings {
@@ -635,51 +309,6 @@ impl Settings {
     }
 }
 
-/// Each `[[policy]]` as written: the ladder step by step, then the whole policy, so that an
-/// error reads `policy[2] (red).ladder[1]: unknown step "bakup"`.
-fn check_raw_policies(raw: &[serde_json::Value]) -> Result<()> {
-    for (i, v) in raw.iter().enumerate() {
-        let name = v.get("name").and_then(|n| n.as_str()).unwrap_or("?");
-        let at = format!("policy[{i}] ({name})");
-        if let Some(steps) = v.get("ladder").and_then(|l| l.as_array()) {
-            for (j, step) in steps.iter().enumerate() {
-                let text = step.as_str().unwrap_or_default();
-                if let Err(e) = text.parse::<Rung>() {
-                    bail!("{at}.ladder[{j}]: {e}");
-                }
-            }
-        }
-        for (key, allowed) in [
-            ("colours", "red, orange, yellow, blue"),
-            ("channels", "sms, voice, email, webhook"),
-            ("levels", "I, II, III, IV"),
-            ("region_levels", "province, city, county, township, village"),
-        ] {
-            for (j, item) in v
-                .get(key)
-                .and_then(|l| l.as_array())
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                let ok = match key {
-                    "colours" => serde_json::from_value::<Colour>(item.clone()).is_ok(),
-                    "channels" => serde_json::from_value::<ChannelKind>(item.clone()).is_ok(),
-                    "levels" => serde_json::from_value::<Level>(item.clone()).is_ok(),
-                    _ => serde_json::from_value::<RegionLevel>(item.clone()).is_ok(),
-                };
-                if !ok {
-                    bail!("{at}.{key}[{j}]: unknown value {item} ({allowed})");
-                }
-            }
-        }
-        if let Err(e) = serde_json::from_value::<Policy>(v.clone()) {
-            bail!("{at}: {e}");
-        }
-    }
-    Ok(())
-}
-
 /// Reads a secret from the environment variable or file a config key names.
 pub fn secret(key: &str, env: Option<&str>, file: Option<&str>) -> Result<Option<String>> {
     if let Some(var) = env {
@@ -726,7 +355,9 @@ fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Er
 
 #[cfg(test)]
 mod tests {
+    use super::policy::in_window;
     use super::*;
+    use crate::domain::RegionLevel;
 
     #[test]
     fn defaults_parse_and_pick_policies() {
