@@ -196,6 +196,7 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
             &facts,
             channel == ChannelKind::Email,
             notice.then_some(&job.payload),
+            policy.templates.get("zh").map(String::as_str),
         );
         let out = Outgoing {
             attempt_id: 0,

@@ -130,12 +130,36 @@ impl Templates {
     }
 
     /// What one job sends: a notice, an e-mail or an SMS/voice call-out.
-    pub fn for_job(&self, f: &Facts, email: bool, notice: Option<&serde_json::Value>) -> Rendered {
+    /// `custom` is the policy's own call-out template (`[policy.templates] zh`), used for the
+    /// first SMS/voice text of a call-out; upgrades, notices and e-mail keep the built-in ones.
+    pub fn for_job(
+        &self,
+        f: &Facts,
+        email: bool,
+        notice: Option<&serde_json::Value>,
+        custom: Option<&str>,
+    ) -> Rendered {
         match notice {
             Some(payload) => self.notice(f, payload),
             None if email => self.email(f),
-            None => self.callout(f),
+            None => match custom.filter(|_| f.change.is_none()) {
+                Some(src) => self.custom(src, f),
+                None => self.callout(f),
+            },
         }
+    }
+
+    /// A policy's template; a drill is marked even when the template forgets to.
+    fn custom(&self, src: &str, f: &Facts) -> Rendered {
+        let mut r = self.callout(f);
+        if let Ok(text) = self.env.render_str(src, minijinja::Value::from_serialize(f)) {
+            r.text = if f.drill && !text.contains("演练") {
+                format!("【演练】{text}")
+            } else {
+                text
+            };
+        }
+        r
     }
 }
 
@@ -234,12 +258,30 @@ mod tests {
         assert!(down.text.contains("【降级】暴雨红色→橙色预警"), "{}", down.text);
         assert!(down.text.contains("无需回复") && !down.text.contains("回1确认"));
         assert_eq!(sms_segments(&down.text), 1, "{}", down.text);
-        let stand = t.for_job(&f, false, Some(&serde_json::json!({"notice": "standdown"})));
+        let stand = t.for_job(&f, false, Some(&serde_json::json!({"notice": "standdown"})), None);
         assert!(
             stand.text.contains("解除") && !stand.text.contains("【升级】"),
             "{}",
             stand.text
         );
+    }
+
+    #[test]
+    fn a_policy_template_writes_the_call_out_but_not_upgrades() {
+        let t = Templates::default();
+        let mut f = facts();
+        let own = "{{ place }}：{{ event }}，速回1。{{ link }}";
+        let text = t.for_job(&f, false, None, Some(own)).text;
+        assert!(
+            text.starts_with("容县六王镇大坡村：") && text.contains(&f.link),
+            "{text}"
+        );
+        f.drill = true;
+        assert!(t.for_job(&f, false, None, Some(own)).text.starts_with("【演练】"));
+        f.change = Some("暴雨橙色→红色预警".into());
+        let up = t.for_job(&f, false, None, Some(own)).text;
+        assert!(up.contains("【升级】"), "{up}");
+        assert_eq!(t.for_job(&f, true, None, Some(own)).text, t.email(&f).text);
     }
 
     #[test]
