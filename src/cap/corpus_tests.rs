@@ -1,9 +1,8 @@
-//! The corpus test: every file of `../shared/cap-corpus/` and of `tests/fixtures/cap/`
+//! The corpus test: every file of the corpus (`cap::corpus_dir`) and of `tests/fixtures/cap/`
 //! against a table of expected outcomes kept here (not in the corpus folder).
 
 use super::*;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/cap-corpus");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cap");
 
 /// File → outcome: per message found `ok INFOS/AREAS` or `refused PATH: REASON` (runs of the
@@ -180,11 +179,7 @@ fn files(root: &str, label: &str) -> Vec<(String, std::path::PathBuf)> {
 #[test]
 fn every_corpus_file_has_its_expected_outcome() {
     let mut all = files(FIXTURES, "fixtures/");
-    if std::path::Path::new(CORPUS).is_dir() {
-        all.extend(files(CORPUS, ""));
-    } else {
-        eprintln!("note: {CORPUS} is absent; only tests/fixtures/cap checked");
-    }
+    all.extend(files(&super::corpus_dir(), ""));
     let mut wrong = Vec::new();
     for (rel, path) in &all {
         let bytes = std::fs::read(path).unwrap();
@@ -200,7 +195,7 @@ fn every_corpus_file_has_its_expected_outcome() {
     }
     for (f, _) in EXPECTED {
         let present = all.iter().any(|(rel, _)| rel == f);
-        if !present && (f.starts_with("fixtures/") || std::path::Path::new(CORPUS).is_dir()) {
+        if !present {
             wrong.push(format!("{f}: in the table but not on disk"));
         }
     }

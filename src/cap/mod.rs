@@ -31,3 +31,15 @@ pub use values::MAX_POLYGON_POINTS;
 pub fn parse(bytes: &[u8]) -> Result<Alert, CapError> {
     parse::parse(bytes)
 }
+
+/// The corpus of real CAP messages: `../shared/cap-corpus` beside the checkout when present
+/// (the team's current set), else the copy in `tests/fixtures/cap-corpus` (CI's clean clone).
+#[cfg(test)]
+pub(crate) fn corpus_dir() -> String {
+    let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/cap-corpus");
+    if std::path::Path::new(shared).is_dir() {
+        shared.to_string()
+    } else {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cap-corpus").to_string()
+    }
+}

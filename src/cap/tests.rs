@@ -4,10 +4,8 @@
 use super::*;
 use crate::domain::Colour;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/cap-corpus");
-
 fn corpus(rel: &str) -> Vec<u8> {
-    let path = format!("{CORPUS}/{rel}");
+    let path = format!("{}/{rel}", super::corpus_dir());
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 

@@ -239,11 +239,7 @@ mod tests {
     const BASE: &str = "https://feeds.example.gov.cn/cap/index.atom";
 
     fn corpus(path: &str) -> Vec<u8> {
-        std::fs::read(format!(
-            "{}/../shared/cap-corpus/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
+        std::fs::read(format!("{}/{path}", crate::cap::corpus_dir())).unwrap()
     }
 
     #[test]
