@@ -208,13 +208,18 @@ impl Index {
             }
             for (shape, via) in shapes(i, area) {
                 let Some(env) = envelope(&shape) else { continue };
+                let edges: Vec<geo::Rect<f64>> =
+                    shape.exterior().lines().map(|l| l.bounding_rect()).collect();
                 for e in self.leaves.locate_in_envelope_intersecting(&env) {
                     let r = &self.regions[e.data];
                     let hit = match (&r.boundary, r.centroid) {
                         // A vertex inside the shape settles it cheaply (most leaves of a
-                        // large area); only edge cases pay for the full intersection test.
+                        // large area). Otherwise the outlines can only meet where one of the
+                        // shape's edges comes near the boundary; a boundary no edge comes
+                        // near lies wholly outside, and only the rest pay the full test.
                         (Some(b), _) => {
-                            first_vertex(b).is_some_and(|v| shape.intersects(&v)) || b.intersects(&shape)
+                            first_vertex(b).is_some_and(|v| shape.intersects(&v))
+                                || (near_an_edge(&edges, b) && b.intersects(&shape))
                         }
                         (None, Some((lat, lon))) => shape.contains(&Point::new(lon, lat)),
                         (None, None) => false,
@@ -284,6 +289,15 @@ impl Index {
 /// build one per roster load).
 pub fn threatened(info: &Info, regions: &[Region]) -> Threatened {
     Index::build(regions, &[]).threatened(info)
+}
+
+/// Does any edge's bounding box overlap the boundary's? (CAP polygons and circles are single
+/// rings without holes, so the edges are the whole outline.)
+fn near_an_edge(edges: &[geo::Rect<f64>], b: &geo::MultiPolygon<f64>) -> bool {
+    let Some(r) = b.bounding_rect() else { return false };
+    edges.iter().any(|e| {
+        e.min().x <= r.max().x && r.min().x <= e.max().x && e.min().y <= r.max().y && r.min().y <= e.max().y
+    })
 }
 
 fn first_vertex(b: &geo::MultiPolygon<f64>) -> Option<Point<f64>> {
@@ -503,6 +517,21 @@ mod tests {
         regions[3].boundary = Some(square(22.80, 110.40, 0.02));
         let t = Index::build(&regions, &[]).threatened(&info(vec![a]));
         assert!(t.is_empty(), "{t:?}");
+        // A small circle wholly inside a large village: no vertex of the village is inside the
+        // circle, yet they meet.
+        regions[3].boundary = Some(square(22.80, 110.40, 0.3));
+        let mut c = area();
+        c.polygons.clear();
+        c.circles = vec![Circle {
+            lat: 22.80,
+            lon: 110.40,
+            radius_km: 1.0,
+        }];
+        let t = Index::build(&regions, &[]).threatened(&info(vec![c]));
+        assert!(
+            t.contains_key(&RegionCode::parse("450921104202").unwrap()),
+            "{t:?}"
+        );
     }
 
     #[test]
