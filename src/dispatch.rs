@@ -110,6 +110,8 @@ struct Work {
 }
 
 pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
+    let started = std::time::Instant::now();
+    let n = jobs.len();
     let now = now_ms();
     let mut conn = core.store.pool.acquire().await?;
     let ids: Vec<i64> = jobs.iter().map(|j| j.callout_id).collect();
@@ -223,6 +225,7 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
     }
 
     let concurrency = core.settings.dispatch.batch as usize;
+    let loaded = started.elapsed();
     let results: Vec<(Work, Result<String, SendError>, i64, i64)> = futures::stream::iter(work)
         .map(|w| async move {
             let started = now_ms();
@@ -304,6 +307,7 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
         }
     }
 
+    let sent_by = started.elapsed();
     let mut tx = core.store.begin().await?;
     insert_rows(
         &mut tx,
@@ -349,6 +353,13 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
     }
     ledger::append(&mut tx, core.store.backend, now, records).await?;
     tx.commit().await?;
+    tracing::debug!(
+        jobs = n,
+        load_ms = loaded.as_millis() as u64,
+        send_ms = (sent_by - loaded).as_millis() as u64,
+        commit_ms = (started.elapsed() - sent_by).as_millis() as u64,
+        "batch dispatched"
+    );
     if !reschedules.is_empty() {
         core.wake.notify_waiters();
     }
