@@ -37,12 +37,10 @@ const LUCHUAN: &str = "450922";
 
 /// Phones of the township leaders of these counties, from the roster CSV (the oracle).
 fn leaders(counties: &[&str]) -> HashSet<String> {
-    let text = std::fs::read_to_string(repo().join("config/demo/contacts.csv")).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .filter(|f| f[4] == "township_leader" && counties.iter().any(|c| f[5].starts_with(c)))
-        .map(|f| format!("+86{}", f[2].split(';').next().unwrap()))
+    crate::flow::roster()
+        .into_iter()
+        .filter(|p| p.role == "township_leader" && counties.iter().any(|c| p.region.starts_with(c)))
+        .map(|p| p.phone)
         .collect()
 }
 
