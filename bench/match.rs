@@ -8,8 +8,8 @@ use std::time::Instant;
 use geo::{Coord, LineString, MultiPolygon, Polygon};
 use jiaoying::cap::{Area, Circle, Info};
 use jiaoying::domain::RegionCode;
-use jiaoying::roster::{Region, RiskPoint};
-use jiaoying::targeting::Index;
+use jiaoying::target::roster::{Region, RiskPoint};
+use jiaoying::target::targeting::Index;
 
 const COLS: usize = 200;
 const ROWS: usize = 200;

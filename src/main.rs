@@ -8,11 +8,13 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use jiaoying::app::{shutdown_signal, App, Core, Overrides};
+use jiaoying::app::{shutdown_signal, App};
+use jiaoying::clock::Clock;
 use jiaoying::config::Settings;
-use jiaoying::import::{self, Kind};
+use jiaoying::core::{Core, Overrides};
 use jiaoying::store::{ledger, Store};
-use jiaoying::{demo, ingest, report, respond, telemetry};
+use jiaoying::tools::import::{self, Kind};
+use jiaoying::{app::telemetry, ingest, record::report, respond, tools::demo};
 
 /// 叫应 jiaoying: turns weather warnings into answered phone calls.
 #[derive(Parser)]
@@ -163,8 +165,8 @@ fn validate_files(files: &[PathBuf], verbose: bool) -> ExitCode {
     for f in files {
         let name = f.display().to_string();
         let checked = match std::fs::read(f) {
-            Ok(bytes) => jiaoying::validate::check(&name, &bytes, verbose),
-            Err(e) => jiaoying::validate::refused_file(
+            Ok(bytes) => jiaoying::ingest::validate::check(&name, &bytes, verbose),
+            Err(e) => jiaoying::ingest::validate::refused_file(
                 &name,
                 &jiaoying::cap::CapError {
                     path: "file".into(),
@@ -228,7 +230,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
             store.migrate().await?;
-            let r = import::import(&store, kind, &file, dry_run, skip_invalid).await?;
+            let r = import::import(
+                &store,
+                kind,
+                &file,
+                dry_run,
+                skip_invalid,
+                Clock::system().now_ms(),
+            )
+            .await?;
             for e in &r.errors {
                 eprintln!("{}: {e}", file.display());
             }
@@ -300,7 +310,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             out,
         } => {
             let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
-            let r = report::load(&store, incident)
+            let r = jiaoying::store::reports::load(&store, incident)
                 .await?
                 .with_context(|| format!("no incident {incident}"))?;
             let text = match format.as_str() {
@@ -339,13 +349,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Preview { file, json, level } => {
             let raw = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
-            let p = jiaoying::preview::preview(&settings, &store.pool, &raw, level)
-                .await
-                .with_context(|| format!("{}", file.display()))?;
+            let p = jiaoying::tools::preview::preview(
+                &settings,
+                &store.pool,
+                &raw,
+                level,
+                Clock::system().now_ms(),
+            )
+            .await
+            .with_context(|| format!("{}", file.display()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&p)?);
             } else {
-                print!("{}", jiaoying::preview::render(&p));
+                print!("{}", jiaoying::tools::preview::render(&p));
             }
         }
     }

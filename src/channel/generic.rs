@@ -8,19 +8,27 @@ use anyhow::Result;
 use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
 
+use super::signature;
 use super::{Channel, Outgoing, SendError};
+use crate::clock::Clock;
 use crate::domain::ChannelKind;
-use crate::signature;
 
 pub struct Generic {
     url: String,
     secret: Vec<u8>,
     client: reqwest::Client,
     permits: Semaphore,
+    clock: Clock,
 }
 
 impl Generic {
-    pub fn new(url: &str, secret: Vec<u8>, concurrency: usize, timeout: Duration) -> Result<Generic> {
+    pub fn new(
+        url: &str,
+        secret: Vec<u8>,
+        concurrency: usize,
+        timeout: Duration,
+        clock: Clock,
+    ) -> Result<Generic> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -31,6 +39,7 @@ impl Generic {
             secret,
             client,
             permits: Semaphore::new(concurrency.max(1)),
+            clock,
         })
     }
 }
@@ -61,7 +70,7 @@ impl Channel for Generic {
             .map_err(|e| SendError::Permanent {
                 reason: e.to_string(),
             })?;
-            let ts = chrono::Utc::now().timestamp();
+            let ts = self.clock.now_secs();
             let resp = self
                 .client
                 .post(&self.url)

@@ -4,6 +4,7 @@
 
 mod generic;
 mod loopback;
+pub mod signature;
 mod smtp;
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures::future::BoxFuture;
 
+use crate::clock::Clock;
 use crate::config::{self, Settings};
 use crate::domain::ChannelKind;
 
@@ -54,7 +56,7 @@ pub struct Gateways {
 }
 
 impl Gateways {
-    pub fn build(settings: &Settings) -> Result<Gateways> {
+    pub fn build(settings: &Settings, clock: &Clock) -> Result<Gateways> {
         let mut map: HashMap<String, Arc<dyn Channel>> = HashMap::new();
         for (name, g) in &settings.gateways {
             let ch: Arc<dyn Channel> = match g {
@@ -79,6 +81,7 @@ impl Gateways {
                         secret.into_bytes(),
                         *concurrency,
                         *timeout,
+                        clock.clone(),
                     )?)
                 }
                 config::Gateway::Smtp {

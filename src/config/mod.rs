@@ -15,10 +15,11 @@ mod feed;
 mod policy;
 
 pub use crate::domain::Level;
+pub use crate::domain::Rung;
 use crate::domain::{ChannelKind, Colour};
 pub use feed::{Feed, FeedKind};
 use policy::check_raw_policies;
-pub use policy::{parse_quiet_hours, Policy, Rung, Subject};
+pub use policy::{parse_quiet_hours, Policy, Subject};
 
 const DEFAULTS: &str = include_str!("../../config/jiaoying.toml");
 

@@ -12,11 +12,11 @@ use axum::Form;
 use minijinja::{context, Environment};
 use serde::Deserialize;
 
-use crate::app::Core;
+use crate::answer::inbound::{self, Answered};
+use crate::answer::token::{self, TokenError};
+use crate::core::Core;
 use crate::domain::AckMethod;
-use crate::inbound::{self, Answered};
 use crate::store::incidents::{self, Callout, Incident};
-use crate::token::{self, TokenError};
 
 const PAGE: &str = r#"<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
@@ -90,7 +90,7 @@ fn refused(e: TokenError) -> Response {
 }
 
 async fn load(core: &Core, token: &str) -> Result<(Callout, Incident), Response> {
-    let id = token::verify(&core.token_key, token, chrono::Utc::now().timestamp()).map_err(refused)?;
+    let id = token::verify(&core.token_key, token, core.clock.now_secs()).map_err(refused)?;
     let mut conn = core.store.pool.acquire().await.map_err(|_| unavailable())?;
     let c = incidents::callout(&mut conn, id)
         .await

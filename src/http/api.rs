@@ -12,16 +12,16 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::{authorize, ApiError};
-use crate::app::Core;
+use crate::answer::inbound::{self, Answered};
 use crate::config::Role;
+use crate::core::Core;
 use crate::domain::AckMethod;
-use crate::inbound::{self, Answered};
 use crate::ingest::{self, IngestError, MessageResult};
-use crate::report;
+use crate::record::report;
 use crate::respond::{self, RespondError};
 use crate::store::answers::{self, Evacuation};
 use crate::store::incidents;
-use crate::store::{now_ms, warnings};
+use crate::store::warnings;
 
 pub async fn post_warning(
     State(core): State<Arc<Core>>,
@@ -102,7 +102,7 @@ pub async fn get_incident(
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&core, &headers, Role::Viewer)?;
-    let r = report::load(&core.store, id)
+    let r = crate::store::reports::load(&core.store, id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such incident"))?;
     let mut by_township: BTreeMap<String, Vec<&incidents::Callout>> = BTreeMap::new();
@@ -130,7 +130,7 @@ pub async fn report(
     Query(f): Query<Format>,
 ) -> Result<Response, ApiError> {
     authorize(&core, &headers, Role::Viewer)?;
-    let r = report::load(&core.store, id)
+    let r = crate::store::reports::load(&core.store, id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such incident"))?;
     match f.format.as_deref().unwrap_or("json") {
@@ -152,7 +152,7 @@ pub async fn close_incident(
     if incidents::incident(&mut tx, id).await?.is_none() {
         return Err(ApiError::not_found("no such incident"));
     }
-    let cancelled = incidents::close(&mut tx, core.store.backend, id, &who, now_ms()).await?;
+    let cancelled = incidents::close(&mut tx, core.store.backend, id, &who, core.now()).await?;
     tx.commit().await.map_err(anyhow::Error::from)?;
     core.wake.notify_waiters();
     Ok(Json(
@@ -235,7 +235,7 @@ pub async fn post_evacuation(
             threatened: b.threatened,
             method: "operator",
         },
-        now_ms(),
+        core.now(),
     )
     .await?;
     tx.commit().await.map_err(anyhow::Error::from)?;
@@ -268,7 +268,7 @@ pub async fn list_responses(
     Query(q): Query<Limit>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&core, &headers, Role::Viewer)?;
-    let now = now_ms();
+    let now = core.now();
     let list = crate::store::responses::list(&core.store.pool, q.limit.unwrap_or(100).clamp(1, 1000)).await?;
     Ok(Json(
         list.into_iter()

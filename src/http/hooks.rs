@@ -12,10 +12,10 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::ApiError;
-use crate::app::Core;
+use crate::answer::inbound;
+use crate::channel::signature;
 use crate::channel::Gateways;
-use crate::inbound;
-use crate::signature;
+use crate::core::Core;
 
 fn verify(core: &Core, gateway: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
     let secret = Gateways::callback_secret(&core.settings, gateway)?
@@ -26,7 +26,7 @@ fn verify(core: &Core, gateway: &str, headers: &HeaderMap, body: &[u8]) -> Resul
         h(signature::TIMESTAMP_HEADER),
         h(signature::SIGNATURE_HEADER),
         body,
-        chrono::Utc::now().timestamp(),
+        core.clock.now_secs(),
     )
     .map_err(|e| {
         tracing::warn!(gateway, error = %e, "gateway callback refused");

@@ -17,8 +17,8 @@ use axum::Router;
 
 pub use error::ApiError;
 
-use crate::app::Core;
 use crate::config::Role;
+use crate::core::Core;
 
 pub fn router(core: Arc<Core>) -> Router {
     let limit = core.settings.http.max_body_bytes;

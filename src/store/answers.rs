@@ -2,7 +2,6 @@
 //! counts per reporter (a later report supersedes an earlier one), each with its ledger entry.
 
 use anyhow::Result;
-use serde::Serialize;
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::jobs::{self, Kind};
@@ -91,14 +90,7 @@ pub async fn record_evacuation(
     Ok(id)
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct EvacuationRow {
-    pub reporter: String,
-    pub region_code: String,
-    pub moved: i64,
-    pub threatened: Option<i64>,
-    pub at: i64,
-}
+pub use crate::domain::EvacuationRow;
 
 /// The latest report of each reporter (later reports supersede earlier ones, SPEC §2).
 pub async fn latest_evacuations(pool: &AnyPool, incident_id: i64) -> Result<Vec<EvacuationRow>> {

@@ -3,14 +3,14 @@
 //! and reports need.
 
 use anyhow::{Context, Result};
-use serde::Serialize;
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::jobs::{self, Kind, NewJob};
 use super::ledger::{self, Record};
 use super::{alloc_ids, insert_rows, Backend, Val};
-use crate::callout::State;
-use crate::plan::Planned;
+use crate::domain::callout::State;
+pub use crate::domain::{Callout, Incident};
+use crate::target::plan::Planned;
 
 pub struct NewIncident<'a> {
     pub warning_id: Option<i64>,
@@ -289,37 +289,6 @@ pub async fn transition(
     Ok(changed)
 }
 
-/// One call-out with what sending, escalating and answering need to know.
-#[derive(Debug, Clone, Serialize)]
-pub struct Callout {
-    pub id: i64,
-    pub incident_id: i64,
-    pub contact_id: i64,
-    pub parent_id: Option<i64>,
-    pub rung: i64,
-    pub region_code: String,
-    pub place: String,
-    pub role: String,
-    pub reason: String,
-    pub state: String,
-    pub deadline_at: i64,
-    pub created_at: i64,
-    pub sent_at: Option<i64>,
-    pub delivered_at: Option<i64>,
-    pub acked_at: Option<i64>,
-    pub ack_late: bool,
-    pub contact_key: String,
-    pub contact_name: String,
-    pub phone: Option<String>,
-    pub email: Option<String>,
-    pub channels: String,
-    pub backup_key: Option<String>,
-    pub superior_key: Option<String>,
-    pub ack_method: Option<String>,
-    /// Set on a call-out made again because the colour rose ("暴雨橙色→红色预警").
-    pub upgrade: Option<String>,
-}
-
 const CALLOUT_SELECT: &str =
     "SELECT c.id, c.incident_id, c.contact_id, c.parent_id, c.rung, c.region_code, c.place,
     c.role, c.reason, c.state, c.deadline_at, c.created_at, c.sent_at, c.delivered_at, c.acked_at, c.ack_late,
@@ -421,25 +390,6 @@ pub async fn open_callouts_of_contacts(
         .into_iter()
         .filter_map(|(code, id)| by_id.remove(&id).map(|c| (c, code)))
         .collect())
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Incident {
-    pub id: i64,
-    pub code: String,
-    pub warning_id: Option<i64>,
-    pub title: String,
-    pub event: String,
-    pub description: String,
-    pub instruction: String,
-    pub colour: Option<String>,
-    pub hazard: String,
-    pub policy: serde_json::Value,
-    pub drill: bool,
-    pub state: String,
-    pub created_at: i64,
-    pub expires_at: Option<i64>,
-    pub closed_at: Option<i64>,
 }
 
 const INCIDENT_SELECT: &str =

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use sqlx::{AnyConnection, Row};
 
 use super::{insert_rows, Backend, Val};
-use crate::ledger::{self, Entry};
+use crate::record::ledger::{self, Entry};
 
 /// One thing to record: kind (`callout.sent` …), subject (`callout:42`), body (JSON).
 pub struct Record {

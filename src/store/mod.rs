@@ -8,6 +8,7 @@ pub mod feeds;
 pub mod incidents;
 pub mod jobs;
 pub mod ledger;
+pub mod reports;
 pub mod responses;
 pub mod roster;
 pub mod warnings;
@@ -316,10 +317,6 @@ pub fn placeholders(first: usize, n: usize) -> String {
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::domain::{Level, RegionCode};
-use crate::respond::{Activation, Response};
+use crate::target::response::{Activation, Response};
 
 const SELECT: &str = "SELECT id, hazard, level, regions, note, actor, incident_id, started_at, until_at,
     ended_at, ended_by FROM responses";

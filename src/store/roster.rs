@@ -8,7 +8,11 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::Val;
 use crate::domain::{ChannelKind, Phone, RegionCode, RegionLevel};
-use crate::roster::{geometry_shape, Contact, ContactRow, DutyShift, Known, Region, RiskPoint, Shift};
+use crate::target::plan::Snapshot;
+use crate::target::roster::{
+    geometry_shape, Contact, ContactRow, DutyShift, Known, Region, RiskPoint, Shift,
+};
+use crate::target::targeting::Index;
 
 pub async fn upsert_regions(conn: &mut AnyConnection, regions: &[Region], now: i64) -> Result<()> {
     for chunk in regions.chunks(2000) {
@@ -333,7 +337,9 @@ pub async fn upsert_duty(conn: &mut AnyConnection, shifts: &[DutyShift], now: i6
                     Shift::Cron { expr, minutes, tz } => {
                         ("cron", expr.as_str(), *minutes as i64, tz.as_str(), 0, 0)
                     }
-                    Shift::Dates { from, to } => ("dates", "", 0, crate::roster::DEFAULT_TZ, *from, *to),
+                    Shift::Dates { from, to } => {
+                        ("dates", "", 0, crate::target::roster::DEFAULT_TZ, *from, *to)
+                    }
                 };
                 vec![
                     Val::from(d.role.as_str()),
@@ -477,4 +483,13 @@ pub async fn load_duty(pool: &AnyPool) -> Result<Vec<DutyShift>> {
         });
     }
     Ok(out)
+}
+
+/// Regions, risk points, contacts and duty shifts as stored, with the matching index built.
+pub async fn load_snapshot(pool: &AnyPool) -> Result<Snapshot> {
+    let regions = load_regions(pool).await?;
+    let points = load_risk_points(pool).await?;
+    let contacts = load_contacts(pool).await?;
+    let shifts = load_duty(pool).await?;
+    Ok(Snapshot::new(Index::build(&regions, &points), contacts, shifts))
 }

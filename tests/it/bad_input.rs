@@ -59,7 +59,7 @@ async fn forged_tokens_unsigned_hooks_and_strangers_change_nothing() {
         .unwrap();
     assert_eq!(r.status(), 403);
     let callout: i64 = app.scalar("SELECT MIN(id) FROM callouts").await;
-    let expired = jiaoying::token::sign(&app.core.token_key, callout, chrono::Utc::now().timestamp() - 1);
+    let expired = jiaoying::answer::token::sign(&app.core.token_key, callout, app.core.clock.now_secs() - 1);
     let r = app
         .http
         .get(format!("{}/a/{expired}", app.base))
@@ -83,10 +83,10 @@ async fn forged_tokens_unsigned_hooks_and_strangers_change_nothing() {
         .http
         .post(format!("{}/hooks/fake/inbound", app.base))
         .header(
-            jiaoying::signature::TIMESTAMP_HEADER,
-            chrono::Utc::now().timestamp().to_string(),
+            jiaoying::channel::signature::TIMESTAMP_HEADER,
+            app.core.clock.now_secs().to_string(),
         )
-        .header(jiaoying::signature::SIGNATURE_HEADER, "v1=00")
+        .header(jiaoying::channel::signature::SIGNATURE_HEADER, "v1=00")
         .body(body)
         .send()
         .await

@@ -56,7 +56,7 @@ async fn serve(config: &std::path::Path, base: &str) -> Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_fan_out_loses_no_call_out() {
     let dir = tempfile::tempdir().unwrap();
-    let (gw, gw_url) = Fake::start().await;
+    let (gw, gw_url) = Fake::start(jiaoying::clock::Clock::system()).await;
     gw.delay_ms.store(15, Ordering::SeqCst);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");

@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use jiaoying::app::{Core, Overrides};
-use jiaoying::feed::poll_once;
+use jiaoying::core::{Core, Overrides};
+use jiaoying::ingest::feed::poll_once;
 
 use crate::helpers::{demo_cap, spawn, Db, TestApp};
 
@@ -215,6 +215,7 @@ async fn poll_index(db: Db) {
         Overrides {
             answer_secret: Some("test-answer-secret".into()),
             tokens: Vec::new(),
+            clock: None,
         },
     )
     .await

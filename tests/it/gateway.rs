@@ -10,7 +10,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use jiaoying::signature;
+use jiaoying::channel::signature;
+use jiaoying::clock::Clock;
 
 pub const SECRET: &str = "test-gateway-secret";
 
@@ -23,19 +24,27 @@ pub struct Sent {
     pub reference: String,
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Fake {
     pub received: Arc<Mutex<Vec<Sent>>>,
     pub fail_next: Arc<AtomicUsize>,
     pub bad_signatures: Arc<AtomicUsize>,
     /// Milliseconds to wait before answering each send (a slow carrier).
     pub delay_ms: Arc<AtomicU64>,
+    /// The test's clock: the fake checks timestamps against the same time jiaoying reads.
+    pub clock: Clock,
 }
 
 impl Fake {
     /// Starts the gateway; returns it and its send URL.
-    pub async fn start() -> (Fake, String) {
-        let fake = Fake::default();
+    pub async fn start(clock: Clock) -> (Fake, String) {
+        let fake = Fake {
+            received: Arc::default(),
+            fail_next: Arc::default(),
+            bad_signatures: Arc::default(),
+            delay_ms: Arc::default(),
+            clock,
+        };
         let app = Router::new().route("/send", post(send)).with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/send", listener.local_addr().unwrap());
@@ -67,7 +76,7 @@ impl Fake {
 
 async fn send(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    let now = chrono::Utc::now().timestamp();
+    let now = fake.clock.now_secs();
     if signature::verify(
         SECRET.as_bytes(),
         h(signature::TIMESTAMP_HEADER),
@@ -94,10 +103,9 @@ async fn send(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) -> (Sta
     (StatusCode::OK, format!(r#"{{"id":"fake-{}"}}"#, all.len()))
 }
 
-/// Signs a callback body the way a gateway must.
-pub fn signed(body: &serde_json::Value) -> (Vec<u8>, [(&'static str, String); 2]) {
+/// Signs a callback body the way a gateway must, at `ts` (Unix seconds).
+pub fn signed(body: &serde_json::Value, ts: i64) -> (Vec<u8>, [(&'static str, String); 2]) {
     let bytes = serde_json::to_vec(body).unwrap();
-    let ts = chrono::Utc::now().timestamp();
     let sig = signature::sign(SECRET.as_bytes(), ts, &bytes);
     (
         bytes,

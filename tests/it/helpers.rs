@@ -4,8 +4,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiaoying::app::{ApiToken, App, Core, Overrides};
+use chrono::{DateTime, TimeZone, Utc};
+use jiaoying::app::App;
+use jiaoying::clock::Clock;
 use jiaoying::config::{Role, Settings};
+use jiaoying::core::{ApiToken, Core, Overrides};
 use tokio_util::sync::CancellationToken;
 
 use crate::gateway::{self, Fake};
@@ -58,17 +61,42 @@ async fn database(db: Db, dir: &Path) -> Option<(String, Option<String>)> {
     }
 }
 
+/// The instant every test starts at unless it names another: Wednesday 15 July 2026, 10:00
+/// in Beijing. No test reads the machine's date or hour.
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 7, 15, 2, 0, 0).unwrap()
+}
+
+/// An instant given in Beijing time (`"2026-12-31 23:59:59"`).
+pub fn beijing(s: &str) -> DateTime<Utc> {
+    let t = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+    chrono::FixedOffset::east_opt(8 * 3600)
+        .unwrap()
+        .from_local_datetime(&t)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
 /// Starts the daemon with the demo roster and a fake SMS gateway; `extra` is TOML applied on
-/// top of the test settings.
+/// top of the test settings. Its clock reads [`t0`] at start and then moves with real time.
 pub async fn spawn(db: Db, extra: &str) -> Option<TestApp> {
-    spawn_with_roster(db, extra, &repo().join("config/demo")).await
+    spawn_at(db, extra, Clock::starting_at(t0())).await
+}
+
+/// As [`spawn`], with the clock given (frozen at a shift boundary, say).
+pub async fn spawn_at(db: Db, extra: &str, clock: Clock) -> Option<TestApp> {
+    spawn_with(db, extra, &repo().join("config/demo"), clock).await
 }
 
 pub async fn spawn_with_roster(db: Db, extra: &str, roster: &Path) -> Option<TestApp> {
-    jiaoying::telemetry::init();
+    spawn_with(db, extra, roster, Clock::starting_at(t0())).await
+}
+
+pub async fn spawn_with(db: Db, extra: &str, roster: &Path, clock: Clock) -> Option<TestApp> {
+    jiaoying::app::telemetry::init();
     let dir = tempfile::tempdir().unwrap();
     let (url, pg_database) = database(db, dir.path()).await?;
-    let (gw, gw_url) = Fake::start().await;
+    let (gw, gw_url) = Fake::start(clock.clone()).await;
     // Same value in every test: the environment is shared by the test threads.
     std::env::set_var("JIAOYING_TEST_GW_SECRET", gateway::SECRET);
     let toml = format!(
@@ -110,11 +138,14 @@ secret_env = "JIAOYING_TEST_GW_SECRET"
         Overrides {
             answer_secret: Some("test-answer-secret".into()),
             tokens,
+            clock: Some(clock),
         },
     )
     .await
     .unwrap();
-    jiaoying::import::import_all(&core.store, roster).await.unwrap();
+    jiaoying::tools::import::import_all(&core.store, roster, core.now())
+        .await
+        .unwrap();
     let app = App::bind(core.clone()).await.unwrap();
     let base = format!("http://{}", app.local_addr());
     let stop = CancellationToken::new();
@@ -171,8 +202,10 @@ impl TestApp {
 
     /// An SMS reply through the gateway's signed inbound hook.
     pub async fn reply(&self, from: &str, text: &str) -> (u16, serde_json::Value) {
+        let now = self.core.clock.now();
         let (body, headers) = gateway::signed(
-            &serde_json::json!({"from": from, "text": text, "at": chrono::Utc::now().to_rfc3339()}),
+            &serde_json::json!({"from": from, "text": text, "at": now.to_rfc3339()}),
+            now.timestamp(),
         );
         let mut req = self
             .http
@@ -184,6 +217,12 @@ impl TestApp {
         let r = req.send().await.unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Moves the test's clock forward and wakes the workers, as if that much time had passed.
+    pub fn advance(&self, d: Duration) {
+        self.core.clock.advance(d);
+        self.core.wake.notify_waiters();
     }
 
     pub async fn scalar(&self, sql: &str) -> i64 {
@@ -229,10 +268,15 @@ impl TestApp {
     }
 }
 
-/// The demo warning with its times moved to now (and a unique identifier).
+/// The demo warning sent at [`t0`] (and a unique identifier).
 pub fn demo_cap() -> Vec<u8> {
+    demo_cap_at(t0())
+}
+
+/// The demo warning sent at `at`.
+pub fn demo_cap_at(at: DateTime<Utc>) -> Vec<u8> {
     let raw = std::fs::read_to_string(repo().join("config/demo/rainstorm-red.cap.xml")).unwrap();
-    let raw = jiaoying::demo::as_of_now(&raw, chrono::Utc::now());
+    let raw = jiaoying::tools::demo::as_of_now(&raw, at);
     raw.replace(
         "45090041600000_20260612023000",
         &format!("45090041600000_{}", rand::random::<u32>()),

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 
 use jiaoying::domain::Phone;
-use jiaoying::import::{import, Kind};
-use jiaoying::roster::Shift;
 use jiaoying::store::roster as db;
+use jiaoying::target::roster::Shift;
+use jiaoying::tools::import::{import, Kind};
 
 use crate::helpers::{demo_cap, repo, spawn_with_roster, Db, FEED};
 
@@ -67,9 +67,16 @@ async fn sheets(db: Db) {
             }));
 
     // XLSX, Chinese headers, phones typed as numbers, backups across the two new rows.
-    let r = import(store, Kind::Contacts, &fixture("contacts.xlsx"), false, false)
-        .await
-        .unwrap();
+    let r = import(
+        store,
+        Kind::Contacts,
+        &fixture("contacts.xlsx"),
+        false,
+        false,
+        app.core.now(),
+    )
+    .await
+    .unwrap();
     assert!(r.written && r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(count("contacts").await, 5);
     let mut conn = store.pool.acquire().await.unwrap();
@@ -84,26 +91,47 @@ async fn sheets(db: Db) {
     );
 
     // A bad XLSX row: reported with its spreadsheet row and header; nothing written.
-    let r = import(store, Kind::Contacts, &fixture("contacts-bad.xlsx"), false, false)
-        .await
-        .unwrap();
+    let r = import(
+        store,
+        Kind::Contacts,
+        &fixture("contacts-bad.xlsx"),
+        false,
+        false,
+        app.core.now(),
+    )
+    .await
+    .unwrap();
     assert!(!r.written);
     let at: Vec<(u64, &str)> = r.errors.iter().map(|e| (e.line, e.column.as_str())).collect();
     assert_eq!(at, [(3, "手机号码")]);
     assert_eq!(count("contacts").await, 5);
 
     // A CSV with one good and two bad rows: nothing, then with --skip-invalid the good one.
-    let r = import(store, Kind::Contacts, &fixture("contacts-bad.csv"), false, false)
-        .await
-        .unwrap();
+    let r = import(
+        store,
+        Kind::Contacts,
+        &fixture("contacts-bad.csv"),
+        false,
+        false,
+        app.core.now(),
+    )
+    .await
+    .unwrap();
     let at: Vec<(u64, &str)> = r.errors.iter().map(|e| (e.line, e.column.as_str())).collect();
     assert_eq!(at, [(3, "手机号"), (4, "AB角")], "{:?}", r.errors);
     assert!(!r.written);
     assert_eq!(count("contacts").await, 5);
     // v2-lead is already stored (from the XLSX): its name changes from 丁村长 only by upsert.
-    let r = import(store, Kind::Contacts, &fixture("contacts-bad.csv"), false, true)
-        .await
-        .unwrap();
+    let r = import(
+        store,
+        Kind::Contacts,
+        &fixture("contacts-bad.csv"),
+        false,
+        true,
+        app.core.now(),
+    )
+    .await
+    .unwrap();
     assert!(r.written);
     assert_eq!((r.rows, r.errors.len()), (1, 2));
     assert_eq!(count("contacts").await, 5);
@@ -122,6 +150,7 @@ async fn sheets(db: Db) {
         &fixture("contacts-updated.csv"),
         true,
         false,
+        app.core.now(),
     )
     .await
     .unwrap();
@@ -135,6 +164,7 @@ async fn sheets(db: Db) {
         &fixture("contacts-updated.csv"),
         false,
         false,
+        app.core.now(),
     )
     .await
     .unwrap();
@@ -152,7 +182,9 @@ async fn sheets(db: Db) {
         (Kind::RiskPoints, "risk_points.csv"),
         (Kind::Rosters, "rosters.csv"),
     ] {
-        let r = import(store, kind, &fixture(file), false, false).await.unwrap();
+        let r = import(store, kind, &fixture(file), false, false, app.core.now())
+            .await
+            .unwrap();
         assert!(r.written && r.errors.is_empty(), "{:?}", r.errors);
     }
     assert_eq!(count("risk_points").await, 2);

@@ -2,10 +2,11 @@
 //! a running daemon; nothing is written.
 
 use jiaoying::domain::{ChannelKind, RegionCode};
-use jiaoying::plan::Snapshot;
-use jiaoying::preview::{load_snapshot, preview, preview_with};
-use jiaoying::roster::{DutyShift, RiskPoint, Shift};
-use jiaoying::targeting::Index;
+use jiaoying::store::roster::load_snapshot;
+use jiaoying::target::plan::Snapshot;
+use jiaoying::target::roster::{DutyShift, RiskPoint, Shift};
+use jiaoying::target::targeting::Index;
+use jiaoying::tools::preview::{preview, preview_with};
 
 use crate::helpers::{demo_cap, spawn, Db, TestApp};
 
@@ -36,7 +37,9 @@ async fn preview_names_people_reasons_and_channels_and_writes_nothing() {
         app.without_duty_rosters().await;
         let before = rows(&app).await;
 
-        let p = preview(settings, pool, &demo_cap(), None).await.unwrap();
+        let p = preview(settings, pool, &demo_cap(), None, app.core.now())
+            .await
+            .unwrap();
         assert_eq!(p.policy.as_deref(), Some("red"));
         let duty = p
             .calls
@@ -67,7 +70,7 @@ async fn preview_names_people_reasons_and_channels_and_writes_nothing() {
         // With a duty roster putting the B role on shift now, and a flash-flood point in 容县
         // watched by the city duty officer.
         let snap = load_snapshot(pool).await.unwrap();
-        let now = jiaoying::store::now_ms();
+        let now = app.core.now();
         let shifts = vec![DutyShift {
             role: "county_duty".into(),
             region: RegionCode::parse("450921").unwrap(),
@@ -115,7 +118,7 @@ async fn preview_names_people_reasons_and_channels_and_writes_nothing() {
         assert!(monitor.area.contains("山洪危险区"), "{}", monitor.area);
 
         // The text for the office groups by county, Chinese first.
-        let text = jiaoying::preview::render(&p);
+        let text = jiaoying::tools::preview::render(&p);
         assert!(text.starts_with("预览") && text.contains("\n容县\n"), "{text}");
 
         assert_eq!(rows(&app).await, before, "preview wrote nothing");

@@ -8,7 +8,9 @@ use std::collections::HashSet;
 
 use jiaoying::respond::{self, Outcome, RespondError};
 
-use crate::helpers::{spawn, Db, TestApp, FEED, OPERATOR, VIEWER};
+use jiaoying::clock::Clock;
+
+use crate::helpers::{beijing, spawn, spawn_at, Db, TestApp, FEED, OPERATOR, VIEWER};
 
 const POLICIES: &str = r#"
 [[policy]]
@@ -44,8 +46,7 @@ const ROLES: [&str; 2] = ["township_leader", "village_leader"];
 const REGIONS: [&str; 2] = ["450921104", "450922"];
 
 /// A blue rainstorm warning naming one township by its division code.
-fn blue_cap(township: &str) -> Vec<u8> {
-    let now = chrono::Utc::now();
+fn blue_cap(township: &str, now: chrono::DateTime<chrono::Utc>) -> Vec<u8> {
     let at = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -94,7 +95,9 @@ async fn post_response(app: &TestApp, body: serde_json::Value, token: &str) -> (
 
 /// Posts a blue warning; returns (incident id, policy name, call-outs).
 async fn blue(app: &TestApp, township: &str) -> (i64, String, u64) {
-    let (status, body) = app.post_cap(&blue_cap(township), FEED).await;
+    let (status, body) = app
+        .post_cap(&blue_cap(township, app.core.clock.now()), FEED)
+        .await;
     assert_eq!(status, 202, "{body}");
     let id = body["incidents"][0]["id"].as_i64().expect("an incident");
     let (_, inc) = app.get(&format!("/api/v1/incidents/{id}"), VIEWER).await;
@@ -271,6 +274,63 @@ async fn activate_raise_end(db: Db) {
         Err(b) => panic!("ledger broken: {b}"),
     }
     app.stop().await;
+}
+
+/// A blue warning for 温泉镇 calls its county's and its township's duty holders.
+const DUTY_POLICY: &str = r#"
+[[policy]]
+name = "blue-duty"
+colours = ["blue"]
+hazards = ["*"]
+roles = ["county_duty", "township_leader", "township_duty"]
+channels = ["sms"]
+deadline = "10m"
+ladder = ["backup"]
+"#;
+
+/// Who is on duty depends on the instant, never on the day the suite runs: the same warning
+/// at fixed instants across a shift change, a month end, 31 December and a Beijing night.
+/// The people expected were worked out by hand from `config/demo/rosters.csv`: for 陆川县
+/// (450922) the county duty is `c-450922-duty` on odd days of the month from 08:00 (`1/2`)
+/// and `-b` on even days (`2/2`); for 温泉镇 (450922101) the township duty is the leader on
+/// days 1, 4, 7 … (`1/3`), `-duty` on 2, 5, 8 … and `-deputy` on 3, 6, 9 …, each for 24 h.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duty_holders_at_fixed_instants() {
+    const LEADER: &str = "t-450922101-leader";
+    const DEPUTY: &str = "t-450922101-deputy";
+    let cases = [
+        ("2026-07-15 10:00:00", "c-450922-duty", DEPUTY),
+        // A shift boundary: the last second of the 15th's shift, then the 16th's first.
+        ("2026-07-16 07:59:59", "c-450922-duty", DEPUTY),
+        ("2026-07-16 08:00:00", "c-450922-duty-b", LEADER),
+        // A month end, and the morning after it, still on the 30th's shift.
+        ("2026-11-30 23:00:00", "c-450922-duty-b", DEPUTY),
+        ("2026-12-01 07:30:00", "c-450922-duty-b", DEPUTY),
+        // 31 December, and a Beijing night that is already next year.
+        ("2026-12-31 12:00:00", "c-450922-duty", LEADER),
+        ("2027-01-01 04:00:00", "c-450922-duty", LEADER),
+        // The 28th of a February, seen on 1 March before 08:00.
+        ("2027-03-01 07:30:00", "c-450922-duty-b", LEADER),
+    ];
+    for (at, county, township) in cases {
+        let app = spawn_at(Db::Sqlite, DUTY_POLICY, Clock::frozen(beijing(at)))
+            .await
+            .unwrap();
+        let (id, policy, _) = blue(&app, "450922101").await;
+        assert_eq!(policy, "blue-duty");
+        let got: HashSet<String> = sqlx::query_scalar(
+            "SELECT k.key FROM callouts c JOIN contacts k ON k.id = c.contact_id WHERE c.incident_id = $1",
+        )
+        .bind(id)
+        .fetch_all(&app.core.store.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+        let want: HashSet<String> = [county, LEADER, township].into_iter().map(String::from).collect();
+        assert_eq!(got, want, "at {at} Beijing time");
+        app.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,9 +58,9 @@ struct Cap<'a> {
 }
 
 impl Cap<'_> {
-    fn xml(&self) -> (Vec<u8>, String) {
+    fn xml(&self, now: chrono::DateTime<chrono::Utc>) -> (Vec<u8>, String) {
         let raw = std::fs::read_to_string(repo().join("config/demo/rainstorm-red.cap.xml")).unwrap();
-        let mut x = jiaoying::demo::as_of_now(&raw, chrono::Utc::now())
+        let mut x = jiaoying::tools::demo::as_of_now(&raw, now)
             .replace("45090041600000_20260612023000", self.id)
             .replace(
                 "<msgType>Alert</msgType>",
@@ -85,7 +85,7 @@ impl Cap<'_> {
                 .replace("<value>red</value>", "<value>orange</value>");
         }
         if let Some(secs) = self.expires_in {
-            let at = chrono::Utc::now() + chrono::Duration::seconds(secs);
+            let at = now + chrono::Duration::seconds(secs);
             let bj = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
             let old = between(&x, "<expires>", "</expires>");
             x = x.replace(
@@ -141,7 +141,7 @@ fn unique(prefix: &str) -> String {
 }
 
 async fn post(app: &TestApp, cap: &Cap<'_>) -> (serde_json::Value, String) {
-    let (xml, reference) = cap.xml();
+    let (xml, reference) = cap.xml(app.core.clock.now());
     let (status, body) = app.post_cap(&xml, FEED).await;
     assert_eq!(status, 202, "{body}");
     (body, reference)
@@ -159,7 +159,7 @@ async fn colour(app: &TestApp, incident: Option<i64>) -> String {
 /// Waits until no job is left that is due within the next minute (deadlines still running
 /// would write to the ledger while it is checked).
 async fn idle(app: &TestApp) {
-    let soon = jiaoying::store::now_ms() + 60_000;
+    let soon = app.core.now() + 60_000;
     for _ in 0..300 {
         let left = app
             .scalar(&format!("SELECT COUNT(*) FROM jobs WHERE due_at < {soon}"))
@@ -260,7 +260,7 @@ async fn colour_raised(app: &TestApp) {
     assert_eq!(out["outcome"], "ack", "{out}");
     let old_ack = out["callout_id"].as_i64().unwrap();
 
-    let before = jiaoying::store::now_ms();
+    let before = app.core.now();
     let uid = unique("raise_upd");
     let update = update(&uid, original, true, &[RONG]);
     let (body, _) = post(app, &update).await;
@@ -434,7 +434,7 @@ async fn cancel(app: &TestApp) {
 async fn cancel_first(app: &TestApp) {
     let id = unique("late_original");
     let original = alert(&id, true, &[RONG]);
-    let (xml, reference) = original.xml();
+    let (xml, reference) = original.xml(app.core.clock.now());
     let cid = unique("early_cancel");
     let cancel = Cap {
         msg_type: "Cancel",
@@ -477,7 +477,7 @@ async fn update_first(app: &TestApp) {
     let (rong, both) = (leaders(&[RONG]), leaders(&[RONG, LUCHUAN]));
     let id = unique("late_orange");
     let original = alert(&id, false, &[RONG]);
-    let (xml, reference) = original.xml();
+    let (xml, reference) = original.xml(app.core.clock.now());
     let uid = unique("early_update");
     let update = update(&uid, reference, true, &[RONG, LUCHUAN]);
     let (body, _) = post(app, &update).await;

@@ -1,0 +1,90 @@
+//! Wiring and supervision: [`App`] binds the HTTP listener and runs the server and the job
+//! workers over a [`Core`] until told to stop. Tests build an `App` on port 0 in-process,
+//! exactly as `jiaoying serve` does. The only module that knows every stage.
+
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::core::Core;
+
+pub struct App {
+    pub core: Arc<Core>,
+    listener: TcpListener,
+}
+
+impl App {
+    pub async fn bind(core: Arc<Core>) -> Result<App> {
+        let bind = core.settings.http.bind.clone();
+        let listener = TcpListener::bind(&bind)
+            .await
+            .with_context(|| format!("http.bind {bind}"))?;
+        Ok(App { core, listener })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves HTTP and runs the workers until `stop` fires, then stops claiming, finishes
+    /// the batches in hand, releases claims and returns.
+    pub async fn run(self, stop: CancellationToken) -> Result<()> {
+        let mut workers = tokio::task::JoinSet::new();
+        for i in 0..self.core.settings.dispatch.workers {
+            let name = format!("{}-{}-w{i}", hostname(), std::process::id());
+            workers.spawn(crate::deliver::jobs::worker(
+                self.core.clone(),
+                name,
+                stop.clone(),
+            ));
+        }
+        if !self.core.settings.feeds.is_empty() {
+            crate::ingest::feed::spawn_all(self.core.clone(), stop.clone(), &mut workers);
+        }
+        workers.spawn(crate::respond::expiry_loop(self.core.clone(), stop.clone()));
+        let router = crate::http::router(self.core.clone());
+        let s = stop.clone();
+        let server =
+            axum::serve(self.listener, router).with_graceful_shutdown(async move { s.cancelled().await });
+        let result = server.await.context("HTTP server");
+        stop.cancel();
+        while workers.join_next().await.is_some() {}
+        self.core.store.pool.close().await;
+        result
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "jiaoying".into())
+}
+
+/// Fires on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal(stop: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("stop signal: finishing work in hand");
+    stop.cancel();
+}

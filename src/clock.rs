@@ -1,0 +1,139 @@
+//! The one clock. Everything that asks "what time is it" asks a [`Clock`] (held by `Core`,
+//! handed to the gateways); this is the only module that reads the system's time of day.
+//!
+//! In production it is the system clock. Tests use a manual one set to a fixed instant, so
+//! that no test depends on the date or hour it runs at: either frozen (time moves only when
+//! the test calls [`Clock::advance`]) or flowing from that instant at the machine's pace (for
+//! tests that let real retries and time-outs play out). Measuring how long something took
+//! (`std::time::Instant`) is not reading the time and stays where it is.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+
+#[derive(Clone)]
+pub struct Clock(Arc<Inner>);
+
+enum Inner {
+    System,
+    /// `base_ms` (plus what real time has passed since `started`, when flowing).
+    Manual {
+        base_ms: AtomicI64,
+        flowing: Option<Instant>,
+    },
+}
+
+impl Clock {
+    pub fn system() -> Clock {
+        Clock(Arc::new(Inner::System))
+    }
+
+    /// A clock that stands at `at` until advanced.
+    pub fn frozen(at: DateTime<Utc>) -> Clock {
+        Clock(Arc::new(Inner::Manual {
+            base_ms: AtomicI64::new(at.timestamp_millis()),
+            flowing: None,
+        }))
+    }
+
+    /// A clock that reads `at` now and then moves with real time (and jumps when advanced).
+    pub fn starting_at(at: DateTime<Utc>) -> Clock {
+        Clock(Arc::new(Inner::Manual {
+            base_ms: AtomicI64::new(at.timestamp_millis()),
+            flowing: Some(Instant::now()),
+        }))
+    }
+
+    /// Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        match &*self.0 {
+            Inner::System => Utc::now().timestamp_millis(),
+            Inner::Manual { base_ms, flowing } => {
+                let passed = flowing.map_or(0, |s| s.elapsed().as_millis() as i64);
+                base_ms.load(Ordering::SeqCst) + passed
+            }
+        }
+    }
+
+    /// Unix seconds.
+    pub fn now_secs(&self) -> i64 {
+        self.now_ms().div_euclid(1000)
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(self.now_ms())
+            .single()
+            .expect("the clock reads a representable instant")
+    }
+
+    /// Moves a manual clock forward (or back, for a negative `ms`). The system clock cannot be
+    /// moved: asking is a bug in the caller.
+    pub fn advance_ms(&self, ms: i64) {
+        match &*self.0 {
+            Inner::System => panic!("the system clock cannot be advanced"),
+            Inner::Manual { base_ms, .. } => {
+                base_ms.fetch_add(ms, Ordering::SeqCst);
+            }
+        }
+    }
+
+    pub fn advance(&self, d: Duration) {
+        self.advance_ms(d.as_millis() as i64);
+    }
+
+    pub fn is_manual(&self) -> bool {
+        matches!(&*self.0, Inner::Manual { .. })
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &*self.0 {
+            Inner::System => f.write_str("Clock::system"),
+            Inner::Manual { flowing, .. } => write!(
+                f,
+                "Clock::manual({}, {})",
+                self.now().to_rfc3339(),
+                if flowing.is_some() { "flowing" } else { "frozen" }
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frozen_clock_moves_only_when_advanced() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 31, 16, 0, 0).unwrap();
+        let c = Clock::frozen(at);
+        assert_eq!(c.now(), at);
+        assert_eq!(c.now_ms(), c.now_ms());
+        c.advance(Duration::from_secs(3600));
+        assert_eq!(c.now(), at + chrono::Duration::hours(1));
+        c.advance_ms(-7_200_000);
+        assert_eq!(c.now(), at - chrono::Duration::hours(1));
+        assert!(c.is_manual());
+    }
+
+    #[test]
+    fn a_flowing_clock_starts_at_its_instant_and_never_goes_back() {
+        let at = Utc.with_ymd_and_hms(2026, 7, 15, 2, 0, 0).unwrap();
+        let c = Clock::starting_at(at);
+        let a = c.now_ms();
+        assert!(a >= at.timestamp_millis() && a < at.timestamp_millis() + 60_000);
+        assert!(c.now_ms() >= a);
+        let shared = c.clone();
+        shared.advance(Duration::from_secs(60));
+        assert!(c.now_ms() >= a + 60_000, "clones share one clock");
+    }
+
+    #[test]
+    #[should_panic(expected = "cannot be advanced")]
+    fn the_system_clock_refuses_to_move() {
+        Clock::system().advance(Duration::from_secs(1));
+    }
+}

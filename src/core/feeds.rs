@@ -1,0 +1,209 @@
+//! The polled sources (`[[feed]]`) and each one's record since start: last success, last
+//! error and counts, for `/readyz` and `/metrics`. Held by `Core`; the poller (`ingest::feed`)
+//! updates it. It must not fetch or parse anything.
+
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::config::{Feed, FeedKind};
+
+/// One source's record since start. Times are Unix milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    pub last_attempt: Option<i64>,
+    pub last_success: Option<i64>,
+    /// The last failure, kept after later successes so an intermittent fault stays visible;
+    /// `ok` says whether the last poll succeeded.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
+    pub ok: Option<bool>,
+    pub polls: u64,
+    pub not_modified: u64,
+    pub errors: u64,
+    /// CAP messages fetched or cut out of the index.
+    pub entries_fetched: u64,
+    /// New warnings stored (repeats of a known warning are not counted).
+    pub ingested: u64,
+    /// Refused: invalid CAP, or a sender not on the allow-list (kept as rejects).
+    pub refused: u64,
+}
+
+pub struct Source {
+    pub name: String,
+    pub kind: FeedKind,
+    pub url: String,
+    /// One client per source: its own timeout, and a slow source's connections are its own.
+    pub(crate) client: reqwest::Client,
+    status: Mutex<Status>,
+}
+
+/// The configured sources in config order, shared through `Core`.
+#[derive(Default)]
+pub struct Feeds {
+    pub sources: Vec<Source>,
+}
+
+impl Feeds {
+    pub fn new(feeds: &[Feed]) -> Result<Feeds> {
+        let sources = feeds
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let client = reqwest::Client::builder()
+                    .timeout(f.timeout)
+                    .connect_timeout(f.timeout)
+                    .user_agent(concat!("jiaoying/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .with_context(|| format!("feed[{i}]: building the HTTP client"))?;
+                Ok(Source {
+                    name: f.name.clone(),
+                    kind: f.kind,
+                    url: f.url.clone(),
+                    client,
+                    status: Mutex::new(Status::default()),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Feeds { sources })
+    }
+
+    pub fn status(&self, name: &str) -> Option<Status> {
+        self.sources
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.status.lock().expect("feed status lock").clone())
+    }
+
+    pub(crate) fn update(&self, i: usize, f: impl FnOnce(&mut Status)) {
+        f(&mut self.sources[i].status.lock().expect("feed status lock"));
+    }
+
+    /// For `/readyz`: one object per source.
+    pub fn details(&self) -> serde_json::Value {
+        let list: Vec<_> = self
+            .sources
+            .iter()
+            .map(|s| {
+                let st = s.status.lock().expect("feed status lock").clone();
+                let mut v = serde_json::json!({"name": s.name, "kind": s.kind, "url": s.url});
+                if let (Some(o), Ok(serde_json::Value::Object(m))) =
+                    (v.as_object_mut(), serde_json::to_value(st))
+                {
+                    o.extend(m);
+                }
+                v
+            })
+            .collect();
+        serde_json::Value::Array(list)
+    }
+
+    /// Prometheus text for every source.
+    pub fn metrics(&self) -> String {
+        if self.sources.is_empty() {
+            return String::new();
+        }
+        let all: Vec<(String, Status)> = self
+            .sources
+            .iter()
+            .map(|s| (label(&s.name), s.status.lock().expect("feed status lock").clone()))
+            .collect();
+        let mut out = String::from("# TYPE jiaoying_feed_polls_total counter\n");
+        for (n, st) in &all {
+            let ok = st.polls - st.not_modified - st.errors;
+            for (result, v) in [
+                ("ok", ok),
+                ("not_modified", st.not_modified),
+                ("error", st.errors),
+            ] {
+                out.push_str(&format!(
+                    "jiaoying_feed_polls_total{{source=\"{n}\",result=\"{result}\"}} {v}\n"
+                ));
+            }
+        }
+        let counters: [Metric<u64>; 3] = [
+            ("jiaoying_feed_entries_fetched_total", |s| s.entries_fetched),
+            ("jiaoying_feed_messages_ingested_total", |s| s.ingested),
+            ("jiaoying_feed_messages_refused_total", |s| s.refused),
+        ];
+        for (metric, get) in counters {
+            out.push_str(&format!("# TYPE {metric} counter\n"));
+            for (n, st) in &all {
+                out.push_str(&format!("{metric}{{source=\"{n}\"}} {}\n", get(st)));
+            }
+        }
+        let gauges: [Metric<Option<i64>>; 2] = [
+            ("jiaoying_feed_last_success_timestamp_seconds", |s| s.last_success),
+            ("jiaoying_feed_last_attempt_timestamp_seconds", |s| s.last_attempt),
+        ];
+        for (metric, get) in gauges {
+            out.push_str(&format!("# TYPE {metric} gauge\n"));
+            for (n, st) in &all {
+                if let Some(ms) = get(st) {
+                    out.push_str(&format!("{metric}{{source=\"{n}\"}} {:.3}\n", ms as f64 / 1000.0));
+                }
+            }
+        }
+        out.push_str("# TYPE jiaoying_feed_up gauge\n");
+        for (n, st) in &all {
+            let up = u8::from(st.ok == Some(true));
+            out.push_str(&format!("jiaoying_feed_up{{source=\"{n}\"}} {up}\n"));
+        }
+        out
+    }
+}
+
+/// A metric's name and how to read it from a status.
+type Metric<T> = (&'static str, fn(&Status) -> T);
+
+/// Names are checked at load (letters, digits, `-_.`); escaping keeps the text valid anyway.
+fn label(name: &str) -> String {
+    name.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    #[test]
+    fn metrics_and_details_per_source() {
+        let s = Settings::from_toml(
+            "[[feed]]\nname = \"a\"\nurl = \"http://x.test/i\"\nkind = \"index\"\nschedule = \"* * * * * *\"\n\
+             [[feed]]\nname = \"b\"\nurl = \"http://x.test/c\"\nkind = \"cap\"\nschedule = \"* * * * * *\"",
+        )
+        .unwrap();
+        let feeds = Feeds::new(&s.feeds).unwrap();
+        feeds.update(0, |st| {
+            st.polls = 3;
+            st.not_modified = 1;
+            st.errors = 1;
+            st.ingested = 2;
+            st.last_success = Some(1_700_000_000_500);
+            st.ok = Some(true);
+        });
+        let m = feeds.metrics();
+        assert!(
+            m.contains("jiaoying_feed_polls_total{source=\"a\",result=\"ok\"} 1\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("jiaoying_feed_polls_total{source=\"a\",result=\"error\"} 1\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("jiaoying_feed_messages_ingested_total{source=\"a\"} 2\n"),
+            "{m}"
+        );
+        assert!(m.contains("jiaoying_feed_last_success_timestamp_seconds{source=\"a\"} 1700000000.500\n"));
+        assert!(!m.contains("jiaoying_feed_last_success_timestamp_seconds{source=\"b\"}"));
+        assert!(m.contains("jiaoying_feed_up{source=\"b\"} 0\n"));
+        let d = feeds.details();
+        assert_eq!(d[0]["name"], "a");
+        assert_eq!(d[0]["polls"], 3);
+        assert_eq!(d[1]["kind"], "cap");
+        assert!(d[1]["last_error"].is_null());
+        assert!(Feeds::new(&[]).unwrap().metrics().is_empty());
+    }
+}

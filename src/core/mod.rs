@@ -1,0 +1,98 @@
+//! [`Core`]: what every stage shares — settings, the store, the clock, the gateways, the
+//! answer-link key, the API tokens and the feed sources. A leaf: it imports the layers below
+//! it (config, store, channel, clock) and nothing that uses it, so every stage can take a
+//! `&Core` without an import cycle. Wiring the stages together is `app`'s job, not this one's.
+
+pub mod feeds;
+mod keys;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::sync::Notify;
+
+use crate::channel::Gateways;
+use crate::clock::Clock;
+use crate::config::{self, Role, Settings};
+use crate::store::Store;
+
+pub use feeds::Feeds;
+pub use keys::TokenKey;
+
+pub struct ApiToken {
+    pub name: String,
+    pub role: Role,
+    pub token: String,
+}
+
+pub struct Core {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub clock: Clock,
+    pub gateways: Gateways,
+    pub token_key: TokenKey,
+    pub tokens: Vec<ApiToken>,
+    /// Poked when jobs are written, so an idle worker starts at once.
+    pub wake: Notify,
+    /// Polled sources and their status (`[[feed]]`).
+    pub feeds: Feeds,
+}
+
+/// What tests and the demo give directly instead of through the environment.
+#[derive(Default)]
+pub struct Overrides {
+    pub answer_secret: Option<String>,
+    pub tokens: Vec<ApiToken>,
+    /// The clock (a manual one in tests); the system clock when left out.
+    pub clock: Option<Clock>,
+}
+
+impl Core {
+    /// Connects, migrates, and reads the secrets the settings name.
+    pub async fn open(settings: Settings, o: Overrides) -> Result<Arc<Core>> {
+        let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
+        store.migrate().await?;
+        let answer_secret = match o.answer_secret {
+            Some(s) => s,
+            None => config::secret("answer.secret", settings.answer.secret_env.as_deref(), settings.answer.secret_file.as_deref())?
+                .with_context(|| {
+                    format!(
+                        "answer.secret: set {} (answer links are signed with it), e.g. `export {}=$(openssl rand -hex 32)`",
+                        settings.answer.secret_env.as_deref().unwrap_or("answer.secret_file"),
+                        settings.answer.secret_env.as_deref().unwrap_or("JIAOYING_ANSWER_SECRET"),
+                    )
+                })?,
+        };
+        let mut tokens = o.tokens;
+        for t in &settings.auth.tokens {
+            let key = format!("auth.tokens[{}]", t.name);
+            match config::secret(&key, t.token_env.as_deref(), t.token_file.as_deref())? {
+                Some(token) if token.len() >= 8 => tokens.push(ApiToken {
+                    name: t.name.clone(),
+                    role: t.role,
+                    token,
+                }),
+                Some(_) => anyhow::bail!("{key}: the token must be at least 8 characters"),
+                None => {
+                    tracing::warn!(token = %t.name, "{key}: token not set; this client cannot log in")
+                }
+            }
+        }
+        let clock = o.clock.unwrap_or_else(Clock::system);
+        Ok(Arc::new(Core {
+            feeds: Feeds::new(&settings.feeds)?,
+            gateways: Gateways::build(&settings, &clock)?,
+            settings: Arc::new(settings),
+            store,
+            clock,
+            token_key: TokenKey::new(answer_secret.as_bytes()),
+            tokens,
+            wake: Notify::new(),
+        }))
+    }
+
+    /// Unix milliseconds by the one clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}

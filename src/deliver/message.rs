@@ -1,0 +1,299 @@
+//! The words people receive (pure): SMS, e-mail and stand-down texts rendered with minijinja.
+//! Chinese first. The first SMS segment (67 characters when concatenated) carries what a
+//! person needs to act and answer: warning, place, instruction, "reply 1" and the incident
+//! code; the answer link follows (a reply of "1" needs no link), then the details.
+
+use minijinja::{context, Environment};
+use serde::Serialize;
+
+const SMS: &str = "{{ signature }}{% if drill %}【演练】{% endif %}{% if change %}【升级】{{ change }}{% else %}{{ event }}{% endif %}：{{ place }}{{ action }}，回1确认（码{{ code }}）{{ link }} {% if evacuation %}转移后回“转移+人数”。{% endif %}{{ headline }}";
+const STANDDOWN: &str =
+    "{{ signature }}{% if drill %}【演练】{% endif %}{{ event }}解除：{{ place }}警报解除，码{{ code }}。";
+const DOWNGRADE: &str = "{{ signature }}{% if drill %}【演练】{% endif %}【降级】{{ change }}：{{ place }}预警已调整为{{ event }}，请按新级别防御，无需回复（码{{ code }}）。";
+const EMAIL_SUBJECT: &str =
+    "{% if drill %}【演练】{% endif %}{% if change %}【升级】{{ change }}{% else %}{{ event }}{% endif %}：{{ place }} 请确认（码{{ code }}）";
+const EMAIL_TEXT: &str = "{% if drill %}【演练】{% endif %}{% if change %}【升级】{{ change }} {% endif %}{{ headline }}\n\n地点：{{ place }}\n要求：{{ instruction }}\n\n请立即确认收到：{{ link }}\n或回复短信“收到”（码{{ code }}）。\n\n{{ description }}\n";
+const EMAIL_HTML: &str = r#"<!doctype html><html lang="zh-CN"><meta charset="utf-8"><body style="font-family:sans-serif">
+{% if drill %}<p><strong>【演练】</strong></p>{% endif %}{% if change %}<p><strong>【升级】{{ change }}</strong></p>{% endif %}<h2>{{ headline }}</h2>
+<p><b>地点：</b>{{ place }}</p><p><b>要求：</b>{{ instruction }}</p>
+<p><a href="{{ link }}" style="font-size:1.3em">点此确认收到 / Acknowledge</a>（码 {{ code }}）</p>
+<p>{{ description }}</p></body></html>"#;
+
+/// Everything a message may say about one call-out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Facts {
+    pub signature: String,
+    pub event: String,
+    pub headline: String,
+    pub description: String,
+    pub instruction: String,
+    pub place: String,
+    pub link: String,
+    pub code: String,
+    pub drill: bool,
+    pub evacuation: bool,
+    /// A call-out made again because the colour rose, or a downgrade notice: what changed
+    /// ("暴雨橙色→红色预警").
+    pub change: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+/// The built-in templates, compiled once for the process.
+pub fn templates() -> &'static Templates {
+    static T: std::sync::LazyLock<Templates> = std::sync::LazyLock::new(Templates::default);
+    &T
+}
+
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        let mut env = Environment::new();
+        for (name, src) in [
+            ("sms.txt", SMS),
+            ("standdown.txt", STANDDOWN),
+            ("downgrade.txt", DOWNGRADE),
+            ("email_subject.txt", EMAIL_SUBJECT),
+            ("email.txt", EMAIL_TEXT),
+            ("email.html", EMAIL_HTML),
+        ] {
+            // The built-in templates are constants checked by the tests below.
+            env.add_template(name, src).expect("built-in template");
+        }
+        Templates { env }
+    }
+}
+
+impl Templates {
+    fn render(&self, name: &str, f: &Facts) -> String {
+        let action = if f.evacuation {
+            "立即组织转移"
+        } else {
+            "请做好防御"
+        };
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(context! { action, ..minijinja::Value::from_serialize(f) }))
+            .unwrap_or_else(|e| {
+                format!(
+                    "{}{}：{} {} 码{} ({e})",
+                    f.signature, f.event, f.place, f.link, f.code
+                )
+            })
+    }
+
+    /// A call-out: SMS/voice text, or an e-mail with subject and HTML.
+    pub fn callout(&self, f: &Facts) -> Rendered {
+        Rendered {
+            subject: self.render("email_subject.txt", f),
+            text: self.render("sms.txt", f),
+            html: None,
+        }
+    }
+
+    pub fn email(&self, f: &Facts) -> Rendered {
+        Rendered {
+            subject: self.render("email_subject.txt", f),
+            text: self.render("email.txt", f),
+            html: Some(self.render("email.html", f)),
+        }
+    }
+
+    /// An information notice named by its job's payload (`{"notice": "standdown"}` or
+    /// `{"notice": "downgrade", "change": "暴雨红色→橙色预警"}`): one short text, no answer asked.
+    pub fn notice(&self, f: &Facts, payload: &serde_json::Value) -> Rendered {
+        let (name, change) = match payload.get("notice").and_then(|n| n.as_str()) {
+            Some("downgrade") => (
+                "downgrade.txt",
+                payload.get("change").and_then(|c| c.as_str()).map(str::to_string),
+            ),
+            _ => ("standdown.txt", None),
+        };
+        let text = self.render(
+            name,
+            &Facts {
+                change: change.or_else(|| Some(f.event.clone())),
+                ..f.clone()
+            },
+        );
+        Rendered {
+            subject: text.clone(),
+            text,
+            html: None,
+        }
+    }
+
+    pub fn standdown(&self, f: &Facts) -> Rendered {
+        self.notice(f, &serde_json::json!({"notice": "standdown"}))
+    }
+
+    /// What one job sends: a notice, an e-mail or an SMS/voice call-out.
+    /// `custom` is the policy's own call-out template (`[policy.templates] zh`), used for the
+    /// first SMS/voice text of a call-out; upgrades, notices and e-mail keep the built-in ones.
+    pub fn for_job(
+        &self,
+        f: &Facts,
+        email: bool,
+        notice: Option<&serde_json::Value>,
+        custom: Option<&str>,
+    ) -> Rendered {
+        match notice {
+            Some(payload) => self.notice(f, payload),
+            None if email => self.email(f),
+            None => match custom.filter(|_| f.change.is_none()) {
+                Some(src) => self.custom(src, f),
+                None => self.callout(f),
+            },
+        }
+    }
+
+    /// A policy's template; a drill is marked even when the template forgets to.
+    fn custom(&self, src: &str, f: &Facts) -> Rendered {
+        let mut r = self.callout(f);
+        if let Ok(text) = self.env.render_str(src, minijinja::Value::from_serialize(f)) {
+            r.text = if f.drill && !text.contains("演练") {
+                format!("【演练】{text}")
+            } else {
+                text
+            };
+        }
+        r
+    }
+}
+
+/// Chinese SMS is UCS-2: 70 characters in one segment, 67 per part when concatenated.
+pub fn sms_segments(text: &str) -> usize {
+    let n = text.chars().count();
+    if n <= 70 {
+        1
+    } else {
+        n.div_ceil(67)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> Facts {
+        Facts {
+            signature: "【防汛叫应】".into(),
+            event: "暴雨红色预警".into(),
+            headline: "玉林市气象台发布暴雨红色预警信号".into(),
+            description: "过去3小时降雨100毫米以上".into(),
+            instruction: "立即转移危险区域群众".into(),
+            place: "容县六王镇大坡村".into(),
+            link: "https://jy.gx.cn/a/2s.1x9a7k.AbCdEfGhIjKl".into(),
+            code: "A37".into(),
+            drill: false,
+            evacuation: true,
+            change: None,
+        }
+    }
+
+    #[test]
+    fn first_segment_holds_warning_place_link_and_code() {
+        let t = Templates::default();
+        let text = t.callout(&facts()).text;
+        let first: String = text.chars().take(67).collect();
+        for needle in [
+            "【防汛叫应】",
+            "暴雨红色预警",
+            "容县六王镇大坡村",
+            "立即组织转移",
+            "回1确认",
+            "A37",
+        ] {
+            assert!(first.contains(needle), "{needle} not in first segment: {first}");
+        }
+        assert!(
+            text.contains("https://jy.gx.cn/a/2s.1x9a7k.AbCdEfGhIjKl "),
+            "{text}"
+        );
+        assert!(sms_segments(&text) >= 2);
+    }
+
+    #[test]
+    fn drills_say_so_everywhere() {
+        let t = Templates::default();
+        let mut f = facts();
+        f.drill = true;
+        assert!(t.callout(&f).text.contains("【演练】"));
+        assert!(t.email(&f).subject.starts_with("【演练】"));
+        assert!(t.standdown(&f).text.contains("解除"));
+        // minijinja escapes "/" in HTML attributes; browsers read it back.
+        let html = t.email(&f).html.unwrap();
+        assert!(
+            html.contains("https:&#x2f;&#x2f;jy.gx.cn&#x2f;a&#x2f;2s.1x9a7k.AbCdEfGhIjKl"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn upgrades_say_so_in_the_first_segment_and_downgrades_ask_nothing() {
+        let t = Templates::default();
+        let mut f = facts();
+        f.drill = true;
+        f.change = Some("暴雨橙色→红色预警".into());
+        let text = t.callout(&f).text;
+        let first: String = text.chars().take(67).collect();
+        for needle in [
+            "【演练】",
+            "【升级】暴雨橙色→红色预警",
+            "容县六王镇大坡村",
+            "回1确认",
+            "A37",
+        ] {
+            assert!(first.contains(needle), "{needle} not in first segment: {first}");
+        }
+        assert!(t.email(&f).subject.contains("【升级】"));
+        let mut f = facts();
+        f.event = "暴雨橙色预警".into();
+        let down = t.notice(
+            &f,
+            &serde_json::json!({"notice": "downgrade", "change": "暴雨红色→橙色预警"}),
+        );
+        assert!(down.text.contains("【降级】暴雨红色→橙色预警"), "{}", down.text);
+        assert!(down.text.contains("无需回复") && !down.text.contains("回1确认"));
+        assert_eq!(sms_segments(&down.text), 1, "{}", down.text);
+        let stand = t.for_job(&f, false, Some(&serde_json::json!({"notice": "standdown"})), None);
+        assert!(
+            stand.text.contains("解除") && !stand.text.contains("【升级】"),
+            "{}",
+            stand.text
+        );
+    }
+
+    #[test]
+    fn a_policy_template_writes_the_call_out_but_not_upgrades() {
+        let t = Templates::default();
+        let mut f = facts();
+        let own = "{{ place }}：{{ event }}，速回1。{{ link }}";
+        let text = t.for_job(&f, false, None, Some(own)).text;
+        assert!(
+            text.starts_with("容县六王镇大坡村：") && text.contains(&f.link),
+            "{text}"
+        );
+        f.drill = true;
+        assert!(t.for_job(&f, false, None, Some(own)).text.starts_with("【演练】"));
+        f.change = Some("暴雨橙色→红色预警".into());
+        let up = t.for_job(&f, false, None, Some(own)).text;
+        assert!(up.contains("【升级】"), "{up}");
+        assert_eq!(t.for_job(&f, true, None, Some(own)).text, t.email(&f).text);
+    }
+
+    #[test]
+    fn segments() {
+        assert_eq!(sms_segments(&"字".repeat(70)), 1);
+        assert_eq!(sms_segments(&"字".repeat(71)), 2);
+        assert_eq!(sms_segments(&"字".repeat(135)), 3);
+    }
+}

@@ -1,0 +1,355 @@
+//! The poller: one task per source, woken by its cron schedule. A poll is a conditional GET
+//! (validators kept in the database), then for an index the CAP files of entries not seen
+//! before; transport errors and 5xx are retried with the source's backoff. An entry whose CAP
+//! could not be fetched stays unseen and the index validators are not saved, so the next
+//! poll tries it again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderName, HeaderValue, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use reqwest::StatusCode;
+use tokio_util::sync::CancellationToken;
+
+use super::index;
+use crate::cap;
+use crate::config::{self, Feed, FeedKind};
+use crate::core::Core;
+use crate::ingest::{self, IngestError};
+use crate::store::feeds::{self as store, Validators};
+use crate::store::warnings;
+
+/// What one poll did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Polled {
+    pub not_modified: bool,
+    /// CAP messages fetched or cut out of the index.
+    pub fetched: u64,
+    pub ingested: u64,
+    pub refused: u64,
+}
+
+/// Starts one task per configured source.
+pub fn spawn_all(core: Arc<Core>, stop: CancellationToken, set: &mut tokio::task::JoinSet<()>) {
+    for i in 0..core.settings.feeds.len() {
+        set.spawn(run(core.clone(), i, stop.clone()));
+    }
+}
+
+async fn run(core: Arc<Core>, i: usize, stop: CancellationToken) {
+    let feed = &core.settings.feeds[i];
+    let schedule = match feed.cron() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(feed = %feed.name, "feed[{i}].schedule: {e}");
+            return;
+        }
+    };
+    // The next time is taken after each poll, so a poll longer than the interval skips the
+    // times it overran instead of catching up with a burst.
+    while let Some(next) = schedule.after(&core.clock.now()).next() {
+        let wait = (next - core.clock.now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        // Stopping drops a poll in hand: what it ingested is committed, the rest is unseen.
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = poll_source(&core, i) => {}
+        }
+    }
+}
+
+/// One poll of the source named `name`, now (tests, and a future "poll now" action).
+pub async fn poll_once(core: &Core, name: &str) -> Result<Polled, String> {
+    let i = core
+        .settings
+        .feeds
+        .iter()
+        .position(|f| f.name == name)
+        .ok_or_else(|| format!("no [[feed]] named {name:?}"))?;
+    poll_source(core, i).await
+}
+
+/// Polls source `i` and records the outcome in its status.
+async fn poll_source(core: &Core, i: usize) -> Result<Polled, String> {
+    let feed = &core.settings.feeds[i];
+    let started = core.now();
+    core.feeds.update(i, |s| s.last_attempt = Some(started));
+    let mut polled = Polled::default();
+    let result = poll(core, i, &mut polled).await;
+    let now = core.now();
+    // Counted when done, so `polls - not_modified - errors` never includes one in flight.
+    core.feeds.update(i, |s| {
+        s.polls += 1;
+        s.entries_fetched += polled.fetched;
+        s.ingested += polled.ingested;
+        s.refused += polled.refused;
+        s.ok = Some(result.is_ok());
+        match &result {
+            Ok(()) if polled.not_modified => s.not_modified += 1,
+            Ok(()) => {}
+            Err(e) => {
+                s.errors += 1;
+                s.last_error = Some(e.clone());
+                s.last_error_at = Some(now);
+            }
+        }
+        if result.is_ok() {
+            s.last_success = Some(now);
+        }
+    });
+    match &result {
+        Ok(()) => tracing::debug!(feed = %feed.name, ?polled, "feed polled"),
+        Err(e) => tracing::warn!(feed = %feed.name, error = %e, "feed poll failed"),
+    }
+    result.map(|()| polled)
+}
+
+async fn poll(core: &Core, i: usize, polled: &mut Polled) -> Result<(), String> {
+    let feed = &core.settings.feeds[i];
+    let auth = auth(i, feed)?;
+    let client = &core.feeds.sources[i].client;
+    let db = |e: anyhow::Error| format!("database: {e:#}");
+    let known = store::validators(&core.store.pool, &feed.name, &feed.url)
+        .await
+        .map_err(db)?;
+    let (body, validators) = match fetch(client, feed, &feed.url, Some(&known), auth.as_ref()).await? {
+        None => {
+            polled.not_modified = true;
+            return Ok(());
+        }
+        Some(got) => got,
+    };
+    let source = format!("feed:{}", feed.name);
+    let mut first_error = None;
+    match feed.kind {
+        FeedKind::Cap => {
+            polled.fetched += 1;
+            take(core, feed, &body, &source, polled).await?;
+        }
+        FeedKind::Index => {
+            let entries =
+                index::parse_with_alerts(&body, &feed.url).map_err(|e| format!("{}: {e}", feed.url))?;
+            let keys: Vec<String> = entries.iter().map(|(e, _)| e.key()).collect();
+            // Also holds the keys taken in this poll: an index may list an entry twice.
+            let mut seen: std::collections::HashSet<String> =
+                store::seen(&core.store.pool, &feed.name, &keys)
+                    .await
+                    .map_err(db)?
+                    .into_iter()
+                    .collect();
+            let mut taken = Vec::new();
+            for (item, key) in entries.iter().zip(keys) {
+                if !seen.insert(key.clone()) {
+                    continue;
+                }
+                match take_entry(core, client, feed, item, auth.as_ref(), &source, polled).await {
+                    Ok(()) => taken.push(key),
+                    Err(e) => {
+                        tracing::warn!(feed = %feed.name, entry = %item.0.id, error = %e, "feed entry not taken");
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            store::mark_seen(&core.store.pool, &feed.name, &taken, core.now())
+                .await
+                .map_err(db)?;
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    store::save_validators(&core.store.pool, &feed.name, &feed.url, &validators, core.now())
+        .await
+        .map_err(db)
+}
+
+async fn take_entry(
+    core: &Core,
+    client: &reqwest::Client,
+    feed: &Feed,
+    (entry, alerts): &index::WithAlerts,
+    auth: Option<&(HeaderName, HeaderValue)>,
+    source: &str,
+    polled: &mut Polled,
+) -> Result<(), String> {
+    for alert in alerts {
+        polled.fetched += 1;
+        take(core, feed, alert, source, polled).await?;
+    }
+    for link in &entry.links {
+        let (body, _) = fetch(client, feed, link, None, auth)
+            .await?
+            .ok_or_else(|| format!("GET {link}: 304 to an unconditional request"))?;
+        polled.fetched += 1;
+        take(core, feed, &body, source, polled).await?;
+    }
+    Ok(())
+}
+
+/// One CAP message: the sender allow-list, then ingest. Refusals are final (kept as rejects);
+/// only a database failure is an error, so the entry is tried again.
+async fn take(
+    core: &Core,
+    feed: &Feed,
+    bytes: &[u8],
+    source: &str,
+    polled: &mut Polled,
+) -> Result<(), String> {
+    if !feed.senders.is_empty() {
+        // A message that does not parse goes on to ingest, which keeps it with the reason.
+        if let Ok(alert) = cap::parse(bytes) {
+            if !feed.senders.contains(&alert.sender) {
+                let reason = format!(
+                    "sender {:?} is not on the allow-list of feed {} (发送方不在白名单)",
+                    alert.sender, feed.name
+                );
+                warnings::reject(
+                    &core.store.pool,
+                    core.store.backend,
+                    bytes,
+                    source,
+                    &reason,
+                    core.now(),
+                )
+                .await
+                .map_err(|e| format!("database: {e:#}"))?;
+                tracing::warn!(feed = %feed.name, sender = %alert.sender, "CAP message refused: sender not allowed");
+                polled.refused += 1;
+                return Ok(());
+            }
+        }
+    }
+    match ingest::ingest(core, bytes, source).await {
+        Ok(o) => {
+            if !o.duplicate {
+                polled.ingested += 1;
+            }
+            Ok(())
+        }
+        Err(IngestError::Invalid(_)) => {
+            polled.refused += 1;
+            Ok(())
+        }
+        Err(IngestError::Internal(e)) => Err(format!("ingest: {e:#}")),
+    }
+}
+
+/// The auth header, its value read now so a rotated file is picked up.
+fn auth(i: usize, feed: &Feed) -> Result<Option<(HeaderName, HeaderValue)>, String> {
+    let Some(name) = &feed.auth_header else {
+        return Ok(None);
+    };
+    let key = format!("feed[{i}].auth_env");
+    let value = config::secret(&key, feed.auth_env.as_deref(), feed.auth_file.as_deref())
+        .map_err(|e| format!("{e:#}"))?
+        .ok_or_else(|| format!("{key}: {} is not set", feed.auth_env.as_deref().unwrap_or("?")))?;
+    let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("feed[{i}].auth_header: {e}"))?;
+    let mut value = HeaderValue::from_str(&value).map_err(|_| format!("{key}: not a valid header value"))?;
+    value.set_sensitive(true);
+    Ok(Some((name, value)))
+}
+
+enum Failure {
+    /// Transport errors, 5xx and 429: worth another try.
+    Transient(String),
+    Permanent(String),
+}
+
+/// GET with retries. `None` is a 304 to a conditional request.
+async fn fetch(
+    client: &reqwest::Client,
+    feed: &Feed,
+    url: &str,
+    known: Option<&Validators>,
+    auth: Option<&(HeaderName, HeaderValue)>,
+) -> Result<Option<(Vec<u8>, Validators)>, String> {
+    let mut attempt = 0usize;
+    loop {
+        match get(client, url, known, auth).await {
+            Ok(got) => return Ok(got),
+            Err(Failure::Transient(e)) if attempt < feed.retries as usize => {
+                let wait = feed.backoff[attempt.min(feed.backoff.len() - 1)];
+                tracing::debug!(feed = %feed.name, error = %e, ?wait, "retrying");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(Failure::Transient(e)) if attempt > 0 => {
+                return Err(format!("{e} (after {} attempts)", attempt + 1))
+            }
+            Err(Failure::Transient(e) | Failure::Permanent(e)) => return Err(e),
+        }
+    }
+}
+
+async fn get(
+    client: &reqwest::Client,
+    url: &str,
+    known: Option<&Validators>,
+    auth: Option<&(HeaderName, HeaderValue)>,
+) -> Result<Option<(Vec<u8>, Validators)>, Failure> {
+    let mut req = client.get(url);
+    if let Some((name, value)) = auth {
+        req = req.header(name, value);
+    }
+    if let Some(v) = known {
+        if let Some(etag) = &v.etag {
+            req = req.header(IF_NONE_MATCH, etag);
+        }
+        if let Some(lm) = &v.last_modified {
+            req = req.header(IF_MODIFIED_SINCE, lm);
+        }
+    }
+    let transport = |e: reqwest::Error| Failure::Transient(format!("GET {url}: {}", chain(&e)));
+    let mut resp = req.send().await.map_err(transport)?;
+    let status = resp.status();
+    if status == StatusCode::NOT_MODIFIED && known.is_some() {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        let e = format!("GET {url}: HTTP {status}");
+        return Err(
+            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                Failure::Transient(e)
+            } else {
+                Failure::Permanent(e)
+            },
+        );
+    }
+    let header = |h| {
+        resp.headers()
+            .get(h)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let validators = Validators {
+        etag: header(ETAG),
+        last_modified: header(LAST_MODIFIED),
+    };
+    // Read in chunks so a hostile server cannot make us buffer more than a CAP may hold.
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+        if body.len() + chunk.len() > cap::MAX_BYTES {
+            return Err(Failure::Permanent(format!(
+                "GET {url}: body over the {} byte limit",
+                cap::MAX_BYTES
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some((body, validators)))
+}
+
+/// reqwest's message plus its causes ("connection refused", "operation timed out").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}

@@ -1,0 +1,212 @@
+//! After-action reports: who was called, who answered and when, who was never reached, and
+//! evacuation totals rolled up township → county → city. `summarise` is pure; `store::reports::load`
+//! reads what it needs.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::domain::callout::State;
+use crate::domain::RegionCode;
+use crate::domain::{Callout, EvacuationRow, Incident};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Counts {
+    pub called: usize,
+    pub answered: usize,
+    pub late: usize,
+    pub escalated: usize,
+    pub unreached: usize,
+    pub evacuated: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionRow {
+    pub code: String,
+    pub name: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Person {
+    pub callout_id: i64,
+    pub name: String,
+    pub role: String,
+    pub place: String,
+    pub phone: Option<String>,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// "演练 / drill" for an exercise, so that no reader takes it for a real event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mark: Option<&'static str>,
+    pub incident: Incident,
+    pub totals: Counts,
+    pub counties: Vec<RegionRow>,
+    pub townships: Vec<RegionRow>,
+    /// Seconds from the call-out to its answer: median, 90th percentile, slowest.
+    pub answer_seconds: Option<[f64; 3]>,
+    /// Every step of the ladder used up, or failed everywhere: a person must phone them.
+    pub unreached: Vec<Person>,
+    pub callouts: Vec<Callout>,
+}
+
+pub fn summarise(
+    incident: Incident,
+    callouts: Vec<Callout>,
+    evacuations: &[EvacuationRow],
+    names: &BTreeMap<RegionCode, String>,
+) -> Report {
+    let mut totals = Counts::default();
+    let mut counties: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut townships: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut times = Vec::new();
+    let mut unreached = Vec::new();
+    let levels = |code: &str| -> (String, String) {
+        let rc = RegionCode::parse(code).ok();
+        let county = rc
+            .as_ref()
+            .and_then(|c| c.county())
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| code.to_string());
+        let town = rc
+            .as_ref()
+            .and_then(|c| c.township())
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| county.clone());
+        (county, town)
+    };
+    for c in &callouts {
+        let state = State::parse(&c.state);
+        let (county, town) = levels(&c.region_code);
+        for counts in [
+            &mut totals,
+            counties.entry(county).or_default(),
+            townships.entry(town).or_default(),
+        ] {
+            counts.called += 1;
+            match state {
+                Some(State::Acknowledged) => {
+                    counts.answered += 1;
+                    counts.late += c.ack_late as usize;
+                }
+                Some(State::Escalated) => counts.escalated += 1,
+                Some(State::Unreached) | Some(State::Failed) => counts.unreached += 1,
+                _ => {}
+            }
+        }
+        if let Some(at) = c.acked_at {
+            times.push((at - c.created_at) as f64 / 1000.0);
+        }
+        if matches!(state, Some(State::Unreached) | Some(State::Failed)) {
+            unreached.push(Person {
+                callout_id: c.id,
+                name: c.contact_name.clone(),
+                role: c.role.clone(),
+                place: c.place.clone(),
+                phone: c.phone.clone(),
+                state: c.state.clone(),
+            });
+        }
+    }
+    for e in evacuations {
+        let (county, town) = levels(&e.region_code);
+        totals.evacuated += e.moved;
+        counties.entry(county).or_default().evacuated += e.moved;
+        townships.entry(town).or_default().evacuated += e.moved;
+    }
+    times.sort_by(f64::total_cmp);
+    let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    let answer_seconds = (!times.is_empty()).then(|| [pick(0.5), pick(0.9), pick(1.0)]);
+    let rows = |m: BTreeMap<String, Counts>| {
+        m.into_iter()
+            .map(|(code, counts)| RegionRow {
+                name: RegionCode::parse(&code)
+                    .ok()
+                    .and_then(|c| names.get(&c).cloned())
+                    .unwrap_or_else(|| code.clone()),
+                code,
+                counts,
+            })
+            .collect()
+    };
+    Report {
+        mark: incident.drill.then_some(DRILL),
+        incident,
+        totals,
+        counties: rows(counties),
+        townships: rows(townships),
+        answer_seconds,
+        unreached,
+        callouts,
+    }
+}
+
+const DRILL: &str = "演练 / drill";
+
+/// The per-county table the demo and `jiaoying report` print.
+pub fn table(r: &Report) -> String {
+    let mut s = match r.mark {
+        Some(_) => "【演练】本次为演练，不是真实预警 / DRILL: an exercise, not a real warning\n".to_string(),
+        None => String::new(),
+    };
+    s += &format!(
+        "{:<10} {:<8} {:>6} {:>6} {:>6} {:>6} {:>8}\n",
+        "code", "county", "called", "answer", "escal", "unrch", "evacuated"
+    );
+    s.push_str(&format!(
+        "{:<10} {:<8} {:>6} {:>6} {:>6} {:>6} {:>8}\n",
+        "区划", "县区", "叫应", "应答", "升级", "未叫醒", "转移人数"
+    ));
+    for row in r.counties.iter().chain(std::iter::once(&RegionRow {
+        code: "total".into(),
+        name: "合计".into(),
+        counts: r.totals.clone(),
+    })) {
+        let c = &row.counts;
+        s.push_str(&format!(
+            "{:<10} {:<8} {:>6} {:>6} {:>6} {:>6} {:>8}\n",
+            row.code, row.name, c.called, c.answered, c.escalated, c.unreached, c.evacuated
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incident(drill: bool) -> Incident {
+        Incident {
+            id: 1,
+            code: "A1".into(),
+            warning_id: None,
+            title: "t".into(),
+            event: "暴雨红色预警".into(),
+            description: String::new(),
+            instruction: String::new(),
+            colour: Some("red".into()),
+            hazard: "rainstorm".into(),
+            policy: serde_json::Value::Null,
+            drill,
+            state: "active".into(),
+            created_at: 0,
+            expires_at: None,
+            closed_at: None,
+        }
+    }
+
+    #[test]
+    fn drills_are_marked_in_the_report_and_its_table() {
+        let r = summarise(incident(true), vec![], &[], &BTreeMap::new());
+        assert_eq!(r.mark, Some(DRILL));
+        assert!(table(&r).starts_with("【演练】"), "{}", table(&r));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["mark"], DRILL);
+        let r = summarise(incident(false), vec![], &[], &BTreeMap::new());
+        assert!(r.mark.is_none() && !table(&r).contains("演练"));
+    }
+}

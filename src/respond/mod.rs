@@ -1,0 +1,289 @@
+//! Response levels (应急响应, SPEC §2): the office activates level I–IV for a hazard in some
+//! regions. By policy the activation calls the roles that level requires there, with no
+//! warning; while it is active, warnings in those regions are handled at least at the level's
+//! colour; ending it (or its `until` passing) stands the activation incident down.
+//! The rules are pure (`rules.rs`); this file applies them to the store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::target::response::*;
+
+use crate::cap::Info;
+use crate::core::Core;
+use crate::domain::Colour;
+use crate::store::ledger::{self, Record};
+use crate::store::{incidents, responses, roster};
+use crate::target::plan::{plan, Planned};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RespondError {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("no response {0}")]
+    NotFound(i64),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// What a request did.
+#[derive(Debug, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    Activated {
+        response: i64,
+        title: String,
+        /// The incident that calls the level's roles; none when no policy answers for the
+        /// level or nobody holds those roles there.
+        incident: Option<i64>,
+        code: Option<String>,
+        callouts: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    Ended {
+        response: i64,
+        /// False when it had already ended.
+        now: bool,
+        incident: Option<i64>,
+        cancelled: usize,
+    },
+}
+
+impl Outcome {
+    /// One line for the office (CLI output).
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Activated {
+                response,
+                title,
+                code: Some(code),
+                callouts,
+                ..
+            } => format!("已{title}（响应 {response}）：叫应事件 {code}，叫应 {callouts} 人 / response {response} activated, {callouts} call-outs"),
+            Outcome::Activated {
+                response, title, note, ..
+            } => format!(
+                "已{title}（响应 {response}），无人需叫应：{} / response {response} activated, no call-outs",
+                note.as_deref().unwrap_or("")
+            ),
+            Outcome::Ended {
+                response,
+                now: false,
+                ..
+            } => format!("响应 {response} 早已结束 / response {response} had already ended"),
+            Outcome::Ended {
+                response, cancelled, ..
+            } => format!(
+                "响应 {response} 已结束：取消未完成叫应 {cancelled} 条，已叫到的人收到解除通知 / response {response} ended, {cancelled} pending call-outs cancelled, stand-down to everyone called"
+            ),
+        }
+    }
+}
+
+/// Activates, or ends when `req.end` is given (`jiaoying respond`, `POST /api/v1/responses`).
+pub async fn submit(core: &Core, req: &Request, actor: &str) -> Result<Outcome, RespondError> {
+    match req.end {
+        Some(id) => end(core, id, actor).await,
+        None => activate(core, req, actor).await,
+    }
+}
+
+async fn activate(core: &Core, req: &Request, actor: &str) -> Result<Outcome, RespondError> {
+    let now = core.now();
+    // Read the roster before the write transaction (SQLite has one connection).
+    let regions = roster::load_regions(&core.store.pool).await?;
+    let a = check(req, &regions, now)?;
+    let policy = core.settings.policy_for_level(a.level, a.hazard).cloned();
+    let title = title(a.hazard, a.level);
+    let mut note = None;
+    let planned: Vec<Planned> = match &policy {
+        None => {
+            note = Some(format!(
+                "没有适用于{}的叫应规则 (no policy with this level)",
+                event(a.hazard, a.level)
+            ));
+            Vec::new()
+        }
+        Some(p) => {
+            let contacts = roster::load_contacts(&core.store.pool).await?;
+            let names: BTreeMap<_, _> = regions.iter().map(|r| (r.code.clone(), r.name.clone())).collect();
+            let planned = plan(&covered(&a.regions, &regions), &contacts, p, &names);
+            if planned.is_empty() {
+                note = Some(format!(
+                    "这些区域无人担任规则 {} 的职责 (nobody holds its roles there)",
+                    p.name
+                ));
+            }
+            planned
+        }
+    };
+
+    let backend = core.store.backend;
+    let mut tx = core.store.begin().await?;
+    let id = responses::insert(&mut tx, &a, actor, now).await?;
+    let mut incident = None;
+    if let (Some(p), false) = (&policy, planned.is_empty()) {
+        let event = event(a.hazard, a.level);
+        let instruction = if a.note.is_empty() {
+            format!("{event}已启动，请立即到岗到位、做好防御")
+        } else {
+            a.note.clone()
+        };
+        let new = incidents::NewIncident {
+            warning_id: None,
+            title: &title,
+            event: &event,
+            description: &a.note,
+            instruction: &instruction,
+            colour: Some(colour_of(a.level).as_str()),
+            hazard: a.hazard,
+            policy: serde_json::to_value(p).map_err(anyhow::Error::from)?,
+            drill: false,
+            expires_at: a.until_at,
+            deadline_ms: p.deadline.as_millis() as i64,
+        };
+        let (iid, code) = incidents::create(&mut tx, backend, &new, &planned, now).await?;
+        responses::set_incident(&mut tx, id, iid).await?;
+        incident = Some((iid, code));
+    }
+    ledger::append(
+        &mut tx,
+        backend,
+        now,
+        vec![Record::new(
+            "response.activated",
+            format!("response:{id}"),
+            serde_json::json!({"hazard": a.hazard, "level": a.level, "regions": a.regions, "until_at": a.until_at,
+                "note": a.note, "actor": actor, "policy": policy.as_ref().map(|p| &p.name),
+                "incident": incident.as_ref().map(|i| i.0), "callouts": planned.len()}),
+        )],
+    )
+    .await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    core.wake.notify_waiters();
+    tracing::info!(
+        response.id = id,
+        level = a.level.as_str(),
+        hazard = a.hazard,
+        callouts = planned.len(),
+        "response activated"
+    );
+    Ok(Outcome::Activated {
+        response: id,
+        title,
+        incident: incident.as_ref().map(|i| i.0),
+        code: incident.map(|i| i.1),
+        callouts: planned.len(),
+        note,
+    })
+}
+
+/// Ends a response: from then on it raises no warning, and its activation incident stands
+/// down (pending call-outs cancelled, 解除 to everyone already called).
+pub async fn end(core: &Core, id: i64, actor: &str) -> Result<Outcome, RespondError> {
+    let now = core.now();
+    let backend = core.store.backend;
+    let mut tx = core.store.begin().await?;
+    let r = responses::get(&mut tx, id)
+        .await?
+        .ok_or(RespondError::NotFound(id))?;
+    if !responses::end(&mut tx, id, actor, now).await? {
+        tx.rollback().await.ok();
+        return Ok(Outcome::Ended {
+            response: id,
+            now: false,
+            incident: r.incident_id,
+            cancelled: 0,
+        });
+    }
+    let mut cancelled = 0;
+    if let Some(iid) = r.incident_id {
+        // An operator may already have closed it by hand: nobody hears 解除 twice.
+        if incidents::incident(&mut tx, iid)
+            .await?
+            .is_some_and(|i| i.state == "active")
+        {
+            cancelled = incidents::close(&mut tx, backend, iid, actor, now).await?.len();
+        }
+    }
+    ledger::record(
+        &mut tx,
+        backend,
+        now,
+        "response.ended",
+        format!("response:{id}"),
+        serde_json::json!({"actor": actor, "incident": r.incident_id, "cancelled": cancelled}),
+    )
+    .await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    core.wake.notify_waiters();
+    tracing::info!(response.id = id, actor, cancelled, "response ended");
+    Ok(Outcome::Ended {
+        response: id,
+        now: true,
+        incident: r.incident_id,
+        cancelled,
+    })
+}
+
+/// How often `until` is checked at most: a second late is nothing for a response level, and
+/// the check should not take SQLite's one connection every 50 ms.
+const EXPIRY_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ends responses whose `until` has passed, every `dispatch.poll` (at least a second), until
+/// `stop` fires.
+/// Runs beside the job workers; `responses::end` makes sure only one instance ends each.
+pub async fn expiry_loop(core: Arc<Core>, stop: CancellationToken) {
+    loop {
+        match responses::expired(&core.store.pool, core.now()).await {
+            Ok(ids) => {
+                for id in ids {
+                    if let Err(e) = end(&core, id, "until").await {
+                        tracing::error!(response.id = id, error = %e, "ending an expired response failed");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "looking for expired responses failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(core.settings.dispatch.poll.max(EXPIRY_CHECK)) => {}
+            _ = stop.cancelled() => break,
+        }
+    }
+}
+
+/// For ingest: the colour a warning's policy is chosen by (raised by an active response over
+/// its regions) and the response that raised it, if one did.
+pub async fn raise(
+    core: &Core,
+    info: Option<&Info>,
+    colour: Option<Colour>,
+    hazard: &str,
+    now: i64,
+) -> anyhow::Result<(Option<Colour>, Option<Response>)> {
+    let active = responses::active(&core.store.pool, now).await?;
+    let Some(info) = info.filter(|_| !active.is_empty()) else {
+        return Ok((colour, None));
+    };
+    let regions = roster::load_regions(&core.store.pool).await?;
+    let threatened = crate::target::targeting::threatened(info, &regions);
+    let raised = effective_colour(&active, &threatened, colour, hazard, now);
+    if raised == colour {
+        return Ok((colour, None));
+    }
+    Ok((raised, raising(&active, &threatened, hazard, now).cloned()))
+}
+
+/// The ledger entry saying an incident's policy was raised by a response.
+pub fn raised_record(r: &Response, incident: i64, from: Option<Colour>, to: Option<Colour>) -> Record {
+    Record::new(
+        "incident.raised",
+        format!("incident:{incident}"),
+        serde_json::json!({"response": r.id, "level": r.level, "hazard": r.hazard, "colour": from, "raised_to": to,
+            "why": format!("{}期间提级 (raised by response {})", event(&r.hazard, r.level), r.id)}),
+    )
+}

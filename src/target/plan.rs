@@ -1,0 +1,463 @@
+//! Planning (pure): threatened regions and risk points × contacts × duty rosters × the policy →
+//! the call-outs to make, each with its reason (which area, which rule, which shift).
+//! One call-out per person per incident, whatever the number of regions they answer for.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::cap::{Classification, Info};
+use crate::config::{Level, Policy, Settings, Subject};
+use crate::domain::RegionCode;
+use crate::target::duty::Duty;
+use crate::target::roster::{role_label, Contact, DutyShift, RiskPoint};
+use crate::target::targeting::{direct_levels, place_name, Index, Threatened, Via};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Planned {
+    pub contact_id: i64,
+    pub contact_key: String,
+    pub region: RegionCode,
+    pub role: String,
+    pub place: String,
+    pub reason: String,
+}
+
+/// One person to call, with the parts of the reason apart (preview shows them).
+#[derive(Debug, Clone, Serialize)]
+pub struct Call {
+    pub planned: Planned,
+    /// Which area of the warning (or which risk point in it) brings them.
+    pub area: String,
+    /// The policy's name.
+    pub rule: String,
+    /// The duty shift that puts them on call, or why all holders are called.
+    pub shift: Option<String>,
+    /// The risk point that brings them, when one does.
+    pub risk_point: Option<String>,
+}
+
+/// The roster as loaded for planning: the matching index, contacts and duty shifts.
+pub struct Snapshot {
+    pub index: Index,
+    pub contacts: Vec<Contact>,
+    pub shifts: Vec<DutyShift>,
+    pub names: BTreeMap<RegionCode, String>,
+}
+
+impl Snapshot {
+    pub fn new(index: Index, contacts: Vec<Contact>, shifts: Vec<DutyShift>) -> Snapshot {
+        let names = index
+            .regions()
+            .iter()
+            .map(|r| (r.code.clone(), r.name.clone()))
+            .collect();
+        Snapshot {
+            index,
+            contacts,
+            shifts,
+            names,
+        }
+    }
+}
+
+/// What a warning leads to: the policy that applies (as it applies now: quiet hours), what it
+/// threatens, and whom to call.
+#[derive(Debug)]
+pub struct Decision {
+    pub policy: Option<Policy>,
+    pub threatened: Threatened,
+    pub risk_points: usize,
+    pub calls: Vec<Call>,
+    /// Why nothing is planned, when nothing is.
+    pub note: Option<String>,
+}
+
+/// Matches the warning against the roster, picks the first policy for its colour, hazard,
+/// event, the active response `level` and the levels of the regions it names, and plans.
+pub fn decide(
+    settings: &Settings,
+    info: &Info,
+    class: &Classification,
+    level: Option<Level>,
+    roster: &Snapshot,
+    now_ms: i64,
+) -> Decision {
+    let threatened = roster.index.threatened(info);
+    let levels = direct_levels(&threatened);
+    let subject = Subject {
+        colour: class.colour,
+        hazard: &class.hazard,
+        event: &info.event,
+        level,
+        region_levels: &levels,
+    };
+    let Some(base) = settings.policy_matching(&subject) else {
+        return Decision {
+            policy: None,
+            threatened,
+            risk_points: 0,
+            calls: Vec::new(),
+            note: Some(format!(
+                "no policy for colour {:?} and hazard {}",
+                class.colour, class.hazard
+            )),
+        };
+    };
+    let (policy, quiet) = base.at(class.colour, now_ms);
+    let points = roster.index.threatened_points(info, &class.hazard);
+    let mut calls = plan_calls(&threatened, &points, roster, &policy, now_ms);
+    if let Some(q) = quiet {
+        for c in &mut calls {
+            c.planned.reason = format!("{}；{q}", c.planned.reason);
+        }
+    }
+    let note = calls
+        .is_empty()
+        .then(|| "no region of the roster is in the warning's area".to_string());
+    Decision {
+        policy: Some(policy),
+        threatened,
+        risk_points: points.len(),
+        calls,
+        note,
+    }
+}
+
+/// Regions and risk points without duty rosters (kept for callers that have only regions).
+pub fn plan(
+    threatened: &Threatened,
+    contacts: &[Contact],
+    policy: &Policy,
+    names: &BTreeMap<RegionCode, String>,
+) -> Vec<Planned> {
+    let snapshot = Snapshot {
+        index: Index::build(&[], &[]),
+        contacts: contacts.to_vec(),
+        shifts: Vec::new(),
+        names: names.clone(),
+    };
+    plan_calls(threatened, &[], &snapshot, policy, 0)
+        .into_iter()
+        .map(|c| c.planned)
+        .collect()
+}
+
+/// Every threatened region calls the policy's `roles` held there; every threatened risk point
+/// calls its `risk_point_roles` (`monitor`, and roles of its village and township). Roles with
+/// a duty roster call whoever is on shift at `now_ms`. The first reason found for a person wins.
+pub fn plan_calls(
+    threatened: &Threatened,
+    points: &[(&RiskPoint, Via)],
+    roster: &Snapshot,
+    policy: &Policy,
+    now_ms: i64,
+) -> Vec<Call> {
+    let mut holders: HashMap<(&str, &RegionCode), Vec<&Contact>> = HashMap::new();
+    for c in &roster.contacts {
+        holders.entry((c.role.as_str(), &c.region)).or_default().push(c);
+    }
+    let by_key: HashMap<&str, &Contact> = roster.contacts.iter().map(|c| (c.key.as_str(), c)).collect();
+    let duty = Duty::new(&roster.shifts);
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut call = |c: &Contact,
+                    role: &str,
+                    region: &RegionCode,
+                    area: String,
+                    shift: Option<String>,
+                    point: Option<&RiskPoint>| {
+        if !seen.insert(c.id) {
+            return;
+        }
+        let mut reason = format!("{area}；规则 {}；职责 {}", policy.name, role_label(role));
+        if let Some(s) = &shift {
+            reason = format!("{reason}；{s}");
+        }
+        out.push(Call {
+            planned: Planned {
+                contact_id: c.id,
+                contact_key: c.key.clone(),
+                region: region.clone(),
+                role: role.to_string(),
+                place: place_name(region, &roster.names),
+                reason,
+            },
+            area,
+            rule: policy.name.clone(),
+            shift,
+            risk_point: point.map(|p| format!("{} {}", p.key, p.name)),
+        });
+    };
+    for (code, via) in threatened {
+        for role in &policy.roles {
+            let hs = holders.get(&(role.as_str(), code)).map_or(&[][..], Vec::as_slice);
+            for h in duty.resolve(role, code, now_ms, hs, &by_key) {
+                call(h.contact, role, code, via.describe(), h.shift, None);
+            }
+        }
+    }
+    for (p, via) in points {
+        let area = format!(
+            "风险点 {}（{}，威胁{}人）{}",
+            p.name,
+            kind_label(&p.kind),
+            p.people,
+            via.describe()
+        );
+        for role in &policy.risk_point_roles {
+            if role == "monitor" {
+                for c in p.monitors.iter().filter_map(|k| by_key.get(k.as_str())) {
+                    call(c, "risk_monitor", &p.region, area.clone(), None, Some(p));
+                }
+                continue;
+            }
+            let mut regions = vec![p.region.clone()];
+            regions.extend(p.region.township().filter(|t| *t != p.region));
+            for code in &regions {
+                let hs = holders.get(&(role.as_str(), code)).map_or(&[][..], Vec::as_slice);
+                for h in duty.resolve(role, code, now_ms, hs, &by_key) {
+                    call(h.contact, role, code, area.clone(), h.shift, Some(p));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        let (a, b) = (&a.planned, &b.planned);
+        (&a.region, &a.role, a.contact_id).cmp(&(&b.region, &b.role, b.contact_id))
+    });
+    out
+}
+
+/// The Chinese name of a risk-point kind.
+pub fn kind_label(kind: &str) -> &str {
+    match kind {
+        "reservoir" => "水库",
+        "flash_flood" => "山洪危险区",
+        "geohazard" => "地质灾害隐患点",
+        "waterlogging" => "易涝点",
+        "other" => "其他风险点",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cap::{Area, Circle};
+    use crate::domain::Colour;
+    use crate::target::roster::{Region, Shift};
+
+    fn contact(id: i64, role: &str, region: &str) -> Contact {
+        crate::target::duty::test_contact(id, &format!("k{id}"), role, region)
+    }
+
+    fn region(code: &str, lat: f64, lon: f64) -> Region {
+        let code = RegionCode::parse(code).unwrap();
+        Region {
+            level: code.level(),
+            name: format!("名{code}"),
+            parent: None,
+            centroid: Some((lat, lon)),
+            boundary: None,
+            code,
+        }
+    }
+
+    fn point(id: i64, kind: &str, lat: f64, lon: f64, region: &str, monitors: &[&str]) -> RiskPoint {
+        RiskPoint {
+            id,
+            key: format!("P{id}"),
+            kind: kind.into(),
+            name: format!("点{id}"),
+            lat,
+            lon,
+            region: RegionCode::parse(region).unwrap(),
+            people: 40,
+            monitors: monitors.iter().map(|m| m.to_string()).collect(),
+        }
+    }
+
+    fn info(event: &str, circle: Circle) -> Info {
+        let mut i: Info = serde_json::from_value(serde_json::json!({
+            "language": "zh-CN", "categories": ["Met"], "event": event, "urgency": "Immediate",
+            "severity": "Extreme", "certainty": "Likely", "event_codes": [], "effective": null, "onset": null,
+            "expires": null, "sender_name": null, "headline": null, "description": null, "instruction": null,
+            "web": null, "contact": null, "parameters": [], "areas": []
+        }))
+        .unwrap();
+        i.areas = vec![Area {
+            desc: "x".into(),
+            polygons: vec![],
+            circles: vec![circle],
+            geocodes: vec![],
+            altitude: None,
+            ceiling: None,
+        }];
+        i
+    }
+
+    #[test]
+    fn red_calls_the_roles_of_threatened_regions_once_each() {
+        let s = Settings::from_toml("").unwrap();
+        let red = s.policy_for(Colour::Red, "rainstorm").unwrap();
+        let yellow = s.policy_for(Colour::Yellow, "rainstorm").unwrap();
+        let mut t = Threatened::new();
+        let v = RegionCode::parse("450921104201").unwrap();
+        t.insert(v.clone(), Via::Polygon { area: 0 });
+        t.insert(
+            RegionCode::parse("450921104").unwrap(),
+            Via::Above { code: v.clone() },
+        );
+        t.insert(RegionCode::parse("450921").unwrap(), Via::Above { code: v });
+        let contacts = vec![
+            contact(1, "village_leader", "450921104201"),
+            contact(2, "info_officer", "450921104201"),
+            contact(3, "township_leader", "450921104"),
+            contact(4, "county_duty", "450921"),
+            contact(5, "county_duty_b", "450921"),
+            contact(6, "village_leader", "450921104202"),
+            contact(7, "township_leader", "450922101"),
+        ];
+        let names = BTreeMap::new();
+        let ids: Vec<i64> = plan(&t, &contacts, red, &names)
+            .iter()
+            .map(|p| p.contact_id)
+            .collect();
+        assert_eq!(ids, [4, 3, 2, 1]);
+        let ids: Vec<i64> = plan(&t, &contacts, yellow, &names)
+            .iter()
+            .map(|p| p.contact_id)
+            .collect();
+        assert_eq!(ids, [4]);
+        let p = &plan(&t, &contacts, red, &names)[3];
+        assert!(
+            p.reason.contains("多边形") && p.reason.contains("red"),
+            "{}",
+            p.reason
+        );
+    }
+
+    fn snapshot(points: Vec<RiskPoint>, contacts: Vec<Contact>, shifts: Vec<DutyShift>) -> Snapshot {
+        let regions = vec![
+            region("450921", 22.86, 110.56),
+            region("450921104", 22.9, 110.6),
+            region("450921104201", 22.91, 110.61),
+            region("450921104202", 22.70, 110.40),
+        ];
+        Snapshot::new(Index::build(&regions, &points), contacts, shifts)
+    }
+
+    #[test]
+    fn risk_points_bring_monitors_and_leaders_by_hazard_and_duty_picks_who_is_on_shift() {
+        let s = Settings::from_toml("").unwrap();
+        // Village 202 is outside the circle; its two points are inside it.
+        let points = vec![
+            point(1, "geohazard", 22.91, 110.61, "450921104202", &["m1"]),
+            point(2, "reservoir", 22.912, 110.612, "450921104202", &["m2"]),
+        ];
+        let mut contacts = vec![
+            contact(1, "village_leader", "450921104202"),
+            contact(2, "township_leader", "450921104"),
+            contact(3, "risk_monitor", "450921104202"),
+            contact(4, "risk_monitor", "450921104202"),
+            contact(5, "county_duty", "450921"),
+            contact(6, "county_duty", "450921"),
+            contact(7, "township_duty", "450921104"),
+        ];
+        contacts[2].key = "m1".into();
+        contacts[3].key = "m2".into();
+        let shifts = vec![DutyShift {
+            role: "county_duty".into(),
+            region: RegionCode::parse("450921").unwrap(),
+            contact_key: "k6".into(),
+            shift: Shift::Dates { from: 0, to: 1000 },
+        }];
+        let roster = snapshot(points, contacts, shifts);
+        let circle = Circle {
+            lat: 22.91,
+            lon: 110.61,
+            radius_km: 1.0,
+        };
+        let class = |hazard: &str, colour| Classification {
+            colour: Some(colour),
+            hazard: hazard.into(),
+        };
+        let ids = |d: &Decision| d.calls.iter().map(|c| c.planned.contact_id).collect::<Vec<_>>();
+
+        let rain = decide(
+            &s,
+            &info("暴雨红色预警", circle.clone()),
+            &class("rainstorm", Colour::Red),
+            None,
+            &roster,
+            500,
+        );
+        assert_eq!(rain.policy.as_ref().unwrap().name, "red");
+        assert_eq!(rain.risk_points, 2);
+        // County duty 6 is on shift (5 is not); monitors 3 and 4, the village leader of the
+        // points' village 1, the township leader 2, the township duty 7.
+        assert_eq!(ids(&rain), [6, 7, 2, 3, 4, 1]);
+        let leader = rain.calls.iter().find(|c| c.planned.contact_id == 1).unwrap();
+        assert!(
+            leader.area.contains("风险点 点1") && leader.area.contains("地质灾害隐患点"),
+            "{}",
+            leader.area
+        );
+        let duty = rain.calls.iter().find(|c| c.planned.contact_id == 6).unwrap();
+        assert!(
+            duty.shift.as_deref().unwrap().contains("在班"),
+            "{:?}",
+            duty.shift
+        );
+
+        // Off shift: both county duty holders, saying nobody is on shift.
+        let later = decide(
+            &s,
+            &info("暴雨红色预警", circle.clone()),
+            &class("rainstorm", Colour::Red),
+            None,
+            &roster,
+            5000,
+        );
+        let duty: Vec<_> = later
+            .calls
+            .iter()
+            .filter(|c| c.planned.role == "county_duty")
+            .collect();
+        assert_eq!(duty.len(), 2);
+        assert!(
+            duty[0].planned.reason.contains("无人在班"),
+            "{}",
+            duty[0].planned.reason
+        );
+
+        // A geohazard warning reaches the geohazard point only: monitor m1, not m2.
+        let geo = decide(
+            &s,
+            &info("地质灾害气象风险红色预警", circle.clone()),
+            &class("geohazard", Colour::Red),
+            None,
+            &roster,
+            500,
+        );
+        assert!(
+            ids(&geo).contains(&3) && !ids(&geo).contains(&4),
+            "{:?}",
+            ids(&geo)
+        );
+
+        // Heat: no risk points, none of the flood roles.
+        let heat = decide(
+            &s,
+            &info("高温红色预警", circle),
+            &class("heat", Colour::Red),
+            None,
+            &roster,
+            500,
+        );
+        assert_eq!(heat.policy.as_ref().unwrap().name, "heat-cold");
+        assert_eq!(heat.risk_points, 0);
+        assert_eq!(ids(&heat), [6, 7]);
+    }
+}

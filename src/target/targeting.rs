@@ -1,0 +1,618 @@
+//! Which regions and risk points a warning threatens (pure). An area matches regions three ways:
+//! - a geocode naming a division code at any level (valueName such as `GB2260`): that region
+//!   and everything under it (prefix semantics of `RegionCode`);
+//! - a polygon or circle: every leaf region (one without children in the roster) whose boundary
+//!   meets the shape (a real intersection, not the centroid), or, lacking a boundary, whose
+//!   centroid lies inside it;
+//! - then the ancestors of each threatened region, down from county level, are threatened too
+//!   (the township leader and county duty officer answer for their villages).
+//!
+//! Risk points inside a polygon or circle are threatened, or, for an area given only by
+//! geocodes, those in the regions it names; either way only the kinds the hazard threatens
+//! ([`risk_kinds`]). [`Index`] holds R-trees over leaf boundaries and risk points, built once
+//! per roster load and queried per warning.
+
+use std::collections::{BTreeMap, HashSet};
+
+use geo::{BoundingRect, Contains, Coord, Intersects, LineString, Point, Polygon};
+use rstar::primitives::{GeomWithData, Rectangle};
+use rstar::{RTree, AABB};
+use serde::Serialize;
+
+use crate::cap::{Area, Info};
+use crate::domain::{RegionCode, RegionLevel};
+use crate::target::roster::{Region, RiskPoint};
+
+/// Geocode schemes that carry Chinese division codes; others (SAME, FIPS, UGC…) are ignored
+/// so that a US county number is never read as a Chinese county.
+const DIVISION_SCHEMES: &[&str] = &[
+    "gb2260",
+    "gb/t 2260",
+    "gb/t2260",
+    "adcode",
+    "areacode",
+    "admincode",
+    "行政区划代码",
+    "区划代码",
+    "statscode",
+];
+
+/// Risk-point kinds a hazard threatens (README "Policies"). Hazards not listed threaten none.
+pub fn risk_kinds(hazard: &str) -> &'static [&'static str] {
+    const FLOOD_FAMILY: &[&str] = &["flash_flood", "geohazard", "reservoir", "waterlogging"];
+    match hazard {
+        "rainstorm" | "flash_flood" | "flood" => FLOOD_FAMILY,
+        "geohazard" => &["geohazard"],
+        "waterlogging" => &["waterlogging"],
+        "typhoon" => &["flash_flood", "geohazard", "reservoir", "waterlogging", "other"],
+        _ => &[],
+    }
+}
+
+/// Why a region (or risk point) is threatened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "via", rename_all = "snake_case")]
+pub enum Via {
+    Geocode {
+        area: usize,
+        scheme: String,
+        value: String,
+    },
+    Polygon {
+        area: usize,
+    },
+    Circle {
+        area: usize,
+    },
+    /// Under a region named by a geocode.
+    Within {
+        code: RegionCode,
+    },
+    /// Above a threatened region.
+    Above {
+        code: RegionCode,
+    },
+}
+
+impl Via {
+    pub fn describe(&self) -> String {
+        match self {
+            Via::Geocode { area, scheme, value } => format!("区域{area} 区划代码 {value} ({scheme})"),
+            Via::Polygon { area } => format!("区域{area} 多边形覆盖"),
+            Via::Circle { area } => format!("区域{area} 圆形范围覆盖"),
+            Via::Within { code } => format!("属 {code}"),
+            Via::Above { code } => format!("下辖 {code} 受威胁"),
+        }
+    }
+
+    /// Named or covered by the warning itself (not only under or above such a region).
+    pub fn direct(&self) -> bool {
+        matches!(
+            self,
+            Via::Geocode { .. } | Via::Polygon { .. } | Via::Circle { .. }
+        )
+    }
+}
+
+/// Threatened region codes, each with its first reason.
+pub type Threatened = BTreeMap<RegionCode, Via>;
+
+/// The levels of the regions a warning names or covers itself (for `policy.region_levels`).
+pub fn direct_levels(t: &Threatened) -> Vec<RegionLevel> {
+    let mut out: Vec<RegionLevel> = t
+        .iter()
+        .filter(|(_, v)| v.direct())
+        .map(|(c, _)| c.level())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+type Entry = GeomWithData<Rectangle<[f64; 2]>, usize>;
+type PointEntry = GeomWithData<[f64; 2], usize>;
+
+/// Regions and risk points with R-trees over leaf regions (boundary envelope, or the centroid)
+/// and risk points; coordinates are [lon, lat].
+pub struct Index {
+    /// Sorted by code, so that a geocode's subtree is one range.
+    regions: Vec<Region>,
+    leaves: RTree<Entry>,
+    /// Sorted by region code, like `regions`.
+    points: Vec<RiskPoint>,
+    point_tree: RTree<PointEntry>,
+}
+
+impl Index {
+    pub fn build(regions: &[Region], risk_points: &[RiskPoint]) -> Index {
+        let mut regions = regions.to_vec();
+        regions.sort_by(|a, b| a.code.cmp(&b.code));
+        // A region has children when it is the parent, or a code prefix, of another (linear:
+        // every region names its ancestors).
+        let mut inner: HashSet<&str> = regions
+            .iter()
+            .filter_map(|r| r.parent.as_ref().map(|p| p.as_str()))
+            .collect();
+        for r in &regions {
+            let code = r.code.as_str();
+            inner.extend(
+                [2, 4, 6, 9]
+                    .into_iter()
+                    .filter(|&n| n < code.len())
+                    .map(|n| &code[..n]),
+            );
+        }
+        let leaves: Vec<Entry> = regions
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !inner.contains(r.code.as_str()))
+            .filter_map(|(i, r)| {
+                let rect = match (&r.boundary, r.centroid) {
+                    (Some(b), _) => b
+                        .bounding_rect()
+                        .map(|b| ([b.min().x, b.min().y], [b.max().x, b.max().y]))?,
+                    (None, Some((lat, lon))) => ([lon, lat], [lon, lat]),
+                    (None, None) => return None,
+                };
+                Some(GeomWithData::new(Rectangle::from_corners(rect.0, rect.1), i))
+            })
+            .collect();
+        let mut points = risk_points.to_vec();
+        points.sort_by(|a, b| (&a.region, a.id).cmp(&(&b.region, b.id)));
+        let point_tree = RTree::bulk_load(
+            points
+                .iter()
+                .enumerate()
+                .map(|(i, p)| GeomWithData::new([p.lon, p.lat], i))
+                .collect(),
+        );
+        Index {
+            regions,
+            leaves: RTree::bulk_load(leaves),
+            points,
+            point_tree,
+        }
+    }
+
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+
+    pub fn risk_points(&self) -> &[RiskPoint] {
+        &self.points
+    }
+
+    /// Regions whose code starts with `code` (the region itself and everything under it).
+    fn subtree(&self, code: &RegionCode) -> &[Region] {
+        let from = self.regions.partition_point(|r| r.code.as_str() < code.as_str());
+        let n = self.regions[from..]
+            .iter()
+            .take_while(|r| code.contains(&r.code))
+            .count();
+        &self.regions[from..from + n]
+    }
+
+    pub fn threatened(&self, info: &Info) -> Threatened {
+        let mut out = Threatened::new();
+        for (i, area) in info.areas.iter().enumerate() {
+            for (code, scheme, value) in division_codes(area) {
+                out.entry(code.clone()).or_insert_with(|| Via::Geocode {
+                    area: i,
+                    scheme: scheme.to_string(),
+                    value: value.to_string(),
+                });
+                for r in self.subtree(&code).iter().filter(|r| r.code != code) {
+                    out.entry(r.code.clone())
+                        .or_insert_with(|| Via::Within { code: code.clone() });
+                }
+            }
+            for (shape, via) in shapes(i, area) {
+                let Some(env) = envelope(&shape) else { continue };
+                let edges: Vec<geo::Rect<f64>> =
+                    shape.exterior().lines().map(|l| l.bounding_rect()).collect();
+                for e in self.leaves.locate_in_envelope_intersecting(&env) {
+                    let r = &self.regions[e.data];
+                    let hit = match (&r.boundary, r.centroid) {
+                        // A vertex inside the shape settles it cheaply (most leaves of a
+                        // large area). Otherwise the outlines can only meet where one of the
+                        // shape's edges comes near the boundary; a boundary no edge comes
+                        // near lies wholly outside, and only the rest pay the full test.
+                        (Some(b), _) => {
+                            first_vertex(b).is_some_and(|v| shape.intersects(&v))
+                                || (near_an_edge(&edges, b) && b.intersects(&shape))
+                        }
+                        (None, Some((lat, lon))) => shape.contains(&Point::new(lon, lat)),
+                        (None, None) => false,
+                    };
+                    if hit {
+                        out.entry(r.code.clone()).or_insert_with(|| via.clone());
+                    }
+                }
+            }
+        }
+        // Ancestors from county level down.
+        let direct: Vec<RegionCode> = out.keys().cloned().collect();
+        for code in direct {
+            for anc in [code.county(), code.township()].into_iter().flatten() {
+                if anc != code {
+                    out.entry(anc)
+                        .or_insert_with(|| Via::Above { code: code.clone() });
+                }
+            }
+        }
+        out
+    }
+
+    /// Risk points of the kinds `hazard` threatens inside the warning's polygons and circles,
+    /// or, for an area given only by geocodes, in the regions it names; each with its reason.
+    pub fn threatened_points(&self, info: &Info, hazard: &str) -> Vec<(&RiskPoint, Via)> {
+        let kinds = risk_kinds(hazard);
+        if kinds.is_empty() {
+            return Vec::new();
+        }
+        let mut seen = HashSet::new();
+        let mut out: Vec<(usize, Via)> = Vec::new();
+        let mut take = |i: usize, via: &Via, out: &mut Vec<(usize, Via)>| {
+            if kinds.contains(&self.points[i].kind.as_str()) && seen.insert(i) {
+                out.push((i, via.clone()));
+            }
+        };
+        for (a, area) in info.areas.iter().enumerate() {
+            let shapes = shapes(a, area);
+            if shapes.is_empty() {
+                for (code, _, _) in division_codes(area) {
+                    let from = self.points.partition_point(|p| p.region.as_str() < code.as_str());
+                    let via = Via::Within { code: code.clone() };
+                    for i in (from..self.points.len()).take_while(|&i| code.contains(&self.points[i].region))
+                    {
+                        take(i, &via, &mut out);
+                    }
+                }
+            }
+            for (shape, via) in shapes {
+                let Some(env) = envelope(&shape) else { continue };
+                for e in self.point_tree.locate_in_envelope(&env) {
+                    let [lon, lat] = *e.geom();
+                    if shape.intersects(&Point::new(lon, lat)) {
+                        take(e.data, &via, &mut out);
+                    }
+                }
+            }
+        }
+        // In roster order whatever the tree's order, so that plans are reproducible.
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter().map(|(i, via)| (&self.points[i], via)).collect()
+    }
+}
+
+/// The regions a warning threatens (builds an index for this one call; ingest and preview
+/// build one per roster load).
+pub fn threatened(info: &Info, regions: &[Region]) -> Threatened {
+    Index::build(regions, &[]).threatened(info)
+}
+
+/// Does any edge's bounding box overlap the boundary's? (CAP polygons and circles are single
+/// rings without holes, so the edges are the whole outline.)
+fn near_an_edge(edges: &[geo::Rect<f64>], b: &geo::MultiPolygon<f64>) -> bool {
+    let Some(r) = b.bounding_rect() else { return false };
+    edges.iter().any(|e| {
+        e.min().x <= r.max().x && r.min().x <= e.max().x && e.min().y <= r.max().y && r.min().y <= e.max().y
+    })
+}
+
+fn first_vertex(b: &geo::MultiPolygon<f64>) -> Option<Point<f64>> {
+    b.0.first()
+        .and_then(|p| p.exterior().0.first())
+        .map(|c| Point::from(*c))
+}
+
+/// The area's Chinese division codes: (code, scheme, value).
+fn division_codes(area: &Area) -> Vec<(RegionCode, &str, &str)> {
+    area.geocodes
+        .iter()
+        .filter(|(scheme, _)| DIVISION_SCHEMES.contains(&scheme.trim().to_lowercase().as_str()))
+        .filter_map(|(scheme, value)| Some((RegionCode::parse(value).ok()?, scheme.as_str(), value.as_str())))
+        .collect()
+}
+
+fn shapes(i: usize, area: &Area) -> Vec<(Polygon<f64>, Via)> {
+    area.polygons
+        .iter()
+        .map(|p| (polygon(p), Via::Polygon { area: i }))
+        .chain(
+            area.circles
+                .iter()
+                .map(|c| (circle(c.lat, c.lon, c.radius_km), Via::Circle { area: i })),
+        )
+        .collect()
+}
+
+fn envelope(shape: &Polygon<f64>) -> Option<AABB<[f64; 2]>> {
+    let b = shape.bounding_rect()?;
+    Some(AABB::from_corners([b.min().x, b.min().y], [b.max().x, b.max().y]))
+}
+
+/// CAP pairs are (lat, lon); geo wants x = lon, y = lat.
+pub fn polygon(points: &[(f64, f64)]) -> Polygon<f64> {
+    Polygon::new(
+        LineString::new(
+            points
+                .iter()
+                .map(|&(lat, lon)| Coord { x: lon, y: lat })
+                .collect(),
+        ),
+        vec![],
+    )
+}
+
+/// A circle as a 48-gon on the sphere's local tangent plane: good to well under 1% at the
+/// radii warnings use.
+pub fn circle(lat: f64, lon: f64, radius_km: f64) -> Polygon<f64> {
+    const KM_PER_DEG: f64 = 111.32;
+    let dlat = radius_km.max(0.001) / KM_PER_DEG;
+    let dlon = dlat / lat.to_radians().cos().max(0.01);
+    let ring: Vec<Coord<f64>> = (0..=48)
+        .map(|k| {
+            let a = (k % 48) as f64 * std::f64::consts::TAU / 48.0;
+            Coord {
+                x: lon + dlon * a.cos(),
+                y: lat + dlat * a.sin(),
+            }
+        })
+        .collect();
+    Polygon::new(LineString::new(ring), vec![])
+}
+
+/// "容县六王镇东村": the names from county down, for messages.
+pub fn place_name(code: &RegionCode, names: &BTreeMap<RegionCode, String>) -> String {
+    let mut parts = Vec::new();
+    for prefix in [code.county(), code.township(), Some(code.clone())]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(n) = names.get(&prefix) {
+            if parts.last() != Some(n) {
+                parts.push(n.clone());
+            }
+        }
+    }
+    if parts.is_empty() {
+        code.to_string()
+    } else {
+        parts.concat()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cap::Circle;
+    use crate::domain::RegionLevel;
+
+    fn region(code: &str, lat: f64, lon: f64) -> Region {
+        let code = RegionCode::parse(code).unwrap();
+        Region {
+            level: code.level(),
+            name: code.to_string(),
+            parent: None,
+            centroid: Some((lat, lon)),
+            boundary: None,
+            code,
+        }
+    }
+
+    fn info(areas: Vec<Area>) -> Info {
+        let mut i: Info = serde_json::from_value(serde_json::json!({
+            "language": "zh-CN", "categories": ["Met"], "event": "暴雨红色预警", "urgency": "Immediate",
+            "severity": "Extreme", "certainty": "Likely", "event_codes": [], "effective": null, "onset": null,
+            "expires": null, "sender_name": null, "headline": null, "description": null, "instruction": null,
+            "web": null, "contact": null, "parameters": [], "areas": []
+        }))
+        .unwrap();
+        i.areas = areas;
+        i
+    }
+
+    fn area() -> Area {
+        Area {
+            desc: "x".into(),
+            polygons: vec![],
+            circles: vec![],
+            geocodes: vec![],
+            altitude: None,
+            ceiling: None,
+        }
+    }
+
+    fn roster() -> Vec<Region> {
+        vec![
+            region("450921", 22.86, 110.56),
+            region("450921104", 22.9, 110.6),
+            region("450921104201", 22.91, 110.61),
+            region("450921104202", 22.80, 110.40),
+            region("450922", 22.32, 110.26),
+            region("450922101", 22.3, 110.2),
+        ]
+    }
+
+    #[test]
+    fn geocode_takes_the_region_and_everything_under_it() {
+        let mut a = area();
+        a.geocodes = vec![
+            ("GB2260".into(), "450921".into()),
+            ("SAME".into(), "450922".into()),
+        ];
+        let t = threatened(&info(vec![a]), &roster());
+        let codes: Vec<&str> = t.keys().map(|c| c.as_str()).collect();
+        assert_eq!(codes, ["450921", "450921104", "450921104201", "450921104202"]);
+    }
+
+    #[test]
+    fn polygon_matches_leaves_and_brings_their_ancestors() {
+        let mut a = area();
+        // around 450921104201 only
+        a.polygons = vec![vec![
+            (22.95, 110.55),
+            (22.95, 110.65),
+            (22.85, 110.65),
+            (22.85, 110.55),
+            (22.95, 110.55),
+        ]];
+        let t = threatened(&info(vec![a]), &roster());
+        let codes: Vec<&str> = t.keys().map(|c| c.as_str()).collect();
+        assert_eq!(codes, ["450921", "450921104", "450921104201"]);
+        assert_eq!(
+            t[&RegionCode::parse("450921104201").unwrap()],
+            Via::Polygon { area: 0 }
+        );
+        assert!(matches!(
+            t[&RegionCode::parse("450921104").unwrap()],
+            Via::Above { .. }
+        ));
+    }
+
+    #[test]
+    fn circle_radius_is_in_km() {
+        let mut a = area();
+        // 450922101 is ~6.9 km west of this centre: 5 km misses, 8 km hits.
+        a.circles = vec![Circle {
+            lat: 22.3,
+            lon: 110.267,
+            radius_km: 5.0,
+        }];
+        assert!(threatened(&info(vec![a.clone()]), &roster()).is_empty());
+        a.circles[0].radius_km = 8.0;
+        assert!(threatened(&info(vec![a]), &roster()).contains_key(&RegionCode::parse("450922101").unwrap()));
+    }
+
+    fn square(lat: f64, lon: f64, half: f64) -> geo::MultiPolygon<f64> {
+        geo::MultiPolygon::new(vec![polygon(&[
+            (lat - half, lon - half),
+            (lat - half, lon + half),
+            (lat + half, lon + half),
+            (lat + half, lon - half),
+            (lat - half, lon - half),
+        ])])
+    }
+
+    #[test]
+    fn boundaries_are_intersected_not_their_centroids() {
+        let mut regions = roster();
+        // 202's boundary reaches east to 110.5 though its centroid is far west.
+        regions[3].boundary = Some(square(22.80, 110.40, 0.1));
+        let mut a = area();
+        // A thin strip 110.45–110.55 catches 202's edge but not its centroid (110.40).
+        a.polygons = vec![vec![
+            (22.75, 110.45),
+            (22.75, 110.55),
+            (22.85, 110.55),
+            (22.85, 110.45),
+            (22.75, 110.45),
+        ]];
+        let t = Index::build(&regions, &[]).threatened(&info(vec![a.clone()]));
+        assert!(
+            t.contains_key(&RegionCode::parse("450921104202").unwrap()),
+            "{t:?}"
+        );
+        regions[3].boundary = Some(square(22.80, 110.40, 0.02));
+        let t = Index::build(&regions, &[]).threatened(&info(vec![a]));
+        assert!(t.is_empty(), "{t:?}");
+        // A small circle wholly inside a large village: no vertex of the village is inside the
+        // circle, yet they meet.
+        regions[3].boundary = Some(square(22.80, 110.40, 0.3));
+        let mut c = area();
+        c.polygons.clear();
+        c.circles = vec![Circle {
+            lat: 22.80,
+            lon: 110.40,
+            radius_km: 1.0,
+        }];
+        let t = Index::build(&regions, &[]).threatened(&info(vec![c]));
+        assert!(
+            t.contains_key(&RegionCode::parse("450921104202").unwrap()),
+            "{t:?}"
+        );
+    }
+
+    #[test]
+    fn geocodes_match_at_any_level() {
+        for (code, n) in [
+            ("45", 6),
+            ("4509", 6),
+            ("450900000000", 6),
+            ("450921104", 4),
+            ("450921104202", 3),
+        ] {
+            let mut a = area();
+            a.geocodes = vec![("GB2260".into(), code.into())];
+            let t = Index::build(&roster(), &[]).threatened(&info(vec![a]));
+            // The named code itself counts, plus the roster regions under it and their ancestors.
+            let roster_hits = t
+                .keys()
+                .filter(|c| roster().iter().any(|r| &r.code == *c))
+                .count();
+            assert_eq!(roster_hits, n, "{code}: {t:?}");
+        }
+    }
+
+    #[test]
+    fn risk_points_by_area_and_hazard() {
+        let p = |id: i64, kind: &str, lat: f64, lon: f64, region: &str| RiskPoint {
+            id,
+            key: format!("P{id}"),
+            kind: kind.into(),
+            name: String::new(),
+            lat,
+            lon,
+            region: RegionCode::parse(region).unwrap(),
+            people: 1,
+            monitors: vec![],
+        };
+        let points = vec![
+            p(1, "reservoir", 22.91, 110.61, "450921104201"),
+            p(2, "geohazard", 22.915, 110.615, "450921104201"),
+            p(3, "flash_flood", 22.32, 110.26, "450922101"),
+        ];
+        let index = Index::build(&roster(), &points);
+        let mut a = area();
+        a.circles = vec![Circle {
+            lat: 22.91,
+            lon: 110.61,
+            radius_km: 2.0,
+        }];
+        let ids = |hazard: &str, a: &Area| -> Vec<i64> {
+            index
+                .threatened_points(&info(vec![a.clone()]), hazard)
+                .iter()
+                .map(|(p, _)| p.id)
+                .collect()
+        };
+        assert_eq!(ids("rainstorm", &a), [1, 2]);
+        assert_eq!(ids("geohazard", &a), [2]);
+        assert_eq!(ids("typhoon", &a), [1, 2]);
+        assert!(ids("heat", &a).is_empty());
+        // Only a geocode: the points of the regions it names.
+        let mut g = area();
+        g.geocodes = vec![("GB2260".into(), "450922".into())];
+        assert_eq!(ids("flash_flood", &g), [3]);
+        assert_eq!(risk_kinds("fog"), &[] as &[&str]);
+    }
+
+    #[test]
+    fn places_read_from_county_down() {
+        let names: BTreeMap<RegionCode, String> = [
+            ("450921", "容县"),
+            ("450921104", "六王镇"),
+            ("450921104201", "东村"),
+        ]
+        .into_iter()
+        .map(|(c, n)| (RegionCode::parse(c).unwrap(), n.to_string()))
+        .collect();
+        assert_eq!(
+            place_name(&RegionCode::parse("450921104201").unwrap(), &names),
+            "容县六王镇东村"
+        );
+        assert_eq!(place_name(&RegionCode::parse("450921").unwrap(), &names), "容县");
+        assert_eq!(RegionCode::parse("450921").unwrap().level(), RegionLevel::County);
+    }
+}
