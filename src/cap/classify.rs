@@ -587,8 +587,9 @@ mod tests {
     fn foreign_conventions() {
         const VTEC: &str = "/O.NEW.KLCH.HU.A.0009.200826T0000Z-000000T0000Z/";
         // (event, parameter, severity) → (colour, hazard)
+        type Case<'a> = (&'a str, (&'a str, &'a str), &'a str, Option<Colour>, &'a str);
         #[rustfmt::skip]
-        let cases: &[(&str, (&str, &str), &str, Option<Colour>, &str)] = &[
+        let cases: &[Case] = &[
             // MeteoAlarm: numbers alone are enough.
             ("Warning", ("awareness_level", "4; ; "), "Unknown", Some(Colour::Red), "other"),
             ("Warning", ("awareness_type", "10; "), "Unknown", Some(Colour::Orange), "rainstorm"),

@@ -17,7 +17,7 @@ struct Gen {
     severity: &'static str,
     offset_min: i32,
     unix: i64,
-    areas: Vec<(String, Vec<(f64, f64)>, Option<(f64, f64, f64)>)>,
+    areas: Vec<GenArea>,
 }
 
 fn lat() -> impl Strategy<Value = f64> {
@@ -27,7 +27,10 @@ fn lon() -> impl Strategy<Value = f64> {
     (-180_000i32..=180_000).prop_map(|v| f64::from(v) / 1000.0)
 }
 
-fn area() -> impl Strategy<Value = (String, Vec<(f64, f64)>, Option<(f64, f64, f64)>)> {
+/// An area as generated: description, polygon points, circle (lat, lon, radius km).
+type GenArea = (String, Vec<(f64, f64)>, Option<(f64, f64, f64)>);
+
+fn area() -> impl Strategy<Value = GenArea> {
     (
         "[a-zA-Z0-9 &<>容县北流市]{1,20}",
         prop::collection::vec((lat(), lon()), 3..12),

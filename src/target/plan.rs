@@ -387,7 +387,7 @@ mod tests {
 
         let rain = decide(
             &s,
-            &info("暴雨红色预警", circle.clone()),
+            &info("暴雨红色预警", circle),
             &class("rainstorm", Colour::Red),
             None,
             &roster,
@@ -414,7 +414,7 @@ mod tests {
         // Off shift: both county duty holders, saying nobody is on shift.
         let later = decide(
             &s,
-            &info("暴雨红色预警", circle.clone()),
+            &info("暴雨红色预警", circle),
             &class("rainstorm", Colour::Red),
             None,
             &roster,
@@ -435,7 +435,7 @@ mod tests {
         // A geohazard warning reaches the geohazard point only: monitor m1, not m2.
         let geo = decide(
             &s,
-            &info("地质灾害气象风险红色预警", circle.clone()),
+            &info("地质灾害气象风险红色预警", circle),
             &class("geohazard", Colour::Red),
             None,
             &roster,

@@ -33,8 +33,10 @@ fn jiaoying(config: &std::path::Path, args: &[&str]) -> Command {
     c
 }
 
+// The child is handed to the caller, which kills and waits for it.
+#[allow(clippy::zombie_processes)]
 async fn serve(config: &std::path::Path, base: &str) -> Child {
-    let child = jiaoying(config, &["serve"])
+    let mut child = jiaoying(config, &["serve"])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -45,10 +47,11 @@ async fn serve(config: &std::path::Path, base: &str) -> Child {
                 return child;
             }
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "serve did not become ready"
-        );
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve did not become ready");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

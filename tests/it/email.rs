@@ -5,9 +5,12 @@ use std::sync::{Arc, Mutex};
 
 use crate::helpers::{spawn_with_roster, Db, FEED};
 
+/// One mail as received: its recipients and its text.
+type Mail = (Vec<String>, String);
+
 #[derive(Clone, Default)]
 struct Inbox {
-    mails: Arc<Mutex<Vec<(Vec<String>, String)>>>,
+    mails: Arc<Mutex<Vec<Mail>>>,
     current: Arc<Mutex<(Vec<String>, Vec<u8>)>>,
 }
 
