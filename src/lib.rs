@@ -12,13 +12,13 @@
 //! - `store`: every SQL statement; rows come out as domain types.
 //! - `channel`: the gateways a message leaves by (`Channel` and one file per kind).
 //! - `core`: [`core::Core`], what the stages share.
-//! - `ingest`: a warning in → stored, planned, one transaction (feeds poll into it).
-//! - `deliver`: the job queue, sending, messages, escalation.
 //! - `answer`: replies, receipts, key presses, the answer page's tokens → acknowledgements.
+//! - `deliver`: sending, messages, escalation, stand-down (the job table is `store::jobs`).
+//! - `ingest`: a warning in → stored, planned, one transaction (feeds poll into it).
 //! - `respond`: response levels (应急响应) declared by the office.
 //! - `http`: the API, hooks and answer page.
 //! - `tools`: demo, import, preview.
-//! - `app`: wiring and supervision.
+//! - `app`: wiring and supervision, and the workers that run each kind of job.
 
 pub mod answer;
 pub mod app;

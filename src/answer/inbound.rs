@@ -250,16 +250,7 @@ pub struct Receipt {
 pub async fn receipt(core: &Core, gateway: &str, r: &Receipt) -> Result<&'static str> {
     let now = core.now();
     let mut tx = core.store.begin().await?;
-    let attempt: Option<i64> = match r.reference.parse::<i64>() {
-        Ok(id) => {
-            sqlx::query_scalar("SELECT callout_id FROM attempts WHERE id = $1 AND gateway = $2")
-                .bind(id)
-                .bind(gateway)
-                .fetch_optional(&mut *tx)
-                .await?
-        }
-        Err(_) => None,
-    };
+    let attempt = crate::store::attempts::callout_of_ref(&mut tx, gateway, &r.reference).await?;
     let outcome = match (attempt, r.status.as_str()) {
         (None, _) => "unknown-ref",
         (Some(cid), "delivered") => {

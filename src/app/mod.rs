@@ -3,6 +3,7 @@
 //! exactly as `jiaoying serve` does. The only module that knows every stage.
 
 pub mod telemetry;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,19 +37,25 @@ impl App {
     /// Serves HTTP and runs the workers until `stop` fires, then stops claiming, finishes
     /// the batches in hand, releases claims and returns.
     pub async fn run(self, stop: CancellationToken) -> Result<()> {
+        crate::ingest::feed::ensure_jobs(&self.core).await?;
+        for (kind, n) in crate::store::jobs::unknown_kinds(self.core.store.pool()).await? {
+            tracing::warn!(job.kind = %kind, jobs = n, "jobs of a kind this version does not know are kept, not run (a newer version wrote them)");
+        }
         let mut workers = tokio::task::JoinSet::new();
+        // Unique per App, so that two daemons in one process (tests) never share claims.
+        let instance = format!(
+            "{}-{}-{:04x}",
+            hostname(),
+            std::process::id(),
+            rand::random::<u16>()
+        );
         for i in 0..self.core.settings.dispatch.workers {
-            let name = format!("{}-{}-w{i}", hostname(), std::process::id());
-            workers.spawn(crate::deliver::jobs::worker(
+            workers.spawn(worker::worker(
                 self.core.clone(),
-                name,
+                format!("{instance}-w{i}"),
                 stop.clone(),
             ));
         }
-        if !self.core.settings.feeds.is_empty() {
-            crate::ingest::feed::spawn_all(self.core.clone(), stop.clone(), &mut workers);
-        }
-        workers.spawn(crate::respond::expiry_loop(self.core.clone(), stop.clone()));
         let router = crate::http::router(self.core.clone());
         let s = stop.clone();
         let server =

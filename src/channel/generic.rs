@@ -64,7 +64,7 @@ impl Channel for Generic {
             let body = serde_json::to_vec(&Body {
                 to: &msg.to,
                 text: &msg.text,
-                reference: msg.attempt_id.to_string(),
+                reference: msg.key.clone(),
                 kind: (msg.kind == ChannelKind::Voice).then_some("voice"),
             })
             .map_err(|e| SendError::Permanent {

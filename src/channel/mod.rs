@@ -21,8 +21,11 @@ use crate::domain::ChannelKind;
 /// One message to one address, as a gateway sees it.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    /// The attempt id: the `ref` of the generic protocol, echoed in receipts.
+    /// The attempt id (one try).
     pub attempt_id: i64,
+    /// The message key: the `ref` of the generic protocol, the same on every try of this
+    /// message (a gateway drops a repeat), echoed in receipts.
+    pub key: String,
     pub kind: ChannelKind,
     /// E.164 phone for SMS/voice, an address for e-mail.
     pub to: String,

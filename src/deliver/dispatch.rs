@@ -1,25 +1,32 @@
-//! Sending: a batch of claimed send/notice jobs → messages rendered → sent concurrently
-//! through their gateways → one transaction with every attempt, the call-out states, the
-//! ledger entries and the jobs finished or rescheduled. Batching is what keeps a 10,000-person
-//! fan-out fast with every call-out committed.
+//! Sending: a batch of claimed send/notice jobs → messages rendered → each attempt written as
+//! `sending` (one short transaction) → sent concurrently through their gateways while the
+//! claims are renewed → one transaction with every attempt completed, the call-out states, the
+//! ledger entries and the jobs (still ours) finished or rescheduled. Batching is what keeps a
+//! 10,000-person fan-out fast with every call-out committed; writing the attempt first is what
+//! lets a restart tell a send that may have gone out from one that never did.
+//!
+//! Every request carries the message key (`ref`, SPEC §5): the call-out and the job that sends
+//! this step of its ladder, the same on every try, so a gateway can drop a repeat.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use futures::StreamExt;
 
+use super::lease;
 use crate::answer::token;
 use crate::channel::{Outgoing, SendError};
 use crate::config::{Policy, Settings};
 use crate::core::Core;
-use crate::deliver::message::Facts;
+use crate::deliver::message::{self, Facts};
 use crate::domain::callout::State;
 use crate::domain::ChannelKind;
+use crate::store::attempts::{self, Attempt, Outcome};
 use crate::store::incidents::{self, Callout, Incident};
-use crate::store::jobs::{self, Job, Kind};
+use crate::store::jobs::{self, Job, Task};
 use crate::store::ledger::Record;
-use crate::store::{alloc_ids, insert_rows, ledger, Val};
+use crate::store::{alloc_ids, ledger};
 
 /// The (channel, gateway, address) hops a call-out may go through, in order: the contact's
 /// own channel preference or the policy's, each channel's gateways in config order.
@@ -99,22 +106,62 @@ pub fn next_step(
     }
 }
 
+/// One message on its way: the job, its call-out, the hop it goes by, the attempt written.
 struct Work {
     job: Job,
-    callout: Callout,
+    callout_id: i64,
+    notice: bool,
     hop: usize,
-    channel: ChannelKind,
+    hops: usize,
     gateway: String,
     out: Outgoing,
-    hops: usize,
+    attempt: Attempt,
 }
 
-pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
-    let started = std::time::Instant::now();
+/// What loading a batch decided before anything is sent.
+#[derive(Default)]
+struct Batch {
+    work: Vec<Work>,
+    /// Jobs with nothing to send (answered or cancelled meanwhile, no route left).
+    finished: Vec<i64>,
+    /// Call-outs that can never be sent (no route, an unreadable policy).
+    failed: Vec<i64>,
+    records: Vec<Record>,
+}
+
+/// The message key of SPEC §5: this call-out's message sent by this job (one ladder step,
+/// one notice), the same on every retry and failover of it.
+pub fn message_key(callout_id: i64, job_id: i64) -> String {
+    format!("c{callout_id}-j{job_id}")
+}
+
+pub async fn run(core: &Core, worker: &str, jobs: Vec<Job>) -> Result<()> {
+    let started = Instant::now();
     let n = jobs.len();
+    let mut batch = load(core, jobs).await?;
+    let loaded = started.elapsed();
+    begin(core, &mut batch).await?;
+    let ids: Vec<i64> = batch.work.iter().map(|w| w.job.id).collect();
+    let work = std::mem::take(&mut batch.work);
+    let results = lease::renewing(core, worker, &ids, send(core, work)).await;
+    let sent_by = started.elapsed();
+    record(core, worker, batch, results).await?;
+    tracing::debug!(
+        jobs = n,
+        load_ms = loaded.as_millis() as u64,
+        send_ms = (sent_by - loaded).as_millis() as u64,
+        commit_ms = (started.elapsed() - sent_by).as_millis() as u64,
+        "batch dispatched"
+    );
+    Ok(())
+}
+
+/// Reads the call-outs and incidents of a batch and decides, for each job, the hop and the
+/// words; nothing is written.
+async fn load(core: &Core, jobs: Vec<Job>) -> Result<Batch> {
     let now = core.now();
-    let mut conn = core.store.pool.acquire().await?;
-    let ids: Vec<i64> = jobs.iter().map(|j| j.callout_id).collect();
+    let mut conn = core.store.pool().acquire().await?;
+    let ids: Vec<i64> = jobs.iter().filter_map(|j| j.callout_id).collect();
     let callouts: HashMap<i64, Callout> = incidents::callouts_by_id(&mut conn, &ids)
         .await?
         .into_iter()
@@ -123,52 +170,75 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
     let mut incident_ids: Vec<i64> = callouts.values().map(|c| c.incident_id).collect();
     incident_ids.sort_unstable();
     incident_ids.dedup();
-    let incs: HashMap<i64, (Incident, Policy)> = incidents::incidents_by_id(&mut conn, &incident_ids)
-        .await?
-        .into_iter()
-        .filter_map(|i| {
-            serde_json::from_value::<Policy>(i.policy.clone())
-                .ok()
-                .map(|p| (i.id, (i, p)))
-        })
-        .collect();
+    let incs: HashMap<i64, (Incident, Result<Policy, String>)> =
+        incidents::incidents_by_id(&mut conn, &incident_ids)
+            .await?
+            .into_iter()
+            .map(|i| {
+                let p = serde_json::from_value::<Policy>(i.policy.clone()).map_err(|e| e.to_string());
+                (i.id, (i, p))
+            })
+            .collect();
+    drop(conn);
 
-    let mut finished = Vec::new();
-    let mut records = Vec::new();
-    let mut failed_callouts = Vec::new();
-    let mut work = Vec::new();
-    for job in jobs {
-        let notice = job.kind == Kind::Notice.as_str();
-        let (Some(c), Some((inc, policy))) = (
-            callouts.get(&job.callout_id),
-            callouts
-                .get(&job.callout_id)
-                .and_then(|c| incs.get(&c.incident_id)),
-        ) else {
-            finished.push(job.id);
+    let mut b = Batch::default();
+    let ids = alloc_ids(
+        &mut *core.store.pool().acquire().await?,
+        core.store.backend,
+        "attempts",
+        jobs.len(),
+    )
+    .await?;
+    let ttl = core.settings.answer.link_ttl.as_secs() as i64;
+    let mut unreadable: HashMap<i64, String> = HashMap::new();
+    for (job, attempt_id) in jobs.into_iter().zip(ids) {
+        let notice = matches!(job.task, Task::Notice { .. });
+        let found = job
+            .callout_id
+            .and_then(|id| callouts.get(&id))
+            .and_then(|c| incs.get(&c.incident_id).map(|i| (c, i)));
+        let Some((c, (inc, policy))) = found else {
+            b.finished.push(job.id); // the call-out is gone
             continue;
+        };
+        let policy = match policy {
+            Ok(p) => p,
+            Err(e) => {
+                // Not a silent finish: the person is not called, and the record says why.
+                tracing::error!(incident.id = inc.id, callout.id = c.id, error = %e,
+                    "the incident's stored policy does not read: this call-out cannot be sent");
+                unreadable.entry(inc.id).or_insert_with(|| e.clone());
+                b.finished.push(job.id);
+                if !notice {
+                    b.failed.push(c.id);
+                    b.records.push(Record::new(
+                        "callout.failed",
+                        format!("callout:{}", c.id),
+                        serde_json::json!({"reason": format!("the incident's stored policy does not read: {e}")}),
+                    ));
+                }
+                continue;
+            }
         };
         let state = State::parse(&c.state).unwrap_or(State::Planned);
         if !notice && !state.awaiting() {
-            finished.push(job.id); // answered or cancelled meanwhile
+            b.finished.push(job.id); // answered or cancelled meanwhile
             continue;
         }
         let mut hops = route(&core.settings, &policy.channels, c);
         // A `repeat:CHANNEL` ladder step tries that channel first (escalate.rs).
-        if let Some(first) = job
-            .payload
-            .get("channel")
-            .and_then(|v| v.as_str())
-            .and_then(ChannelKind::parse)
+        if let Task::Send(jobs::Send {
+            channel: Some(first), ..
+        }) = &job.task
         {
-            hops.sort_by_key(|h| h.0 != first);
+            hops.sort_by_key(|h| h.0 != *first);
         }
-        let hop = job.payload.get("hop").and_then(|h| h.as_u64()).unwrap_or(0) as usize;
+        let hop = job.task.hop();
         let Some((channel, gateway, to)) = hops.get(hop).cloned() else {
-            finished.push(job.id);
+            b.finished.push(job.id);
             if !notice {
-                failed_callouts.push(c.id);
-                records.push(Record::new(
+                b.failed.push(c.id);
+                b.records.push(Record::new(
                     "callout.failed",
                     format!("callout:{}", c.id),
                     serde_json::json!({"reason": "no channel reaches this person"}),
@@ -176,7 +246,6 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
             }
             continue;
         };
-        let ttl = core.settings.answer.link_ttl.as_secs() as i64;
         let facts = Facts {
             signature: core.settings.messages.signature.clone(),
             event: inc.event.clone(),
@@ -194,89 +263,137 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
             evacuation: policy.evacuation,
             change: c.upgrade.clone(),
         };
-        let rendered = crate::deliver::message::templates().for_job(
+        let notice_kind = match &job.task {
+            Task::Notice { notice, .. } => Some(notice),
+            _ => None,
+        };
+        let rendered = message::templates().for_job(
             &facts,
             channel == ChannelKind::Email,
-            notice.then_some(&job.payload),
+            notice_kind,
             policy.templates.get("zh").map(String::as_str),
         );
+        let key = message_key(c.id, job.id);
         let out = Outgoing {
-            attempt_id: 0,
+            attempt_id,
+            key: key.clone(),
             kind: channel,
             to,
             subject: rendered.subject,
             text: rendered.text,
             html: rendered.html,
         };
-        work.push(Work {
-            job,
-            callout: c.clone(),
+        let attempt = Attempt {
+            id: attempt_id,
+            callout_id: c.id,
+            job_id: job.id,
+            message_key: key,
+            channel: channel.as_str(),
+            gateway: gateway.clone(),
+            address: out.to.clone(),
+            body: out.text.clone(),
+            started_at: now,
+        };
+        b.work.push(Work {
+            callout_id: c.id,
+            notice,
             hop,
-            channel,
+            hops: hops.len(),
             gateway,
             out,
-            hops: hops.len(),
+            attempt,
+            job,
         });
     }
-    let attempt_ids = alloc_ids(&mut conn, core.store.backend, "attempts", work.len()).await?;
-    drop(conn);
-    for (w, id) in work.iter_mut().zip(&attempt_ids) {
-        w.out.attempt_id = *id;
+    for (incident, e) in unreadable {
+        b.records.push(Record::new(
+            "incident.unreadable",
+            format!("incident:{incident}"),
+            serde_json::json!({"reason": format!("the stored policy does not read: {e}")}),
+        ));
     }
+    Ok(b)
+}
 
+/// Writes every attempt as `sending` before any network call (a short transaction): after a
+/// crash, what was in flight is known. Attempts of the same jobs left `sending` by a crash
+/// become `lost`; call-outs about to be sent become `sending`.
+async fn begin(core: &Core, b: &mut Batch) -> Result<()> {
+    if b.work.is_empty() {
+        return Ok(());
+    }
+    let now = core.now();
+    let mut tx = core.store.begin().await?;
+    let job_ids: Vec<i64> = b.work.iter().map(|w| w.job.id).collect();
+    let lost = attempts::lose_in_flight(&mut tx, &job_ids, now).await?;
+    if lost > 0 {
+        tracing::warn!(
+            attempts = lost,
+            "sends cut off by a crash go again under the same ref (their gateway's answer was lost)"
+        );
+    }
+    let started: Vec<Attempt> = b.work.iter().map(|w| w.attempt.clone()).collect();
+    attempts::start(&mut tx, &started).await?;
+    let callouts: Vec<i64> = b
+        .work
+        .iter()
+        .filter(|w| !w.notice)
+        .map(|w| w.callout_id)
+        .collect();
+    incidents::transition(&mut tx, &callouts, &[State::Planned], State::Sending, None, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Sends every message of the batch, concurrently up to the batch size.
+async fn send(core: &Core, work: Vec<Work>) -> Vec<(Work, Result<String, SendError>, i64)> {
     let concurrency = core.settings.dispatch.batch as usize;
-    let loaded = started.elapsed();
-    let results: Vec<(Work, Result<String, SendError>, i64, i64)> = futures::stream::iter(work)
+    futures::stream::iter(work)
         .map(|w| async move {
-            let started = core.now();
             let result = match core.gateways.get(&w.gateway) {
                 Some(g) => g.send(&w.out).await,
                 None => Err(SendError::Permanent {
                     reason: format!("gateway {} is not configured", w.gateway),
                 }),
             };
-            (w, result, started, core.now())
+            (w, result, core.now())
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
-        .await;
+        .await
+}
 
+/// One transaction: attempts completed, call-out states, ledger, and the jobs whose claim is
+/// still this worker's finished or rescheduled (a job whose lease another worker took over is
+/// left to that worker).
+async fn record(
+    core: &Core,
+    worker: &str,
+    mut b: Batch,
+    results: Vec<(Work, Result<String, SendError>, i64)>,
+) -> Result<()> {
     let now = core.now();
     let mut sent = Vec::new();
-    let mut attempts = Vec::with_capacity(results.len());
+    let mut done = Vec::with_capacity(results.len());
     let mut reschedules = Vec::new();
-    for (w, result, started, done) in &results {
-        let (res, gw_ref, detail) = match result {
+    for (w, result, finished_at) in results {
+        let (res, gw_ref, detail) = match &result {
             Ok(r) => ("sent", Some(r.clone()), None),
             Err(e @ SendError::Transient { .. }) => ("transient", None, Some(e.to_string())),
             Err(e @ SendError::Permanent { .. }) => ("permanent", None, Some(e.to_string())),
         };
-        attempts.push(vec![
-            Val::I(w.out.attempt_id),
-            Val::I(w.callout.id),
-            Val::from(w.channel.as_str()),
-            Val::from(w.gateway.as_str()),
-            Val::from(w.out.to.as_str()),
-            Val::from(w.out.text.as_str()),
-            Val::from(gw_ref.clone()),
-            Val::from(res),
-            Val::from(detail.clone()),
-            Val::I(*started),
-            Val::I(*done),
-        ]);
-        let kind = if w.job.kind == Kind::Notice.as_str() {
-            "notice"
-        } else {
-            "attempt"
-        };
-        records.push(Record::new(
-            if res == "sent" { if kind == "notice" { "notice.sent" } else { "attempt.sent" } } else { "attempt.failed" },
-            format!("callout:{}", w.callout.id),
-            serde_json::json!({"attempt": w.out.attempt_id, "channel": w.channel.as_str(), "gateway": w.gateway,
-                "gateway_ref": gw_ref, "detail": detail}),
+        b.records.push(Record::new(
+            match (res, w.notice) {
+                ("sent", true) => "notice.sent",
+                ("sent", false) => "attempt.sent",
+                _ => "attempt.failed",
+            },
+            format!("callout:{}", w.callout_id),
+            serde_json::json!({"attempt": w.attempt.id, "channel": w.attempt.channel, "gateway": w.gateway,
+                "gateway_ref": gw_ref, "detail": detail, "ref": w.attempt.message_key}),
         ));
         match next_step(
-            result,
+            &result,
             w.job.attempts,
             w.hop,
             w.hops,
@@ -284,50 +401,50 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
             now,
         ) {
             Next::Done => {
-                finished.push(w.job.id);
-                if kind == "attempt" {
-                    sent.push(w.callout.id);
+                b.finished.push(w.job.id);
+                if !w.notice {
+                    sent.push(w.callout_id);
                 }
             }
-            // The payload says which notice a notice job sends: keep it.
             Next::Retry { due_at, attempts } => {
-                reschedules.push((w.job.id, due_at, attempts, w.job.payload.clone(), detail.clone()))
+                reschedules.push((w.job.id, due_at, attempts, w.job.task.clone(), detail.clone()))
             }
             Next::Failover { hop } => {
-                let mut p = w.job.payload.clone();
-                p["hop"] = hop.into();
-                reschedules.push((w.job.id, now, 0, p, detail.clone()))
+                reschedules.push((w.job.id, now, 0, w.job.task.at_hop(hop), detail.clone()))
             }
             Next::GiveUp => {
-                finished.push(w.job.id);
-                if kind == "attempt" {
-                    failed_callouts.push(w.callout.id);
+                b.finished.push(w.job.id);
+                if !w.notice {
+                    b.failed.push(w.callout_id);
                 }
             }
         }
+        done.push((
+            w.attempt,
+            Outcome {
+                result: res,
+                gateway_ref: gw_ref,
+                detail,
+                finished_at,
+            },
+        ));
     }
 
-    let sent_by = started.elapsed();
     let mut tx = core.store.begin().await?;
-    insert_rows(
-        &mut tx,
-        "attempts",
-        &[
-            "id",
-            "callout_id",
-            "channel",
-            "gateway",
-            "address",
-            "body",
-            "gateway_ref",
-            "result",
-            "detail",
-            "started_at",
-            "finished_at",
-        ],
-        attempts,
-    )
-    .await?;
+    let mut all: Vec<i64> = b.finished.clone();
+    all.extend(reschedules.iter().map(|r| r.0));
+    let mine: std::collections::HashSet<i64> = jobs::still_mine(&mut tx, core.store.backend, worker, &all)
+        .await?
+        .into_iter()
+        .collect();
+    if mine.len() < all.len() {
+        tracing::warn!(
+            worker,
+            lost = all.len() - mine.len(),
+            "claims taken over by another worker: their jobs are left to it"
+        );
+    }
+    attempts::finish(&mut tx, &done).await?;
     let marked = incidents::transition(
         &mut tx,
         &sent,
@@ -340,27 +457,23 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
     incidents::sent_after_cancel(&mut tx, &sent, &marked, now).await?;
     incidents::transition(
         &mut tx,
-        &failed_callouts,
+        &b.failed,
         &[State::Planned, State::Sending],
         State::Failed,
         None,
         now,
     )
     .await?;
+    let finished: Vec<i64> = b.finished.into_iter().filter(|id| mine.contains(id)).collect();
     jobs::delete(&mut tx, &finished).await?;
-    for (id, due, attempts, payload, err) in &reschedules {
-        jobs::reschedule(&mut tx, *id, *due, *attempts, payload, err.as_deref()).await?;
+    let mut woke = false;
+    for (id, due, attempts, task, err) in reschedules.iter().filter(|r| mine.contains(&r.0)) {
+        jobs::reschedule(&mut tx, *id, *due, *attempts, task, err.as_deref()).await?;
+        woke = true;
     }
-    ledger::append(&mut tx, core.store.backend, now, records).await?;
+    ledger::append(&mut tx, core.store.backend, now, b.records).await?;
     tx.commit().await?;
-    tracing::debug!(
-        jobs = n,
-        load_ms = loaded.as_millis() as u64,
-        send_ms = (sent_by - loaded).as_millis() as u64,
-        commit_ms = (started.elapsed() - sent_by).as_millis() as u64,
-        "batch dispatched"
-    );
-    if !reschedules.is_empty() {
+    if woke {
         core.wake.notify_waiters();
     }
     Ok(())

@@ -3,6 +3,10 @@
 //! shift now) or mark the call-out unreached. The decision is `callout::on_deadline`; this
 //! applies it in one transaction with its ledger entry. `duty:` steps are resolved when they
 //! fire, against the duty roster at that moment.
+//!
+//! A deadline job names the rung it is for: if the call-out has moved on (answered, or a
+//! deadline of the same rung already ran), it does nothing, so a deadline that runs twice
+//! never climbs two rungs. It must not send anything itself: it writes the jobs that do.
 
 use std::collections::HashMap;
 
@@ -12,32 +16,68 @@ use sqlx::AnyConnection;
 use crate::config::{Policy, Rung};
 use crate::core::Core;
 use crate::domain::callout::{on_deadline, Deadline, State};
-use crate::domain::RegionCode;
-use crate::store::incidents;
-use crate::store::jobs::{self, Job, Kind, NewJob};
+use crate::domain::{ChannelKind, RegionCode};
+use crate::store::incidents::{self, Callout};
+use crate::store::jobs::{self, Job, NewJob, Task};
 use crate::store::ledger::{self, Record};
 use crate::store::roster;
 use crate::target::duty::Duty;
-use crate::target::roster::{role_label, Contact, DutyShift};
+use crate::target::roster::{role_label, Contact};
 
-pub async fn run(core: &Core, job: Job) -> Result<()> {
+/// Whoever a `duty:ROLE` step would call, with the shift that puts them on duty.
+type OnDuty = HashMap<String, Vec<(Contact, Option<String>)>>;
+
+pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
+    let Task::Deadline { rung } = job.task else {
+        anyhow::bail!("job {} is not a deadline", job.id);
+    };
     let now = core.now();
-    // Read through the pool before the transaction (SQLite has one connection).
-    let shifts = duty_shifts_if_needed(core, job.callout_id).await?;
     let backend = core.store.backend;
     let mut tx = core.store.begin().await?;
-    let Some(c) = incidents::callout(&mut tx, job.callout_id).await? else {
-        jobs::delete(&mut tx, &[job.id]).await?;
+    if jobs::still_mine(&mut tx, backend, worker, &[job.id])
+        .await?
+        .is_empty()
+    {
+        return Ok(tx.commit().await?); // another worker took it over
+    }
+    jobs::delete(&mut tx, &[job.id]).await?;
+    let Some(c) = (match job.callout_id {
+        Some(id) => incidents::callout(&mut tx, id).await?,
+        None => None,
+    }) else {
         return Ok(tx.commit().await?);
     };
-    let inc = incidents::incident(&mut tx, c.incident_id).await?;
-    let policy = inc
-        .as_ref()
-        .and_then(|i| serde_json::from_value::<Policy>(i.policy.clone()).ok());
-    let (Some(inc), Some(policy)) = (inc, policy) else {
-        jobs::delete(&mut tx, &[job.id]).await?;
+    if c.rung != rung {
+        tracing::debug!(
+            callout.id = c.id,
+            job.rung = rung,
+            callout.rung = c.rung,
+            "stale deadline: the call-out moved on"
+        );
+        return Ok(tx.commit().await?);
+    }
+    let Some(inc) = incidents::incident(&mut tx, c.incident_id).await? else {
         return Ok(tx.commit().await?);
     };
+    let policy = match serde_json::from_value::<Policy>(inc.policy.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            // Not a silent finish: the ladder stops here, and the record says why.
+            tracing::error!(incident.id = inc.id, callout.id = c.id, error = %e,
+                "the incident's stored policy does not read: this call-out cannot escalate");
+            ledger::record(
+                &mut tx,
+                backend,
+                now,
+                "callout.failed",
+                format!("callout:{}", c.id),
+                serde_json::json!({"reason": format!("the incident's stored policy does not read: {e}")}),
+            )
+            .await?;
+            return Ok(tx.commit().await?);
+        }
+    };
+    let ladder = core.settings.ladder(&policy);
     let backup = match &c.backup_key {
         Some(k) => roster::contact_by_key(&mut tx, k).await?,
         None => None,
@@ -46,16 +86,7 @@ pub async fn run(core: &Core, job: Job) -> Result<()> {
         Some(k) => roster::contact_by_key(&mut tx, k).await?,
         None => None,
     };
-    let ladder = core.settings.ladder(&policy);
-    let mut on_duty: HashMap<String, Vec<(Contact, Option<String>)>> = HashMap::new();
-    for step in ladder.iter().skip(c.rung as usize) {
-        if let Rung::Duty { role } = step {
-            if !on_duty.contains_key(role) {
-                let who = duty_holders(&mut tx, &shifts, role, &c.region_code, c.contact_id, now).await?;
-                on_duty.insert(role.clone(), who);
-            }
-        }
-    }
+    let mut on_duty = on_duty_ahead(&mut tx, ladder, &c, now).await?;
     let state = State::parse(&c.state).unwrap_or(State::Planned);
     let expired = inc.expires_at.is_some_and(|e| e < now);
     let decision = if inc.state != "active" || expired {
@@ -68,47 +99,11 @@ pub async fn run(core: &Core, job: Job) -> Result<()> {
             Rung::Repeat { .. } => true,
         })
     };
-    jobs::delete(&mut tx, &[job.id]).await?;
     let deadline_ms = policy.deadline.as_millis() as i64;
-    let subject = format!("callout:{}", c.id);
     let record = match decision {
         Deadline::Nothing => None,
         Deadline::Repeat { next_rung, channel } => {
-            sqlx::query("UPDATE callouts SET rung = $1, deadline_at = $2, updated_at = $3 WHERE id = $4")
-                .bind(next_rung as i64)
-                .bind(now + deadline_ms)
-                .bind(now)
-                .bind(c.id)
-                .execute(&mut *tx)
-                .await?;
-            jobs::insert(
-                &mut tx,
-                vec![
-                    NewJob {
-                        kind: Kind::Send,
-                        callout_id: c.id,
-                        // dispatch tries `channel` first when the step names one.
-                        payload: match channel {
-                            Some(ch) => serde_json::json!({"hop": 0, "channel": ch.as_str()}),
-                            None => serde_json::json!({"hop": 0}),
-                        },
-                        due_at: now,
-                    },
-                    NewJob {
-                        kind: Kind::Deadline,
-                        callout_id: c.id,
-                        payload: serde_json::json!({}),
-                        due_at: now + deadline_ms,
-                    },
-                ],
-                now,
-            )
-            .await?;
-            Some(Record::new(
-                "callout.repeated",
-                subject,
-                serde_json::json!({"rung": next_rung, "channel": channel}),
-            ))
+            Some(repeat(&mut tx, &c, next_rung as i64, channel, now, now + deadline_ms).await?)
         }
         Deadline::Escalate { to, next_rung } => {
             let who = format!("{}（{}）未应答", c.contact_name, role_label(&c.role));
@@ -132,41 +127,20 @@ pub async fn run(core: &Core, job: Job) -> Result<()> {
                     .map(|t| (t.clone(), t.role.clone(), format!("{who}，报上级")))
                     .collect(),
             };
-            incidents::transition(&mut tx, &[c.id], &[state], State::Escalated, None, now).await?;
-            sqlx::query("UPDATE callouts SET rung = $1 WHERE id = $2")
-                .bind(next_rung as i64)
-                .bind(c.id)
-                .execute(&mut *tx)
-                .await?;
-            let mut children = Vec::new();
-            for (target, role, why) in &targets {
-                let child = incidents::add_callout(
-                    &mut tx,
-                    backend,
-                    c.incident_id,
-                    target.id,
-                    Some(c.id),
-                    next_rung as i64,
-                    (&c.region_code, &c.place, role, why),
-                    now + deadline_ms,
-                    now,
-                )
-                .await?;
-                children.push(child);
-            }
-            let contacts: Vec<&str> = targets.iter().map(|t| t.0.key.as_str()).collect();
-            Some(Record::new(
-                "callout.escalated",
-                subject,
-                serde_json::json!({"to": to, "contact": contacts.first(), "contacts": contacts,
-                    "new_callout": children.first(), "new_callouts": children, "rung": next_rung}),
-            ))
+            let step = Step {
+                c: &c,
+                state,
+                next_rung: next_rung as i64,
+                now,
+                deadline_at: now + deadline_ms,
+            };
+            Some(escalate(core, &mut tx, step, &to, &targets).await?)
         }
         Deadline::Unreached => {
             incidents::transition(&mut tx, &[c.id], &[state], State::Unreached, None, now).await?;
             Some(Record::new(
                 "callout.unreached",
-                subject,
+                format!("callout:{}", c.id),
                 serde_json::json!({"rung": c.rung}),
             ))
         }
@@ -180,28 +154,102 @@ pub async fn run(core: &Core, job: Job) -> Result<()> {
     Ok(())
 }
 
-/// The duty shifts, read only when the call-out's ladder has a `duty:` step still ahead.
-async fn duty_shifts_if_needed(core: &Core, callout_id: i64) -> Result<Vec<DutyShift>> {
-    let mut conn = core.store.pool.acquire().await?;
-    let Some(c) = incidents::callout(&mut conn, callout_id).await? else {
-        return Ok(Vec::new());
-    };
-    let policy = incidents::incident(&mut conn, c.incident_id)
-        .await?
-        .and_then(|i| serde_json::from_value::<Policy>(i.policy).ok());
-    drop(conn);
-    let needed = policy.is_some_and(|p| {
-        core.settings
-            .ladder(&p)
-            .iter()
-            .skip(c.rung as usize)
-            .any(|r| matches!(r, Rung::Duty { .. }))
-    });
-    if needed {
-        roster::load_duty(&core.store.pool).await
-    } else {
-        Ok(Vec::new())
+/// The same person again (on `channel` first when the step names one), with a new deadline.
+async fn repeat(
+    tx: &mut AnyConnection,
+    c: &Callout,
+    next_rung: i64,
+    channel: Option<ChannelKind>,
+    now: i64,
+    deadline_at: i64,
+) -> Result<Record> {
+    incidents::set_rung(tx, c.id, next_rung, Some(deadline_at), now).await?;
+    jobs::insert(
+        tx,
+        vec![
+            NewJob::send(c.id, jobs::Send { hop: 0, channel }, now),
+            NewJob::deadline(c.id, next_rung, deadline_at),
+        ],
+        now,
+    )
+    .await?;
+    Ok(Record::new(
+        "callout.repeated",
+        format!("callout:{}", c.id),
+        serde_json::json!({"rung": next_rung, "channel": channel}),
+    ))
+}
+
+/// What an escalation step is applied to.
+struct Step<'a> {
+    c: &'a Callout,
+    state: State,
+    next_rung: i64,
+    now: i64,
+    deadline_at: i64,
+}
+
+/// The backup, the superior or the duty holders get call-outs of their own (children of
+/// this one); this one becomes `escalated`.
+async fn escalate(
+    core: &Core,
+    tx: &mut AnyConnection,
+    s: Step<'_>,
+    to: &Rung,
+    targets: &[(Contact, String, String)],
+) -> Result<Record> {
+    let c = s.c;
+    incidents::transition(tx, &[c.id], &[s.state], State::Escalated, None, s.now).await?;
+    incidents::set_rung(tx, c.id, s.next_rung, None, s.now).await?;
+    let mut children = Vec::new();
+    for (target, role, why) in targets {
+        let child = incidents::add_callout(
+            tx,
+            core.store.backend,
+            c.incident_id,
+            target.id,
+            Some(c.id),
+            s.next_rung,
+            (&c.region_code, &c.place, role, why),
+            s.deadline_at,
+            s.now,
+        )
+        .await?;
+        children.push(child);
     }
+    let contacts: Vec<&str> = targets.iter().map(|t| t.0.key.as_str()).collect();
+    Ok(Record::new(
+        "callout.escalated",
+        format!("callout:{}", c.id),
+        serde_json::json!({"to": to, "contact": contacts.first(), "contacts": contacts,
+            "new_callout": children.first(), "new_callouts": children, "rung": s.next_rung}),
+    ))
+}
+
+/// For each `duty:` step still ahead on the ladder, who holds that role now (read inside the
+/// transaction: SQLite has one connection, and the roster must be the one this step sees).
+async fn on_duty_ahead(conn: &mut AnyConnection, ladder: &[Rung], c: &Callout, now: i64) -> Result<OnDuty> {
+    let mut on_duty = OnDuty::new();
+    let roles: Vec<&String> = ladder
+        .iter()
+        .skip(c.rung as usize)
+        .filter_map(|r| match r {
+            Rung::Duty { role } => Some(role),
+            _ => None,
+        })
+        .collect();
+    if roles.is_empty() {
+        return Ok(on_duty);
+    }
+    let shifts = roster::load_duty_in(conn).await?;
+    let duty = Duty::new(&shifts);
+    for role in roles {
+        if !on_duty.contains_key(role) {
+            let who = duty_holders(conn, &duty, role, &c.region_code, c.contact_id, now).await?;
+            on_duty.insert(role.clone(), who);
+        }
+    }
+    Ok(on_duty)
 }
 
 /// Whoever holds `role` over `region` now: the nearest enclosing region (the region itself,
@@ -209,7 +257,7 @@ async fn duty_shifts_if_needed(core: &Core, callout_id: i64) -> Result<Vec<DutyS
 /// people on shift there, else every holder. The unanswered person is never their own step.
 async fn duty_holders(
     conn: &mut AnyConnection,
-    shifts: &[DutyShift],
+    duty: &Duty<'_>,
     role: &str,
     region: &str,
     except: i64,
@@ -218,21 +266,12 @@ async fn duty_holders(
     let Ok(region) = RegionCode::parse(region) else {
         return Ok(Vec::new());
     };
-    let duty = Duty::new(shifts);
     let mut levels = vec![region.clone()];
     levels.extend(region.township());
     levels.extend(region.county());
     levels.dedup();
     for code in levels {
-        let rows = sqlx::query(
-            "SELECT id, key, name, phone, email, role, region_code, backup_key, superior_key, channels
-             FROM contacts WHERE role = $1 AND region_code = $2 ORDER BY id",
-        )
-        .bind(role)
-        .bind(code.as_str())
-        .fetch_all(&mut *conn)
-        .await?;
-        let holders: Vec<Contact> = rows.iter().map(roster::contact_of).collect::<Result<_>>()?;
+        let holders = roster::contacts_with_role(conn, role, &code).await?;
         if holders.is_empty() && !duty.has_roster(role, &code) {
             continue;
         }

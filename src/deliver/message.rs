@@ -6,6 +6,8 @@
 use minijinja::{context, Environment};
 use serde::Serialize;
 
+use crate::store::jobs::Notice;
+
 const SMS: &str = "{{ signature }}{% if drill %}【演练】{% endif %}{% if change %}【升级】{{ change }}{% else %}{{ event }}{% endif %}：{{ place }}{{ action }}，回1确认（码{{ code }}）{{ link }} {% if evacuation %}转移后回“转移+人数”。{% endif %}{{ headline }}";
 const STANDDOWN: &str =
     "{{ signature }}{% if drill %}【演练】{% endif %}{{ event }}解除：{{ place }}警报解除，码{{ code }}。";
@@ -107,15 +109,12 @@ impl Templates {
         }
     }
 
-    /// An information notice named by its job's payload (`{"notice": "standdown"}` or
-    /// `{"notice": "downgrade", "change": "暴雨红色→橙色预警"}`): one short text, no answer asked.
-    pub fn notice(&self, f: &Facts, payload: &serde_json::Value) -> Rendered {
-        let (name, change) = match payload.get("notice").and_then(|n| n.as_str()) {
-            Some("downgrade") => (
-                "downgrade.txt",
-                payload.get("change").and_then(|c| c.as_str()).map(str::to_string),
-            ),
-            _ => ("standdown.txt", None),
+    /// An information notice (stand-down, or a downgrade saying what changed): one short
+    /// text, no answer asked.
+    pub fn notice(&self, f: &Facts, notice: &Notice) -> Rendered {
+        let (name, change) = match notice {
+            Notice::Downgrade { change } => ("downgrade.txt", Some(change.clone())),
+            Notice::Standdown => ("standdown.txt", None),
         };
         let text = self.render(
             name,
@@ -132,21 +131,15 @@ impl Templates {
     }
 
     pub fn standdown(&self, f: &Facts) -> Rendered {
-        self.notice(f, &serde_json::json!({"notice": "standdown"}))
+        self.notice(f, &Notice::Standdown)
     }
 
     /// What one job sends: a notice, an e-mail or an SMS/voice call-out.
     /// `custom` is the policy's own call-out template (`[policy.templates] zh`), used for the
     /// first SMS/voice text of a call-out; upgrades, notices and e-mail keep the built-in ones.
-    pub fn for_job(
-        &self,
-        f: &Facts,
-        email: bool,
-        notice: Option<&serde_json::Value>,
-        custom: Option<&str>,
-    ) -> Rendered {
+    pub fn for_job(&self, f: &Facts, email: bool, notice: Option<&Notice>, custom: Option<&str>) -> Rendered {
         match notice {
-            Some(payload) => self.notice(f, payload),
+            Some(notice) => self.notice(f, notice),
             None if email => self.email(f),
             None => match custom.filter(|_| f.change.is_none()) {
                 Some(src) => self.custom(src, f),
@@ -259,12 +252,14 @@ mod tests {
         f.event = "暴雨橙色预警".into();
         let down = t.notice(
             &f,
-            &serde_json::json!({"notice": "downgrade", "change": "暴雨红色→橙色预警"}),
+            &Notice::Downgrade {
+                change: "暴雨红色→橙色预警".into(),
+            },
         );
         assert!(down.text.contains("【降级】暴雨红色→橙色预警"), "{}", down.text);
         assert!(down.text.contains("无需回复") && !down.text.contains("回1确认"));
         assert_eq!(sms_segments(&down.text), 1, "{}", down.text);
-        let stand = t.for_job(&f, false, Some(&serde_json::json!({"notice": "standdown"})), None);
+        let stand = t.for_job(&f, false, Some(&Notice::Standdown), None);
         assert!(
             stand.text.contains("解除") && !stand.text.contains("【升级】"),
             "{}",

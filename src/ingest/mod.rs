@@ -566,7 +566,9 @@ async fn update(
     incidents::notify(
         tx,
         &rev.inform,
-        serde_json::json!({"notice": "downgrade", "change": label}),
+        crate::store::jobs::Notice::Downgrade {
+            change: label.clone(),
+        },
         now,
     )
     .await?;

@@ -5,16 +5,15 @@
 //! The rules are pure (`rules.rs`); this file applies them to the store.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
 pub use crate::target::response::*;
 
 use crate::cap::Info;
 use crate::core::Core;
 use crate::domain::Colour;
+use crate::store::jobs::{self, NewJob};
 use crate::store::ledger::{self, Record};
 use crate::store::{incidents, responses, roster};
 use crate::target::plan::{plan, Planned};
@@ -125,6 +124,9 @@ async fn activate(core: &Core, req: &Request, actor: &str) -> Result<Outcome, Re
     let backend = core.store.backend;
     let mut tx = core.store.begin().await?;
     let id = responses::insert(&mut tx, &a, actor, now).await?;
+    if let Some(until) = a.until_at {
+        jobs::insert_once(&mut tx, NewJob::response_expiry(id, until), now).await?;
+    }
     let mut incident = None;
     if let (Some(p), false) = (&policy, planned.is_empty()) {
         let event = event(a.hazard, a.level);
@@ -230,29 +232,17 @@ pub async fn end(core: &Core, id: i64, actor: &str) -> Result<Outcome, RespondEr
     })
 }
 
-/// How often `until` is checked at most: a second late is nothing for a response level, and
-/// the check should not take SQLite's one connection every 50 ms.
-const EXPIRY_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Ends responses whose `until` has passed, every `dispatch.poll` (at least a second), until
-/// `stop` fires.
-/// Runs beside the job workers; `responses::end` makes sure only one instance ends each.
-pub async fn expiry_loop(core: Arc<Core>, stop: CancellationToken) {
-    loop {
-        match responses::expired(&core.store.pool, core.now()).await {
-            Ok(ids) => {
-                for id in ids {
-                    if let Err(e) = end(&core, id, "until").await {
-                        tracing::error!(response.id = id, error = %e, "ending an expired response failed");
-                    }
-                }
-            }
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "looking for expired responses failed"),
+/// The expiry job of a response has come (`until`): it ends as if an operator had ended it,
+/// unless it was ended by hand already. The job queue makes one instance do it, once.
+pub async fn lapse(core: &Core, id: i64) -> Result<(), RespondError> {
+    let mut conn = core.store.pool().acquire().await.map_err(anyhow::Error::from)?;
+    let r = responses::get(&mut conn, id).await?;
+    drop(conn);
+    match r {
+        Some(r) if r.ended_at.is_none() && r.until_at.is_some_and(|u| u <= core.now()) => {
+            end(core, id, "until").await.map(|_| ())
         }
-        tokio::select! {
-            _ = tokio::time::sleep(core.settings.dispatch.poll.max(EXPIRY_CHECK)) => {}
-            _ = stop.cancelled() => break,
-        }
+        _ => Ok(()),
     }
 }
 

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use super::jobs::{self, Kind, NewJob};
+use super::jobs::{self, Kind, Notice};
 use super::ledger::{self, Record};
 use super::{alloc_ids, insert_rows, Backend, Val};
 use crate::domain::callout::State;
@@ -152,21 +152,10 @@ pub async fn add_callouts(
         rows,
     )
     .await?;
-    let mut new_jobs = Vec::with_capacity(ids.len() * 2);
-    for cid in &ids {
-        new_jobs.push(NewJob {
-            kind: Kind::Send,
-            callout_id: *cid,
-            payload: serde_json::json!({"hop": 0}),
-            due_at: now,
-        });
-        new_jobs.push(NewJob {
-            kind: Kind::Deadline,
-            callout_id: *cid,
-            payload: serde_json::json!({}),
-            due_at: deadline,
-        });
-    }
+    let new_jobs = ids
+        .iter()
+        .flat_map(|cid| jobs::first_jobs(*cid, 0, deadline, now))
+        .collect();
     jobs::insert(conn, new_jobs, now).await?;
     Ok(ids)
 }
@@ -236,26 +225,28 @@ pub async fn add_callout(
         ]],
     )
     .await?;
-    jobs::insert(
-        conn,
-        vec![
-            NewJob {
-                kind: Kind::Send,
-                callout_id: cid,
-                payload: serde_json::json!({"hop": 0}),
-                due_at: now,
-            },
-            NewJob {
-                kind: Kind::Deadline,
-                callout_id: cid,
-                payload: serde_json::json!({}),
-                due_at: deadline_at,
-            },
-        ],
-        now,
-    )
-    .await?;
+    jobs::insert(conn, jobs::first_jobs(cid, rung, deadline_at, now).to_vec(), now).await?;
     Ok(cid)
+}
+
+/// Moves a call-out to ladder rung `rung`; with `deadline_at`, its answer deadline restarts.
+pub async fn set_rung(
+    conn: &mut AnyConnection,
+    id: i64,
+    rung: i64,
+    deadline_at: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE callouts SET rung = $1, deadline_at = COALESCE($2, deadline_at), updated_at = $3 WHERE id = $4",
+    )
+    .bind(rung)
+    .bind(deadline_at)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Sets `state` on call-outs whose current state is one of `from` (so an answer that came in
@@ -486,7 +477,7 @@ pub async fn close(
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;
-    notify(conn, &notified, serde_json::json!({"notice": "standdown"}), now).await?;
+    notify(conn, &notified, Notice::Standdown, now).await?;
     ledger::record(
         conn,
         backend,
@@ -499,24 +490,11 @@ pub async fn close(
     Ok(cancelled)
 }
 
-/// Information notices (no answer expected) to these call-outs' people; `payload` names the
-/// notice (`standdown`, `downgrade`) and what it needs.
-pub async fn notify(
-    conn: &mut AnyConnection,
-    callout_ids: &[i64],
-    payload: serde_json::Value,
-    now: i64,
-) -> Result<()> {
-    let mut payload = payload;
-    payload["hop"] = serde_json::json!(0);
+/// Information notices (no answer expected) to these call-outs' people.
+pub async fn notify(conn: &mut AnyConnection, callout_ids: &[i64], notice: Notice, now: i64) -> Result<()> {
     let jobs = callout_ids
         .iter()
-        .map(|c| NewJob {
-            kind: Kind::Notice,
-            callout_id: *c,
-            payload: payload.clone(),
-            due_at: now,
-        })
+        .map(|c| jobs::NewJob::notice(*c, notice.clone(), now))
         .collect();
     jobs::insert(conn, jobs, now).await
 }
@@ -592,7 +570,7 @@ pub async fn sent_after_cancel(
             .filter(|(_, state)| state == "closed")
             .map(|(id, _)| id)
             .collect();
-        notify(conn, &late, serde_json::json!({"notice": "standdown"}), now).await?;
+        notify(conn, &late, Notice::Standdown, now).await?;
     }
     Ok(())
 }

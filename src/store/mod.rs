@@ -4,6 +4,7 @@
 //! Times are Unix milliseconds; ids are `i64`.
 
 pub mod answers;
+pub mod attempts;
 pub mod feeds;
 pub mod incidents;
 pub mod jobs;
@@ -177,6 +178,11 @@ impl Store {
         let wanted = m.iter().count() as i64;
         anyhow::ensure!(applied >= wanted, "{applied} of {wanted} migrations applied");
         Ok(())
+    }
+
+    /// The pool, for store functions that read outside a unit of work.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     pub async fn begin(&self) -> Result<Tx> {

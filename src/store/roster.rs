@@ -216,6 +216,22 @@ pub async fn contact_by_key(conn: &mut AnyConnection, key: &str) -> Result<Optio
     row.as_ref().map(contact_of).transpose()
 }
 
+/// The contacts holding `role` in exactly `region`.
+pub async fn contacts_with_role(
+    conn: &mut AnyConnection,
+    role: &str,
+    region: &RegionCode,
+) -> Result<Vec<Contact>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {CONTACT_COLUMNS} FROM contacts WHERE role = $1 AND region_code = $2 ORDER BY id"
+    ))
+    .bind(role)
+    .bind(region.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(contact_of).collect()
+}
+
 /// Everyone who has this number, as primary or any other of their phones.
 pub async fn contacts_by_phone(conn: &mut AnyConnection, phone: &Phone) -> Result<Vec<Contact>> {
     let rows = sqlx::query(&format!(
@@ -454,10 +470,15 @@ pub async fn load_risk_points(pool: &AnyPool) -> Result<Vec<RiskPoint>> {
 
 /// Every duty line, in import order.
 pub async fn load_duty(pool: &AnyPool) -> Result<Vec<DutyShift>> {
+    load_duty_in(&mut *pool.acquire().await?).await
+}
+
+/// The duty shifts, read inside a unit of work.
+pub async fn load_duty_in(conn: &mut AnyConnection) -> Result<Vec<DutyShift>> {
     let rows = sqlx::query(
         "SELECT role, region_code, contact_key, kind, cron, minutes, tz, from_at, to_at FROM duty_shifts ORDER BY id",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .context("loading duty shifts")?;
     let mut out = Vec::with_capacity(rows.len());

@@ -121,35 +121,11 @@ secret_env = "JIAOYING_TEST_GW_SECRET"
     );
     // `extra` is a layer of its own, so it may redefine any table above.
     let settings = Settings::from_toml_layers(&[&toml, extra]).unwrap();
-    let tokens = [
-        ("feed", Role::Feed, FEED),
-        ("op", Role::Operator, OPERATOR),
-        ("view", Role::Viewer, VIEWER),
-    ]
-    .into_iter()
-    .map(|(n, r, t)| ApiToken {
-        name: n.into(),
-        role: r,
-        token: t.into(),
-    })
-    .collect();
-    let core = Core::open(
-        settings,
-        Overrides {
-            answer_secret: Some("test-answer-secret".into()),
-            tokens,
-            clock: Some(clock),
-        },
-    )
-    .await
-    .unwrap();
+    let core = open_core(settings, clock).await;
     jiaoying::tools::import::import_all(&core.store, roster, core.now())
         .await
         .unwrap();
-    let app = App::bind(core.clone()).await.unwrap();
-    let base = format!("http://{}", app.local_addr());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(app.run(stop.clone()));
+    let (base, stop, task) = start(core.clone()).await;
     Some(TestApp {
         base,
         core,
@@ -264,6 +240,95 @@ impl TestApp {
             sqlx::Executor::execute(&mut conn, format!("DROP DATABASE {name} WITH (FORCE)").as_str())
                 .await
                 .unwrap();
+        }
+    }
+}
+
+/// A core on `settings` with the test tokens and answer secret.
+async fn open_core(settings: Settings, clock: Clock) -> Arc<Core> {
+    let tokens = [
+        ("feed", Role::Feed, FEED),
+        ("op", Role::Operator, OPERATOR),
+        ("view", Role::Viewer, VIEWER),
+    ]
+    .into_iter()
+    .map(|(n, r, t)| ApiToken {
+        name: n.into(),
+        role: r,
+        token: t.into(),
+    })
+    .collect();
+    Core::open(
+        settings,
+        Overrides {
+            answer_secret: Some("test-answer-secret".into()),
+            tokens,
+            clock: Some(clock),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+type Running = (
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+);
+
+/// Binds port 0 and runs the daemon (server and workers) in a task.
+async fn start(core: Arc<Core>) -> Running {
+    let app = App::bind(core).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(app.run(stop.clone()));
+    (base, stop, task)
+}
+
+/// Another daemon on the same database, gateway and clock: a second instance.
+pub struct Instance {
+    pub core: Arc<Core>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Instance {
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("graceful stop")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+impl TestApp {
+    /// A second daemon sharing this one's database, settings, gateway and clock (several
+    /// instances on PostgreSQL).
+    pub async fn second_instance(&self) -> Instance {
+        let core = open_core((*self.core.settings).clone(), self.core.clock.clone()).await;
+        let (_, stop, task) = start(core.clone()).await;
+        Instance { core, stop, task }
+    }
+
+    /// A graceful stop (what SIGTERM does) in the middle of whatever is running, then a new
+    /// daemon on the same database, gateway and clock: a restart.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(60), &mut self.task)
+            .await
+            .expect("graceful stop")
+            .unwrap()
+            .unwrap();
+        let core = open_core((*self.core.settings).clone(), self.core.clock.clone()).await;
+        let (base, stop, task) = start(core.clone()).await;
+        TestApp {
+            base,
+            core,
+            stop,
+            task,
+            ..self
         }
     }
 }

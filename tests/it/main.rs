@@ -12,6 +12,7 @@ mod helpers;
 mod import;
 mod ladder;
 mod preview;
+mod queue;
 mod respond;
 mod updates;
 mod validate;

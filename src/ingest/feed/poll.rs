@@ -1,15 +1,13 @@
-//! The poller: one task per source, woken by its cron schedule. A poll is a conditional GET
+//! The poller: each source's next poll is a job in the one queue (`feed_poll`, due at its cron
+//! schedule's next time), so several instances poll each source once per tick between them.
+//! A poll is a conditional GET
 //! (validators kept in the database), then for an index the CAP files of entries not seen
 //! before; transport errors and 5xx are retried with the source's backoff. An entry whose CAP
 //! could not be fetched stays unseen and the index validators are not saved, so the next
 //! poll tries it again.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use reqwest::header::{HeaderName, HeaderValue, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::StatusCode;
-use tokio_util::sync::CancellationToken;
 
 use super::index;
 use crate::cap;
@@ -17,6 +15,7 @@ use crate::config::{self, Feed, FeedKind};
 use crate::core::Core;
 use crate::ingest::{self, IngestError};
 use crate::store::feeds::{self as store, Validators};
+use crate::store::jobs::{self, NewJob};
 use crate::store::warnings;
 
 /// What one poll did.
@@ -29,36 +28,35 @@ pub struct Polled {
     pub refused: u64,
 }
 
-/// Starts one task per configured source.
-pub fn spawn_all(core: Arc<Core>, stop: CancellationToken, set: &mut tokio::task::JoinSet<()>) {
-    for i in 0..core.settings.feeds.len() {
-        set.spawn(run(core.clone(), i, stop.clone()));
+/// Makes sure every configured source has its poll job (the first due at the schedule's
+/// next time). Every instance does this at start; the job's key makes it one row.
+pub async fn ensure_jobs(core: &Core) -> anyhow::Result<()> {
+    let now = core.now();
+    let mut conn = core.store.pool().acquire().await?;
+    for (i, feed) in core.settings.feeds.iter().enumerate() {
+        let Some(next) = next_poll(feed, core.clock.now()) else {
+            tracing::error!(feed = %feed.name, "feed[{i}].schedule: no next time; this source is never polled");
+            continue;
+        };
+        jobs::insert_once(&mut conn, NewJob::feed_poll(&feed.name, next), now).await?;
     }
+    Ok(())
 }
 
-async fn run(core: Arc<Core>, i: usize, stop: CancellationToken) {
-    let feed = &core.settings.feeds[i];
-    let schedule = match feed.cron() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(feed = %feed.name, "feed[{i}].schedule: {e}");
-            return;
-        }
-    };
-    // The next time is taken after each poll, so a poll longer than the interval skips the
-    // times it overran instead of catching up with a burst.
-    while let Some(next) = schedule.after(&core.clock.now()).next() {
-        let wait = (next - core.clock.now()).to_std().unwrap_or(Duration::ZERO);
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-        // Stopping drops a poll in hand: what it ingested is committed, the rest is unseen.
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = poll_source(&core, i) => {}
-        }
-    }
+/// The schedule's next time after `now` (Unix ms).
+fn next_poll(feed: &Feed, now: chrono::DateTime<chrono::Utc>) -> Option<i64> {
+    feed.cron().ok()?.after(&now).next().map(|t| t.timestamp_millis())
+}
+
+/// A `feed_poll` job has come: polls the source and says when its job is due next (the
+/// schedule's next time after this poll, so a poll longer than the interval skips the times
+/// it overran instead of catching up with a burst). `None`: no `[[feed]]` has that name any
+/// more (the configuration changed), and the job ends.
+pub async fn run_job(core: &Core, name: &str) -> Option<i64> {
+    let i = core.settings.feeds.iter().position(|f| f.name == name)?;
+    // The outcome is in the source's status and the log; the schedule goes on either way.
+    let _ = poll_source(core, i).await;
+    next_poll(&core.settings.feeds[i], core.clock.now())
 }
 
 /// One poll of the source named `name`, now (tests, and a future "poll now" action).

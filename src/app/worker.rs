@@ -1,0 +1,175 @@
+//! The job workers: claim due jobs from the one queue (`store::jobs`), hand each kind to its
+//! stage — sends and notices to `deliver::dispatch` in batches, deadlines to
+//! `deliver::escalate`, response expiries to `respond`, feed polls to `ingest::feed` — and
+//! sleep until the next job is due or a local insert wakes them. It lives in `app` because it
+//! is the one place that knows every stage; it decides nothing a stage decides.
+//!
+//! A stop lets the round in hand finish (its sends are written, sent and recorded) before the
+//! worker releases its claims and returns: a graceful stop sends nothing twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio_util::sync::CancellationToken;
+
+use crate::core::Core;
+use crate::deliver::{dispatch, escalate, lease};
+use crate::ingest::feed;
+use crate::store::jobs::{self, Job, Task};
+
+/// Whether a round found work.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Round {
+    Worked(usize),
+    Idle,
+}
+
+/// One claim-and-run round; tests call it (or [`drain`]) to run the queue themselves. Feed
+/// polls run inline here.
+pub async fn run_once(core: &Arc<Core>, worker: &str) -> Result<Round> {
+    round(core, worker, &CancellationToken::new(), None).await
+}
+
+/// A round: the sends claimed go out as one batch (finished even when `stop` fires meanwhile);
+/// deadlines and expiries run one by one, each its own transaction, and a stop ends the round
+/// between two of them (the claims left are released by the worker). Feed polls, which wait
+/// on other people's servers, run in tasks of their own in `polls` (when given) so that a slow
+/// source never holds up a call-out.
+async fn round(
+    core: &Arc<Core>,
+    worker: &str,
+    stop: &CancellationToken,
+    mut polls: Option<&mut tokio::task::JoinSet<()>>,
+) -> Result<Round> {
+    let now = core.now();
+    let lease_ms = core.settings.dispatch.lease.as_millis() as i64;
+    let claimed = jobs::claim(
+        &core.store,
+        worker,
+        now,
+        lease_ms,
+        core.settings.dispatch.batch as i64,
+    )
+    .await?;
+    if claimed.is_empty() {
+        return Ok(Round::Idle);
+    }
+    let n = claimed.len();
+    let mut sends = Vec::new();
+    let mut others = Vec::new();
+    for c in claimed {
+        match c {
+            Ok(job) if matches!(job.task, Task::Send(_) | Task::Notice { .. }) => sends.push(job),
+            Ok(job) => others.push(job),
+            Err((id, e)) => tracing::error!(job.id = id, error = %e, "a job does not read: parked, not run"),
+        }
+    }
+    if !sends.is_empty() {
+        dispatch::run(core, worker, sends).await?;
+    }
+    for job in others {
+        if stop.is_cancelled() {
+            break;
+        }
+        match &job.task {
+            Task::Deadline { .. } => escalate::run(core, worker, job).await?,
+            Task::ResponseExpiry { response } => {
+                let response = *response;
+                lease::renewing(core, worker, &[job.id], crate::respond::lapse(core, response))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("ending response {response} at its until: {e}"))?;
+                finish(core, worker, &job, None).await?;
+            }
+            Task::FeedPoll { .. } => match polls.as_deref_mut() {
+                Some(set) => {
+                    let (core, worker) = (core.clone(), worker.to_string());
+                    set.spawn(async move {
+                        if let Err(e) = poll(&core, &worker, job).await {
+                            tracing::error!(worker = %worker, error = %format!("{e:#}"), "feed poll job failed");
+                        }
+                    });
+                }
+                None => poll(core, worker, job).await?,
+            },
+            Task::Send(_) | Task::Notice { .. } => unreachable!("sent in the batch above"),
+        }
+    }
+    Ok(Round::Worked(n))
+}
+
+/// Polls a feed under the job's lease and puts the job back at the schedule's next time.
+async fn poll(core: &Core, worker: &str, job: Job) -> Result<()> {
+    let Task::FeedPoll { feed } = &job.task else {
+        anyhow::bail!("job {} is not a feed poll", job.id);
+    };
+    let next = lease::renewing(core, worker, &[job.id], feed::run_job(core, feed)).await;
+    if next.is_none() {
+        tracing::info!(feed = %feed, "no [[feed]] of that name any more: its poll job ends");
+    }
+    finish(core, worker, &job, next).await
+}
+
+/// Ends a job run by this worker, or puts it back at `next`, if its claim is still ours.
+async fn finish(core: &Core, worker: &str, job: &Job, next: Option<i64>) -> Result<()> {
+    let mut tx = core.store.begin().await?;
+    if !jobs::still_mine(&mut tx, core.store.backend, worker, &[job.id])
+        .await?
+        .is_empty()
+    {
+        match next {
+            Some(due) => jobs::reschedule(&mut tx, job.id, due, 0, &job.task, None).await?,
+            None => jobs::delete(&mut tx, &[job.id]).await?,
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Runs rounds until no job is due (tests and tools drive the queue with it).
+pub async fn drain(core: &Arc<Core>, worker: &str) -> Result<usize> {
+    let mut n = 0;
+    while let Round::Worked(k) = run_once(core, worker).await? {
+        n += k;
+    }
+    Ok(n)
+}
+
+/// A worker loop until `stop` fires. The stop is looked at between rounds only, never inside
+/// one: a round's sends are bounded by the gateways' time-outs, and dropping it after its
+/// sends and before its commit is what used to send people the same call-out twice.
+pub async fn worker(core: Arc<Core>, name: String, stop: CancellationToken) {
+    let mut polls = tokio::task::JoinSet::new();
+    while !stop.is_cancelled() {
+        while polls.try_join_next().is_some() {}
+        let woken = core.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let sleep = match round(&core, &name, &stop, Some(&mut polls)).await {
+            Ok(Round::Worked(_)) => continue,
+            Ok(Round::Idle) => {
+                let next = jobs::next_due(core.store.pool()).await.ok().flatten();
+                let poll = core.settings.dispatch.poll;
+                next.map(|due| {
+                    Duration::from_millis((due - core.now()).clamp(0, poll.as_millis() as i64) as u64)
+                })
+                .unwrap_or(poll)
+            }
+            Err(e) => {
+                tracing::error!(worker = %name, error = %format!("{e:#}"), "job round failed; retrying");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            _ = &mut woken => {}
+            _ = tokio::time::sleep(sleep) => {}
+            _ = stop.cancelled() => break,
+        }
+    }
+    // A poll in flight is dropped: what it ingested is committed, the rest stays unseen.
+    polls.shutdown().await;
+    if let Err(e) = jobs::release(core.store.pool(), &name).await {
+        tracing::warn!(worker = %name, error = %e, "releasing claims failed; they expire with their lease");
+    }
+    tracing::info!(worker = %name, "worker stopped");
+}

@@ -1,0 +1,148 @@
+//! Attempts: one try of one message through one gateway. An attempt is written as `sending`
+//! in a short transaction before its network call and completed (sent, transient, permanent)
+//! in the transaction that records the batch; an attempt still `sending` when its job runs
+//! again was cut off by a crash (its gateway's answer was lost) and becomes `lost`. This
+//! module must not decide what follows an attempt: that is `deliver::dispatch`.
+
+use anyhow::Result;
+use sqlx::AnyConnection;
+
+use super::{insert_rows, placeholders, Val};
+
+/// An attempt as it is written before its network call, and completed after it.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub id: i64,
+    pub callout_id: i64,
+    pub job_id: i64,
+    /// The message key (SPEC §5 `ref`): the same on every try of one message.
+    pub message_key: String,
+    pub channel: &'static str,
+    pub gateway: String,
+    pub address: String,
+    pub body: String,
+    pub started_at: i64,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// `sent`, `transient` or `permanent`.
+    pub result: &'static str,
+    pub gateway_ref: Option<String>,
+    pub detail: Option<String>,
+    pub finished_at: i64,
+}
+
+const COLUMNS: [&str; 13] = [
+    "id",
+    "callout_id",
+    "job_id",
+    "message_key",
+    "channel",
+    "gateway",
+    "address",
+    "body",
+    "gateway_ref",
+    "result",
+    "detail",
+    "started_at",
+    "finished_at",
+];
+
+fn row(a: &Attempt, o: Option<&Outcome>) -> Vec<Val> {
+    vec![
+        Val::I(a.id),
+        Val::I(a.callout_id),
+        Val::I(a.job_id),
+        Val::from(a.message_key.as_str()),
+        Val::from(a.channel),
+        Val::from(a.gateway.as_str()),
+        Val::from(a.address.as_str()),
+        Val::from(a.body.as_str()),
+        Val::from(o.and_then(|o| o.gateway_ref.clone())),
+        Val::from(o.map_or("sending", |o| o.result)),
+        Val::from(o.and_then(|o| o.detail.clone())),
+        Val::I(a.started_at),
+        Val::from(o.map(|o| o.finished_at)),
+    ]
+}
+
+/// Writes attempts as `sending` (before their network calls).
+pub async fn start(conn: &mut AnyConnection, attempts: &[Attempt]) -> Result<()> {
+    insert_rows(
+        conn,
+        "attempts",
+        &COLUMNS,
+        attempts.iter().map(|a| row(a, None)).collect(),
+    )
+    .await
+}
+
+/// Completes attempts written by [`start`]: the `sending` row is replaced by the finished one
+/// in the caller's transaction, so nobody ever sees both or neither.
+pub async fn finish(conn: &mut AnyConnection, done: &[(Attempt, Outcome)]) -> Result<()> {
+    for chunk in done.chunks(1000) {
+        let sql = format!(
+            "DELETE FROM attempts WHERE result = 'sending' AND id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for (a, _) in chunk {
+            q = q.bind(a.id);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    insert_rows(
+        conn,
+        "attempts",
+        &COLUMNS,
+        done.iter().map(|(a, o)| row(a, Some(o))).collect(),
+    )
+    .await
+}
+
+/// Attempts of these jobs still `sending`: a crash cut them off before their answer was
+/// recorded. They become `lost` (the message goes again, under the same key); returns how
+/// many there were.
+pub async fn lose_in_flight(conn: &mut AnyConnection, job_ids: &[i64], now: i64) -> Result<u64> {
+    let mut n = 0;
+    for chunk in job_ids.chunks(1000) {
+        let sql = format!(
+            "UPDATE attempts SET result = 'lost', finished_at = $1,
+                    detail = 'the gateway''s answer was lost (the daemon stopped mid-send); sent again under the same ref'
+             WHERE result = 'sending' AND job_id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        n += q.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(n)
+}
+
+/// The call-out a gateway's receipt is about, by the message key it echoes as `ref` (an
+/// older attempt id is still understood).
+pub async fn callout_of_ref(conn: &mut AnyConnection, gateway: &str, reference: &str) -> Result<Option<i64>> {
+    let by_key: Option<i64> =
+        sqlx::query_scalar("SELECT callout_id FROM attempts WHERE message_key = $1 AND gateway = $2 LIMIT 1")
+            .bind(reference)
+            .bind(gateway)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if by_key.is_some() {
+        return Ok(by_key);
+    }
+    let Ok(id) = reference.parse::<i64>() else {
+        return Ok(None);
+    };
+    Ok(
+        sqlx::query_scalar("SELECT callout_id FROM attempts WHERE id = $1 AND gateway = $2")
+            .bind(id)
+            .bind(gateway)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
