@@ -197,92 +197,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             deadline,
             no_serve,
         } => {
-            demo::run(
-                settings,
-                demo::Options {
-                    dir,
-                    database,
-                    bind,
-                    deadline,
-                    serve: !no_serve,
-                },
-            )
-            .await?;
+            let o = demo::Options {
+                dir,
+                database,
+                bind,
+                deadline,
+                serve: !no_serve,
+            };
+            demo::run(settings, o).await?;
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Serve => {
-            let core = Core::open(settings, Overrides::default()).await?;
-            let app = App::bind(core).await?;
-            tracing::info!(addr = %app.local_addr(), "jiaoying serving");
-            let stop = CancellationToken::new();
-            tokio::spawn(shutdown_signal(stop.clone()));
-            app.run(stop).await?;
-        }
+        Command::Serve => serve(settings).await,
         Command::Migrate => {
-            let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
-            store.migrate().await?;
+            store(&settings).await?;
             println!("migrations applied");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Import {
             kind,
             file,
             dry_run,
             skip_invalid,
-        } => {
-            let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
-            store.migrate().await?;
-            let r = import::import(
-                &store,
-                kind,
-                &file,
-                dry_run,
-                skip_invalid,
-                Clock::system().now_ms(),
-            )
-            .await?;
-            for e in &r.errors {
-                eprintln!("{}: {e}", file.display());
-            }
-            let verb = match (r.written, dry_run) {
-                (true, _) => "已导入 imported",
-                (false, true) => "已检查（试运行，未写入）checked, dry run: nothing written",
-                (false, false) => "未导入（有错误行）nothing written: fix the bad rows or use --skip-invalid",
-            };
-            println!("{} 行 rows {verb}; {} 行有误 bad", r.rows, r.errors.len());
-            if !r.errors.is_empty() {
-                return Ok(ExitCode::FAILURE);
-            }
-        }
-        Command::Ingest { files } => {
-            let core = Core::open(settings, Overrides::default()).await?;
-            let mut failed = false;
-            for f in files {
-                let raw = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
-                match ingest::ingest_document(&core, &raw, &format!("file:{}", f.display())).await {
-                    Ok(messages) => {
-                        for m in messages {
-                            let at = format!("{}#{}", f.display(), m.location);
-                            match m.result {
-                                ingest::MessageResult::Ingested(o) => {
-                                    println!("{at}: {}", serde_json::to_string(&o)?)
-                                }
-                                ingest::MessageResult::Refused(e) => {
-                                    failed = true;
-                                    println!("{at}: 拒收 refused: {e}");
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        failed = true;
-                        println!("{}: 拒收 refused: {e}", f.display());
-                    }
-                }
-            }
-            println!("call-outs are sent by `jiaoying serve`");
-            if failed {
-                return Ok(ExitCode::FAILURE);
-            }
-        }
+        } => import_file(&settings, kind, &file, dry_run, skip_invalid).await,
+        Command::Ingest { files } => ingest_files(settings, &files).await,
         Command::Respond {
             hazard,
             level,
@@ -291,7 +228,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             note,
             end,
         } => {
-            let core = Core::open(settings, Overrides::default()).await?;
             let req = respond::Request {
                 hazard,
                 level,
@@ -300,70 +236,175 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 note,
                 end,
             };
+            let core = Core::open(settings, Overrides::default()).await?;
             let out = respond::submit(&core, &req, "cli").await?;
             println!("{}", out.describe());
             println!("messages are sent by `jiaoying serve`");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Report {
             incident,
             format,
             out,
-        } => {
-            let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
-            let r = jiaoying::store::reports::load(&store, incident)
-                .await?
-                .with_context(|| format!("no incident {incident}"))?;
-            let text = match format.as_str() {
-                "json" => serde_json::to_string_pretty(&r)?,
-                _ => report::table(&r),
-            };
-            match out {
-                Some(p) => std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?,
-                None => println!("{text}"),
-            }
-        }
+        } => report(&settings, incident, &format, out.as_deref()).await,
         Command::Ledger {
             action: LedgerAction::Verify,
-        } => {
-            let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
-            match ledger::verify(&store.pool).await? {
-                Ok(n) => println!("ok {n} entries"),
-                Err(b) => {
-                    println!("broken at entry {}: {}", b.seq, b.reason);
-                    return Ok(ExitCode::FAILURE);
-                }
-            }
-        }
+        } => verify_ledger(&settings).await,
         Command::Validate { .. } => unreachable!("handled before the runtime starts"),
         Command::CheckConfig => {
-            println!(
-                "配置正确 configuration ok: {} policies, {} gateways",
-                settings.policies.len(),
-                settings.gateways.len()
-            );
-            println!("叫应规则（先匹配者生效 / first match wins）:");
-            for (i, p) in settings.policies.iter().enumerate() {
-                println!("  policy[{i}] {}", p.summary());
+            check_config(&settings);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Preview { file, json, level } => preview(&settings, &file, json, level).await,
+    }
+}
+
+/// The store of the settings, migrated.
+async fn store(settings: &Settings) -> Result<Store> {
+    let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn serve(settings: Settings) -> Result<ExitCode> {
+    let core = Core::open(settings, Overrides::default()).await?;
+    let app = App::bind(core).await?;
+    tracing::info!(addr = %app.local_addr(), "jiaoying serving");
+    let stop = CancellationToken::new();
+    tokio::spawn(shutdown_signal(stop.clone()));
+    app.run(stop).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn import_file(
+    settings: &Settings,
+    kind: Kind,
+    file: &std::path::Path,
+    dry_run: bool,
+    skip_invalid: bool,
+) -> Result<ExitCode> {
+    let store = store(settings).await?;
+    let r = import::import(
+        &store,
+        kind,
+        file,
+        dry_run,
+        skip_invalid,
+        Clock::system().now_ms(),
+    )
+    .await?;
+    for e in &r.errors {
+        eprintln!("{}: {e}", file.display());
+    }
+    let verb = match (r.written, dry_run) {
+        (true, _) => "已导入 imported",
+        (false, true) => "已检查（试运行，未写入）checked, dry run: nothing written",
+        (false, false) => "未导入（有错误行）nothing written: fix the bad rows or use --skip-invalid",
+    };
+    println!("{} 行 rows {verb}; {} 行有误 bad", r.rows, r.errors.len());
+    Ok(if r.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn ingest_files(settings: Settings, files: &[PathBuf]) -> Result<ExitCode> {
+    let core = Core::open(settings, Overrides::default()).await?;
+    let mut failed = false;
+    for f in files {
+        let raw = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        match ingest::ingest_document(&core, &raw, &format!("file:{}", f.display())).await {
+            Ok(messages) => {
+                for m in messages {
+                    let at = format!("{}#{}", f.display(), m.location);
+                    match m.result {
+                        ingest::MessageResult::Ingested(o) => {
+                            println!("{at}: {}", serde_json::to_string(&o)?)
+                        }
+                        ingest::MessageResult::Refused(e) => {
+                            failed = true;
+                            println!("{at}: 拒收 refused: {e}");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                failed = true;
+                println!("{}: 拒收 refused: {e}", f.display());
             }
         }
-        Command::Preview { file, json, level } => {
-            let raw = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
-            let p = jiaoying::tools::preview::preview(
-                &settings,
-                &store.pool,
-                &raw,
-                level,
-                Clock::system().now_ms(),
-            )
-            .await
-            .with_context(|| format!("{}", file.display()))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&p)?);
-            } else {
-                print!("{}", jiaoying::tools::preview::render(&p));
-            }
+    }
+    println!("call-outs are sent by `jiaoying serve`");
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn report(
+    settings: &Settings,
+    incident: i64,
+    format: &str,
+    out: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
+    let r = jiaoying::store::reports::load(&store, incident)
+        .await?
+        .with_context(|| format!("no incident {incident}"))?;
+    let text = match format {
+        "json" => serde_json::to_string_pretty(&r)?,
+        _ => report::table(&r),
+    };
+    match out {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
+        None => println!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify_ledger(settings: &Settings) -> Result<ExitCode> {
+    let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
+    match ledger::verify(&store.pool).await? {
+        Ok(n) => {
+            println!("ok {n} entries");
+            Ok(ExitCode::SUCCESS)
         }
+        Err(b) => {
+            println!("broken at entry {}: {}", b.seq, b.reason);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn check_config(settings: &Settings) {
+    println!(
+        "配置正确 configuration ok: {} policies, {} gateways",
+        settings.policies.len(),
+        settings.gateways.len()
+    );
+    println!("叫应规则（先匹配者生效 / first match wins）:");
+    for (i, p) in settings.policies.iter().enumerate() {
+        println!("  policy[{i}] {}", p.summary());
+    }
+}
+
+async fn preview(
+    settings: &Settings,
+    file: &std::path::Path,
+    json: bool,
+    level: Option<jiaoying::config::Level>,
+) -> Result<ExitCode> {
+    let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
+    let p = jiaoying::tools::preview::preview(settings, &store.pool, &raw, level, Clock::system().now_ms())
+        .await
+        .with_context(|| format!("{}", file.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+    } else {
+        print!("{}", jiaoying::tools::preview::render(&p));
     }
     Ok(ExitCode::SUCCESS)
 }
