@@ -172,9 +172,21 @@ async fn idle(app: &TestApp) {
     panic!("jobs still due after 30 s");
 }
 
-/// Nothing more arrives for a while (the dispatcher polls every 50 ms).
+/// The queue has settled: no job is due now or claimed, so nothing more is on its way.
 async fn settle(app: &TestApp, n: usize) -> Vec<Sent> {
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for i in 0.. {
+        let busy = app
+            .scalar(&format!(
+                "SELECT COUNT(*) FROM jobs WHERE due_at <= {} OR claimed_by IS NOT NULL",
+                app.core.now()
+            ))
+            .await;
+        if busy == 0 {
+            break;
+        }
+        assert!(i < 600, "the queue did not settle in 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let msgs = app.gw.messages();
     assert_eq!(msgs.len(), n, "{:#?}", &msgs[n.min(msgs.len())..]);
     msgs
@@ -628,7 +640,8 @@ async fn expiry(app: &TestApp) {
     )
     .await;
     app.gw.wait_until(30, "the call-outs", |m| m.len() >= n).await;
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Past the deadline (3 s) and the expiry (1 s), without waiting for them.
+    app.advance(Duration::from_millis(3500));
     settle(app, n).await;
     assert_eq!(
         app.scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'deadline'")
