@@ -6,8 +6,8 @@
 ALTER TABLE attempts ALTER COLUMN finished_at DROP NOT NULL;
 ALTER TABLE attempts ADD COLUMN job_id BIGINT;
 ALTER TABLE attempts ADD COLUMN message_key TEXT;
-CREATE INDEX attempts_job ON attempts (job_id);
-CREATE INDEX attempts_key ON attempts (message_key);
+-- Only the attempts in flight, so a restarted worker finds them at no cost to every send.
+CREATE INDEX attempts_sending ON attempts (job_id) WHERE result = 'sending';
 
 -- jobs: kinds send | deadline | notice | response_expiry | feed_poll. A job that must exist
 -- once (a feed's poll, a response's expiry) has a dedupe_key, so two instances starting at

@@ -26,8 +26,8 @@ INSERT INTO attempts_new (id, callout_id, channel, gateway, address, body, gatew
 DROP TABLE attempts;
 ALTER TABLE attempts_new RENAME TO attempts;
 CREATE INDEX attempts_callout ON attempts (callout_id);
-CREATE INDEX attempts_job ON attempts (job_id);
-CREATE INDEX attempts_key ON attempts (message_key);
+-- Only the attempts in flight, so a restarted worker finds them at no cost to every send.
+CREATE INDEX attempts_sending ON attempts (job_id) WHERE result = 'sending';
 
 -- jobs: kinds send | deadline | notice | response_expiry | feed_poll. A job that must exist
 -- once (a feed's poll, a response's expiry) has a dedupe_key, so two instances starting at

@@ -123,17 +123,23 @@ pub async fn lose_in_flight(conn: &mut AnyConnection, job_ids: &[i64], now: i64)
     Ok(n)
 }
 
-/// The call-out a gateway's receipt is about, by the message key it echoes as `ref` (an
-/// older attempt id is still understood).
+/// The call-out a gateway's receipt is about, by the message key it echoes as `ref`
+/// (`c{call-out}-j{job}`; an older attempt id is still understood).
 pub async fn callout_of_ref(conn: &mut AnyConnection, gateway: &str, reference: &str) -> Result<Option<i64>> {
-    let by_key: Option<i64> =
-        sqlx::query_scalar("SELECT callout_id FROM attempts WHERE message_key = $1 AND gateway = $2 LIMIT 1")
-            .bind(reference)
-            .bind(gateway)
-            .fetch_optional(&mut *conn)
-            .await?;
-    if by_key.is_some() {
-        return Ok(by_key);
+    let callout = reference
+        .strip_prefix('c')
+        .and_then(|r| r.split_once("-j"))
+        .and_then(|(c, _)| c.parse::<i64>().ok());
+    if let Some(callout) = callout {
+        // Through the call-out's index; the key must match one of its attempts.
+        return Ok(sqlx::query_scalar(
+            "SELECT callout_id FROM attempts WHERE callout_id = $1 AND message_key = $2 AND gateway = $3 LIMIT 1",
+        )
+        .bind(callout)
+        .bind(reference)
+        .bind(gateway)
+        .fetch_optional(&mut *conn)
+        .await?);
     }
     let Ok(id) = reference.parse::<i64>() else {
         return Ok(None);

@@ -104,6 +104,10 @@ async fn email_goes_through_a_real_smtp_server() {
         assert!(start.elapsed().as_secs() < 20, "the sent mail was never recorded");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM attempts WHERE channel = 'email'").await, 1);
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM attempts WHERE channel = 'email'")
+            .await,
+        1
+    );
     app.stop().await;
 }
