@@ -11,12 +11,12 @@
 //!   delivered again (`ref_conflicts` counts repeats whose `to` differs from the first one's).
 //! - `GET /stats` — `{"count", "requests", "repeats", "ref_conflicts", "distinct_refs",
 //!   "bad_signature", "bad_request", "distinct_to", "dup_recipients", "duplicates", "max_per_to",
-//!   "first_at", "last_at"}`: `count` is messages delivered (accepted, not repeats), `requests`
-//!   every POST received, `distinct_to` the recipients with at least one delivered message,
-//!   `dup_recipients` those with more than one, `duplicates` the delivered messages beyond each
-//!   recipient's first (`count - distinct_to`: what people would see twice), `max_per_to` the
-//!   most delivered to one recipient; the times are the first and last deliveries in unix seconds
-//!   (µs precision), `null` before any.
+//!   "first_at", "last_at"}`: `count` is messages delivered (accepted, not repeats); `requests`
+//!   the well-signed, well-formed sends received (delivered + repeats); `distinct_to` the
+//!   recipients with at least one delivered message, `dup_recipients` those with more than one;
+//!   `duplicates` the delivered messages beyond each recipient's first (`count - distinct_to`:
+//!   what people would see twice); `max_per_to` the most delivered to one recipient; the times
+//!   are the first and last deliveries in unix seconds (µs precision), `null` before any.
 //!
 //! Usage: `jiaoying-bench-sink [--bind ADDR]` (default `127.0.0.1:0`); the first stdout line is
 //! `listening ADDR`.
