@@ -5,15 +5,23 @@
 //!   secret, timestamp + "." + body)>` with the secret from `BENCH_SINK_SECRET`; a bad or missing
 //!   signature, or a timestamp more than 5 minutes off, gets 401 and is counted in
 //!   `bad_signature`; a body that is not `{"to": "…", "text": "…", "ref": "…"}` gets 400 and is
-//!   counted in `bad_request`; otherwise 200 `{"id": "sink-<n>"}`.
-//! - `GET /stats` — `{"count", "bad_signature", "bad_request", "distinct_to", "first_at",
-//!   "last_at"}`; the times are the first and last accepted arrivals in unix seconds (µs
-//!   precision), `null` before any.
+//!   counted in `bad_request`. Otherwise the message is *delivered* and answered
+//!   200 `{"id": "sink-<n>"}` — unless its `ref` was accepted before: SPEC §5's idempotency key,
+//!   so it is answered 200 with the id given the first time, counted in `repeats` and not
+//!   delivered again (`ref_conflicts` counts repeats whose `to` differs from the first one's).
+//! - `GET /stats` — `{"count", "requests", "repeats", "ref_conflicts", "distinct_refs",
+//!   "bad_signature", "bad_request", "distinct_to", "dup_recipients", "duplicates", "max_per_to",
+//!   "first_at", "last_at"}`: `count` is messages delivered (accepted, not repeats); `requests`
+//!   the well-signed, well-formed sends received (delivered + repeats); `distinct_to` the
+//!   recipients with at least one delivered message, `dup_recipients` those with more than one;
+//!   `duplicates` the delivered messages beyond each recipient's first (`count - distinct_to`:
+//!   what people would see twice); `max_per_to` the most delivered to one recipient; the times
+//!   are the first and last deliveries in unix seconds (µs precision), `null` before any.
 //!
 //! Usage: `jiaoying-bench-sink [--bind ADDR]` (default `127.0.0.1:0`); the first stdout line is
 //! `listening ADDR`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,13 +42,28 @@ const MAX_SKEW_SECS: i64 = 300;
 
 struct Sink {
     secret: Vec<u8>,
-    count: AtomicU64,
     bad_signature: AtomicU64,
     bad_request: AtomicU64,
-    /// Unix microseconds of the first / last accepted message; 0 = none yet.
+    /// Unix microseconds of the first / last delivered message; 0 = none yet.
     first_us: AtomicU64,
     last_us: AtomicU64,
-    distinct: Mutex<HashSet<String>>,
+    book: Mutex<Book>,
+}
+
+/// What was delivered, under one lock: refs seen and messages per recipient.
+#[derive(Default)]
+struct Book {
+    requests: u64,
+    delivered: u64,
+    repeats: u64,
+    ref_conflicts: u64,
+    /// ref → (id answered, recipient)
+    refs: HashMap<String, (u64, String)>,
+    /// recipient → messages delivered
+    per_to: HashMap<String, u64>,
+    /// recipients with more than one delivered message
+    dup_recipients: u64,
+    max_per_to: u64,
 }
 
 #[derive(Deserialize)]
@@ -48,7 +71,6 @@ struct SendRequest {
     to: String,
     #[allow(dead_code)]
     text: String,
-    #[allow(dead_code)]
     #[serde(rename = "ref")]
     reference: String,
 }
@@ -116,19 +138,40 @@ async fn send(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes) ->
             return error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string());
         }
     };
-    sink.distinct
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(req.to);
-    let _ = sink
-        .first_us
-        .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
-    sink.last_us.fetch_max(now, Ordering::Relaxed);
-    let n = sink.count.fetch_add(1, Ordering::Relaxed) + 1;
+    let (id, delivered) = {
+        let mut book = sink.book.lock().unwrap_or_else(|p| p.into_inner());
+        book.requests += 1;
+        if let Some((id, to)) = book.refs.get(&req.reference) {
+            let (id, conflict) = (*id, *to != req.to);
+            book.repeats += 1;
+            if conflict {
+                book.ref_conflicts += 1;
+            }
+            (id, false)
+        } else {
+            book.delivered += 1;
+            let id = book.delivered;
+            book.refs.insert(req.reference, (id, req.to.clone()));
+            let n = book.per_to.entry(req.to).or_insert(0);
+            *n += 1;
+            let n = *n;
+            if n == 2 {
+                book.dup_recipients += 1;
+            }
+            book.max_per_to = book.max_per_to.max(n);
+            (id, true)
+        }
+    };
+    if delivered {
+        let _ = sink
+            .first_us
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        sink.last_us.fetch_max(now, Ordering::Relaxed);
+    }
     (
         StatusCode::OK,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        format!("{{\"id\":\"sink-{n}\"}}"),
+        format!("{{\"id\":\"sink-{id}\"}}"),
     )
         .into_response()
 }
@@ -142,16 +185,25 @@ fn secs(us: u64) -> serde_json::Value {
 }
 
 async fn stats(State(sink): State<Arc<Sink>>) -> Response {
-    let distinct = sink.distinct.lock().unwrap_or_else(|p| p.into_inner()).len();
-    Json(serde_json::json!({
-        "count": sink.count.load(Ordering::Relaxed),
+    let book = sink.book.lock().unwrap_or_else(|p| p.into_inner());
+    let distinct_to = book.per_to.len() as u64;
+    let body = serde_json::json!({
+        "count": book.delivered,
+        "requests": book.requests,
+        "repeats": book.repeats,
+        "ref_conflicts": book.ref_conflicts,
+        "distinct_refs": book.refs.len(),
         "bad_signature": sink.bad_signature.load(Ordering::Relaxed),
         "bad_request": sink.bad_request.load(Ordering::Relaxed),
-        "distinct_to": distinct,
+        "distinct_to": distinct_to,
+        "dup_recipients": book.dup_recipients,
+        "duplicates": book.delivered - distinct_to,
+        "max_per_to": book.max_per_to,
         "first_at": secs(sink.first_us.load(Ordering::Relaxed)),
         "last_at": secs(sink.last_us.load(Ordering::Relaxed)),
-    }))
-    .into_response()
+    });
+    drop(book);
+    Json(body).into_response()
 }
 
 fn usage() -> ! {
@@ -183,12 +235,11 @@ async fn main() {
     };
     let sink = Arc::new(Sink {
         secret: secret.into_bytes(),
-        count: AtomicU64::new(0),
         bad_signature: AtomicU64::new(0),
         bad_request: AtomicU64::new(0),
         first_us: AtomicU64::new(0),
         last_us: AtomicU64::new(0),
-        distinct: Mutex::new(HashSet::new()),
+        book: Mutex::new(Book::default()),
     });
     let app = Router::new()
         .route("/send", post(send))
