@@ -9,6 +9,7 @@ mod keys;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Notify;
 
 use crate::channel::Gateways;
@@ -19,10 +20,12 @@ use crate::store::Store;
 pub use feeds::Feeds;
 pub use keys::TokenKey;
 
+/// An API client's bearer token. Its `Debug` shows the name and role, never the token.
+#[derive(Debug)]
 pub struct ApiToken {
     pub name: String,
     pub role: Role,
-    pub token: String,
+    pub token: SecretString,
 }
 
 pub struct Core {
@@ -41,7 +44,7 @@ pub struct Core {
 /// What tests and the demo give directly instead of through the environment.
 #[derive(Default)]
 pub struct Overrides {
-    pub answer_secret: Option<String>,
+    pub answer_secret: Option<SecretString>,
     pub tokens: Vec<ApiToken>,
     /// The clock (a manual one in tests); the system clock when left out.
     pub clock: Option<Clock>,
@@ -67,7 +70,7 @@ impl Core {
         for t in &settings.auth.tokens {
             let key = format!("auth.tokens[{}]", t.name);
             match config::secret(&key, t.token_env.as_deref(), t.token_file.as_deref())? {
-                Some(token) if token.len() >= 8 => tokens.push(ApiToken {
+                Some(token) if token.expose_secret().len() >= 8 => tokens.push(ApiToken {
                     name: t.name.clone(),
                     role: t.role,
                     token,
@@ -85,7 +88,7 @@ impl Core {
             settings: Arc::new(settings),
             store,
             clock,
-            token_key: TokenKey::new(answer_secret.as_bytes()),
+            token_key: TokenKey::new(answer_secret.expose_secret().as_bytes()),
             tokens,
             wake: Notify::new(),
         }))
@@ -94,5 +97,33 @@ impl Core {
     /// Unix milliseconds by the one clock.
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_a_token() {
+        let t = ApiToken {
+            name: "provincial-feed".into(),
+            role: Role::Feed,
+            token: "s3cret-token-value".into(),
+        };
+        let shown = format!("{t:?}");
+        assert!(
+            shown.contains("provincial-feed") && shown.contains("Feed"),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cret-token-value"), "{shown}");
+        let o = Overrides {
+            answer_secret: Some("s3cret-answer-key".into()),
+            tokens: vec![t],
+            clock: None,
+        };
+        let shown = format!("{:?} {:?}", o.answer_secret, o.tokens);
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

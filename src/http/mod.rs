@@ -14,6 +14,7 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
+use secrecy::ExposeSecret;
 
 pub use error::ApiError;
 
@@ -59,7 +60,7 @@ pub fn authorize(core: &Core, headers: &HeaderMap, needed: Role) -> Result<Strin
     let found = core
         .tokens
         .iter()
-        .find(|t| constant_eq(t.token.as_bytes(), presented.trim().as_bytes()));
+        .find(|t| constant_eq(t.token.expose_secret().as_bytes(), presented.trim().as_bytes()));
     match found {
         Some(t) if t.role.allows(needed) => Ok(t.name.clone()),
         Some(_) => Err(ApiError::forbidden(&format!(
