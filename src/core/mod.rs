@@ -5,6 +5,7 @@
 
 pub mod feeds;
 mod keys;
+pub mod recorder;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use crate::store::Store;
 
 pub use feeds::Feeds;
 pub use keys::TokenKey;
+pub use recorder::Metrics;
 
 /// An API client's bearer token. Its `Debug` shows the name and role, never the token.
 #[derive(Debug)]
@@ -39,6 +41,8 @@ pub struct Core {
     pub wake: Notify,
     /// Polled sources and their status (`[[feed]]`).
     pub feeds: Feeds,
+    /// This daemon's own metrics recorder (`/metrics`).
+    pub metrics: Metrics,
 }
 
 /// What tests and the demo give directly instead of through the environment.
@@ -91,6 +95,7 @@ impl Core {
             token_key: TokenKey::new(answer_secret.expose_secret().as_bytes()),
             tokens,
             wake: Notify::new(),
+            metrics: Metrics::default(),
         }))
     }
 
@@ -99,6 +104,14 @@ impl Core {
         self.clock.now_ms()
     }
 
+    /// The Prometheus text of `/metrics`: call-outs by state and jobs by kind as the database
+    /// has them now (so every instance reports the same truth), then the feeds' records.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let counts = crate::store::stats::counts(&self.store.pool).await?;
+        self.metrics.record_counts(&counts);
+        self.metrics.record(|| self.feeds.record());
+        Ok(self.metrics.render())
+    }
 }
 
 #[cfg(test)]

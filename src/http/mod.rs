@@ -85,23 +85,8 @@ async fn readyz(State(core): State<Arc<Core>>) -> Result<impl IntoResponse, ApiE
     ))
 }
 
-/// Prometheus text: call-outs by state and jobs waiting, read from the database so that every
-/// instance reports the same truth.
+/// Prometheus text (names and labels in `core::recorder` and `core::feeds`).
 async fn metrics(State(core): State<Arc<Core>>) -> Result<impl IntoResponse, ApiError> {
-    let states: Vec<(String, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM callouts GROUP BY state")
-        .fetch_all(&core.store.pool)
-        .await?;
-    let jobs: Vec<(String, i64)> = sqlx::query_as("SELECT kind, COUNT(*) FROM jobs GROUP BY kind")
-        .fetch_all(&core.store.pool)
-        .await?;
-    let mut out = String::from("# TYPE jiaoying_callouts gauge\n");
-    for (s, n) in states {
-        out.push_str(&format!("jiaoying_callouts{{state=\"{s}\"}} {n}\n"));
-    }
-    out.push_str("# TYPE jiaoying_jobs gauge\n");
-    for (k, n) in jobs {
-        out.push_str(&format!("jiaoying_jobs{{kind=\"{k}\"}} {n}\n"));
-    }
-    out.push_str(&core.feeds.metrics());
-    Ok(([("content-type", "text/plain; version=0.0.4")], out))
+    let text = core.metrics_text().await?;
+    Ok(([("content-type", "text/plain; version=0.0.4")], text))
 }
