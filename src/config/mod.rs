@@ -57,6 +57,16 @@ pub struct Http {
     pub bind: String,
     pub public_url: String,
     pub max_body_bytes: usize,
+    /// Longest a request may take, body and handler together (answered 503).
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Longest wait for the next piece of a request body (answered 408).
+    #[serde(deserialize_with = "duration")]
+    pub body_timeout: Duration,
+    /// Longest wait for a request's headers, from the connection's start or its previous
+    /// answer; past it the connection is closed.
+    #[serde(deserialize_with = "duration")]
+    pub header_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -271,6 +281,15 @@ impl Settings {
             }
             if p.deadline.is_zero() {
                 bail!("policy[{i}] ({}).deadline: must be positive", p.name);
+            }
+        }
+        for (key, d) in [
+            ("request_timeout", self.http.request_timeout),
+            ("body_timeout", self.http.body_timeout),
+            ("header_timeout", self.http.header_timeout),
+        ] {
+            if d.is_zero() {
+                bail!("http.{key}: must be positive (e.g. \"10s\")");
             }
         }
         if self.dispatch.batch == 0 || self.dispatch.workers == 0 {
