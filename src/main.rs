@@ -28,6 +28,15 @@ struct Cli {
         env = "JIAOYING_CONFIG"
     )]
     config: PathBuf,
+    /// Log lines on standard error: `text` for people, `json` (one object a line) for machines.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "JIAOYING_LOG_FORMAT"
+    )]
+    log_format: telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -143,20 +152,23 @@ fn main() -> ExitCode {
     if let Command::Validate { files, verbose } = &cli.command {
         return validate_files(files, *verbose);
     }
-    telemetry::init();
+    let format = cli.log_format;
+    telemetry::init_as(format);
+    // With JSON logs the last word is a log line too, so that every line of stderr parses.
+    let fail = |e: String| {
+        match format {
+            telemetry::LogFormat::Json => tracing::error!("{e}"),
+            telemetry::LogFormat::Text => eprintln!("error: {e}"),
+        }
+        ExitCode::FAILURE
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(format!("starting the runtime: {e}")),
     };
     match rt.block_on(run(cli)) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(format!("{e:#}")),
     }
 }
 

@@ -2,6 +2,7 @@
 //! workers over a [`Core`] until told to stop. Tests build an `App` on port 0 in-process,
 //! exactly as `jiaoying serve` does. The only module that knows every stage.
 
+mod serve;
 pub mod telemetry;
 pub mod worker;
 
@@ -57,10 +58,10 @@ impl App {
             ));
         }
         let router = crate::http::router(self.core.clone());
-        let s = stop.clone();
-        let server =
-            axum::serve(self.listener, router).with_graceful_shutdown(async move { s.cancelled().await });
-        let result = server.await.context("HTTP server");
+        let header_timeout = self.core.settings.http.header_timeout;
+        let result = serve::serve(self.listener, router, header_timeout, stop.clone())
+            .await
+            .context("HTTP server");
         stop.cancel();
         while workers.join_next().await.is_some() {}
         self.core.store.pool.close().await;

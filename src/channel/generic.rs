@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use futures::future::BoxFuture;
+use secrecy::{ExposeSecret, SecretSlice};
 use tokio::sync::Semaphore;
 
 use super::signature;
@@ -15,7 +16,7 @@ use crate::domain::ChannelKind;
 
 pub struct Generic {
     url: String,
-    secret: Vec<u8>,
+    secret: SecretSlice<u8>,
     client: reqwest::Client,
     permits: Semaphore,
     clock: Clock,
@@ -24,7 +25,7 @@ pub struct Generic {
 impl Generic {
     pub fn new(
         url: &str,
-        secret: Vec<u8>,
+        secret: SecretSlice<u8>,
         concurrency: usize,
         timeout: Duration,
         clock: Clock,
@@ -78,7 +79,7 @@ impl Channel for Generic {
                 .header(signature::TIMESTAMP_HEADER, ts.to_string())
                 .header(
                     signature::SIGNATURE_HEADER,
-                    signature::sign(&self.secret, ts, &body),
+                    signature::sign(self.secret.expose_secret(), ts, &body),
                 )
                 .body(body)
                 .send()

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::future::BoxFuture;
+use secrecy::{ExposeSecret, SecretSlice};
 
 use crate::clock::Clock;
 use crate::config::{self, Settings};
@@ -81,7 +82,7 @@ impl Gateways {
                     })?;
                     Arc::new(generic::Generic::new(
                         url,
-                        secret.into_bytes(),
+                        bytes(&secret),
                         *concurrency,
                         *timeout,
                         clock.clone(),
@@ -123,7 +124,7 @@ impl Gateways {
     }
 
     /// The secret a gateway signs its callbacks with (generic gateways only).
-    pub fn callback_secret(settings: &Settings, name: &str) -> Result<Option<Vec<u8>>> {
+    pub fn callback_secret(settings: &Settings, name: &str) -> Result<Option<SecretSlice<u8>>> {
         match settings.gateways.get(name) {
             Some(config::Gateway::Generic {
                 secret_env,
@@ -134,8 +135,13 @@ impl Gateways {
                 secret_env.as_deref(),
                 secret_file.as_deref(),
             )?
-            .map(String::into_bytes)),
+            .map(|s| bytes(&s))),
             _ => Ok(None),
         }
     }
+}
+
+/// An HMAC key from a secret string, still wrapped.
+fn bytes(s: &secrecy::SecretString) -> SecretSlice<u8> {
+    s.expose_secret().as_bytes().to_vec().into()
 }

@@ -8,6 +8,7 @@ use futures::future::BoxFuture;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::{ExposeSecret, SecretString};
 
 use super::{Channel, Outgoing, SendError};
 use crate::config::SmtpTls;
@@ -24,7 +25,7 @@ impl Smtp {
         tls: SmtpTls,
         from: &str,
         username: Option<String>,
-        password: Option<String>,
+        password: Option<SecretString>,
         timeout: Duration,
     ) -> Result<Smtp> {
         let mut b = match tls {
@@ -35,6 +36,7 @@ impl Smtp {
         .port(port)
         .timeout(Some(timeout));
         if let Some(user) = username {
+            let password = password.as_ref().map(|p| p.expose_secret().to_string());
             b = b.credentials(Credentials::new(user, password.unwrap_or_default()));
         }
         let from: Mailbox = from

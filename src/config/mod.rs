@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
+use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
 mod feed;
@@ -56,6 +57,16 @@ pub struct Http {
     pub bind: String,
     pub public_url: String,
     pub max_body_bytes: usize,
+    /// Longest a request may take, body and handler together (answered 503).
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Longest wait for the next piece of a request body (answered 408).
+    #[serde(deserialize_with = "duration")]
+    pub body_timeout: Duration,
+    /// Longest wait for a request's headers, from the connection's start or its previous
+    /// answer; past it the connection is closed.
+    #[serde(deserialize_with = "duration")]
+    pub header_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -272,6 +283,15 @@ impl Settings {
                 bail!("policy[{i}] ({}).deadline: must be positive", p.name);
             }
         }
+        for (key, d) in [
+            ("request_timeout", self.http.request_timeout),
+            ("body_timeout", self.http.body_timeout),
+            ("header_timeout", self.http.header_timeout),
+        ] {
+            if d.is_zero() {
+                bail!("http.{key}: must be positive (e.g. \"10s\")");
+            }
+        }
         if self.dispatch.batch == 0 || self.dispatch.workers == 0 {
             bail!("dispatch.batch and dispatch.workers must be at least 1");
         }
@@ -310,18 +330,19 @@ impl Settings {
     }
 }
 
-/// Reads a secret from the environment variable or file a config key names.
-pub fn secret(key: &str, env: Option<&str>, file: Option<&str>) -> Result<Option<String>> {
+/// Reads a secret from the environment variable or file a config key names. It comes back
+/// wrapped: its `Debug` prints `[REDACTED]`, and reading it takes an explicit `expose_secret`.
+pub fn secret(key: &str, env: Option<&str>, file: Option<&str>) -> Result<Option<SecretString>> {
     if let Some(var) = env {
         if let Ok(v) = std::env::var(var) {
             if !v.is_empty() {
-                return Ok(Some(v));
+                return Ok(Some(v.into()));
             }
         }
     }
     if let Some(path) = file {
         let v = std::fs::read_to_string(path).with_context(|| format!("{key}: reading {path}"))?;
-        return Ok(Some(v.trim().to_string()));
+        return Ok(Some(v.trim().into()));
     }
     Ok(None)
 }
@@ -356,6 +377,8 @@ fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Er
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::policy::in_window;
     use super::*;
     use crate::domain::RegionLevel;
@@ -576,6 +599,33 @@ mod tests {
         assert!(s.policy_for_level(Level::I, "flood").is_some());
         assert!(s.policy_for_level(Level::II, "flood").is_none());
         assert!(s.policy_for_level(Level::I, "typhoon").is_none());
+    }
+
+    #[test]
+    fn secrets_are_read_wrapped_and_settings_never_print_them() {
+        const VALUE: &str = "s3cret-config-test-value";
+        std::env::set_var("JIAOYING_CONFIG_TEST_SECRET", VALUE);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, format!("{VALUE}\n")).unwrap();
+        let s = Settings::from_toml(&format!(
+            "[answer]\nsecret_env = \"JIAOYING_CONFIG_TEST_SECRET\"\n\
+             [gateways.mail]\nkind = \"smtp\"\nhost = \"x\"\nport = 25\nfrom = \"a@b.c\"\npassword_file = {file:?}\n\
+             [[feed]]\nname = \"f\"\nurl = \"https://x.test/\"\nkind = \"cap\"\nschedule = \"* * * * * *\"\n\
+             auth_header = \"X-Api-Key\"\nauth_env = \"JIAOYING_CONFIG_TEST_SECRET\"\n"
+        ))
+        .unwrap();
+        let from_env = secret("answer.secret", s.answer.secret_env.as_deref(), None)
+            .unwrap()
+            .unwrap();
+        let from_file = secret("gateways.mail.password", None, Some(file.to_str().unwrap()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(from_env.expose_secret(), VALUE);
+        assert_eq!(from_file.expose_secret(), VALUE, "a file's secret is trimmed");
+        let shown = format!("{s:?} {from_env:?} {from_file:?}");
+        assert!(!shown.contains(VALUE), "{shown}");
+        assert!(shown.contains("JIAOYING_CONFIG_TEST_SECRET") && shown.contains("REDACTED"));
     }
 
     #[test]

@@ -5,10 +5,12 @@
 
 pub mod feeds;
 mod keys;
+pub mod recorder;
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Notify;
 
 use crate::channel::Gateways;
@@ -18,11 +20,14 @@ use crate::store::Store;
 
 pub use feeds::Feeds;
 pub use keys::TokenKey;
+pub use recorder::Metrics;
 
+/// An API client's bearer token. Its `Debug` shows the name and role, never the token.
+#[derive(Debug)]
 pub struct ApiToken {
     pub name: String,
     pub role: Role,
-    pub token: String,
+    pub token: SecretString,
 }
 
 pub struct Core {
@@ -36,12 +41,14 @@ pub struct Core {
     pub wake: Notify,
     /// Polled sources and their status (`[[feed]]`).
     pub feeds: Feeds,
+    /// This daemon's own metrics recorder (`/metrics`).
+    pub metrics: Metrics,
 }
 
 /// What tests and the demo give directly instead of through the environment.
 #[derive(Default)]
 pub struct Overrides {
-    pub answer_secret: Option<String>,
+    pub answer_secret: Option<SecretString>,
     pub tokens: Vec<ApiToken>,
     /// The clock (a manual one in tests); the system clock when left out.
     pub clock: Option<Clock>,
@@ -67,7 +74,7 @@ impl Core {
         for t in &settings.auth.tokens {
             let key = format!("auth.tokens[{}]", t.name);
             match config::secret(&key, t.token_env.as_deref(), t.token_file.as_deref())? {
-                Some(token) if token.len() >= 8 => tokens.push(ApiToken {
+                Some(token) if token.expose_secret().len() >= 8 => tokens.push(ApiToken {
                     name: t.name.clone(),
                     role: t.role,
                     token,
@@ -85,14 +92,51 @@ impl Core {
             settings: Arc::new(settings),
             store,
             clock,
-            token_key: TokenKey::new(answer_secret.as_bytes()),
+            token_key: TokenKey::new(answer_secret.expose_secret().as_bytes()),
             tokens,
             wake: Notify::new(),
+            metrics: Metrics::default(),
         }))
     }
 
     /// Unix milliseconds by the one clock.
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// The Prometheus text of `/metrics`: call-outs by state and jobs by kind as the database
+    /// has them now (so every instance reports the same truth), then the feeds' records.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let counts = crate::store::stats::counts(&self.store.pool).await?;
+        self.metrics.record_counts(&counts);
+        self.metrics.record(|| self.feeds.record());
+        Ok(self.metrics.render())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_a_token() {
+        let t = ApiToken {
+            name: "provincial-feed".into(),
+            role: Role::Feed,
+            token: "s3cret-token-value".into(),
+        };
+        let shown = format!("{t:?}");
+        assert!(
+            shown.contains("provincial-feed") && shown.contains("Feed"),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cret-token-value"), "{shown}");
+        let o = Overrides {
+            answer_secret: Some("s3cret-answer-key".into()),
+            tokens: vec![t],
+            clock: None,
+        };
+        let shown = format!("{:?} {:?}", o.answer_secret, o.tokens);
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

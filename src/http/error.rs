@@ -39,14 +39,51 @@ impl ApiError {
     }
 }
 
-impl From<anyhow::Error> for ApiError {
-    fn from(e: anyhow::Error) -> ApiError {
-        tracing::error!(error = %format!("{e:#}"), "request failed");
+impl ApiError {
+    /// The opaque 500: what went wrong is in the log, never in the answer.
+    pub fn internal() -> ApiError {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            "internal error (logged)",
+            "服务器内部错误，已记录日志 internal error (logged)",
         )
+    }
+
+    /// A body that stopped coming (`http.body_timeout`), else what the rejection says.
+    fn from_body_rejection(
+        r: &(dyn std::error::Error + 'static),
+        status: StatusCode,
+        code: &'static str,
+        text: &str,
+    ) -> ApiError {
+        if body_timed_out(r) {
+            Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "请求正文发送超时 the request body stopped arriving (http.body_timeout); send it again in one go",
+            )
+        } else {
+            Self::new(status, code, text)
+        }
+    }
+}
+
+/// Whether `RequestBodyTimeoutLayer` cut the body off, somewhere down the error's causes.
+fn body_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> ApiError {
+        tracing::error!(error = %format!("{e:#}"), "request failed");
+        Self::internal()
     }
 }
 
@@ -64,13 +101,13 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
         } else {
             "bad_body"
         };
-        Self::new(status, code, &r.body_text())
+        Self::from_body_rejection(&r, status, code, &r.body_text())
     }
 }
 
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> ApiError {
-        Self::new(r.status(), "bad_json", &r.body_text())
+        Self::from_body_rejection(&r, r.status(), "bad_json", &r.body_text())
     }
 }
 

@@ -22,7 +22,7 @@ fn verify(core: &Core, gateway: &str, headers: &HeaderMap, body: &[u8]) -> Resul
         .ok_or_else(|| ApiError::not_found("no such gateway (or it takes no callbacks)"))?;
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     signature::verify(
-        &secret,
+        secrecy::ExposeSecret::expose_secret(&secret),
         h(signature::TIMESTAMP_HEADER),
         h(signature::SIGNATURE_HEADER),
         body,

@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod reports;
 pub mod responses;
 pub mod roster;
+pub mod stats;
 pub mod warnings;
 
 use std::path::Path;

@@ -43,12 +43,12 @@ pub async fn run(mut settings: Settings, o: Options) -> Result<()> {
     let core = Core::open(
         settings,
         Overrides {
-            answer_secret: Some(format!("{:032x}", rand::random::<u128>())),
+            answer_secret: Some(format!("{:032x}", rand::random::<u128>()).into()),
             clock: None,
             tokens: vec![ApiToken {
                 name: "demo-admin".into(),
                 role: Role::Admin,
-                token: admin.clone(),
+                token: admin.clone().into(),
             }],
         },
     )

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod crash;
+mod edge;
 mod email;
 mod feed;
 mod flow;

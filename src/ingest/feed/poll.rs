@@ -8,6 +8,7 @@
 
 use reqwest::header::{HeaderName, HeaderValue, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 
 use super::index;
 use crate::cap;
@@ -245,7 +246,8 @@ fn auth(i: usize, feed: &Feed) -> Result<Option<(HeaderName, HeaderValue)>, Stri
         .map_err(|e| format!("{e:#}"))?
         .ok_or_else(|| format!("{key}: {} is not set", feed.auth_env.as_deref().unwrap_or("?")))?;
     let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("feed[{i}].auth_header: {e}"))?;
-    let mut value = HeaderValue::from_str(&value).map_err(|_| format!("{key}: not a valid header value"))?;
+    let mut value = HeaderValue::from_str(value.expose_secret())
+        .map_err(|_| format!("{key}: not a valid header value"))?;
     value.set_sensitive(true);
     Ok(Some((name, value)))
 }
