@@ -326,7 +326,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             action: LedgerAction::Verify,
         } => {
             let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
-            match ledger::verify(&store.pool).await? {
+            match ledger::verify(&store).await? {
                 Ok(n) => println!("ok {n} entries"),
                 Err(b) => {
                     println!("broken at entry {}: {}", b.seq, b.reason);
@@ -349,15 +349,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Preview { file, json, level } => {
             let raw = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
-            let p = jiaoying::tools::preview::preview(
-                &settings,
-                &store.pool,
-                &raw,
-                level,
-                Clock::system().now_ms(),
-            )
-            .await
-            .with_context(|| format!("{}", file.display()))?;
+            let p =
+                jiaoying::tools::preview::preview(&settings, &store, &raw, level, Clock::system().now_ms())
+                    .await
+                    .with_context(|| format!("{}", file.display()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&p)?);
             } else {

@@ -56,7 +56,7 @@ impl App {
         let result = server.await.context("HTTP server");
         stop.cancel();
         while workers.join_next().await.is_some() {}
-        self.core.store.pool.close().await;
+        self.core.store.close().await;
         result
     }
 }

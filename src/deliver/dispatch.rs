@@ -28,11 +28,10 @@ pub fn route(
     policy_channels: &[ChannelKind],
     c: &Callout,
 ) -> Vec<(ChannelKind, String, String)> {
-    let own: Vec<ChannelKind> = c.channels.split(';').filter_map(ChannelKind::parse).collect();
-    let order = if own.is_empty() {
+    let order = if c.channels.is_empty() {
         policy_channels.to_vec()
     } else {
-        own
+        c.channels.clone()
     };
     let mut out = Vec::new();
     for ch in order {
@@ -113,7 +112,7 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
     let started = std::time::Instant::now();
     let n = jobs.len();
     let now = core.now();
-    let mut conn = core.store.pool.acquire().await?;
+    let mut conn = core.store.pool().acquire().await?;
     let ids: Vec<i64> = jobs.iter().map(|j| j.callout_id).collect();
     let callouts: HashMap<i64, Callout> = incidents::callouts_by_id(&mut conn, &ids)
         .await?
@@ -126,11 +125,7 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
     let incs: HashMap<i64, (Incident, Policy)> = incidents::incidents_by_id(&mut conn, &incident_ids)
         .await?
         .into_iter()
-        .filter_map(|i| {
-            serde_json::from_value::<Policy>(i.policy.clone())
-                .ok()
-                .map(|p| (i.id, (i, p)))
-        })
+        .map(|i| (i.id, (i.clone(), i.policy)))
         .collect();
 
     let mut finished = Vec::new();
@@ -148,8 +143,7 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
             finished.push(job.id);
             continue;
         };
-        let state = State::parse(&c.state).unwrap_or(State::Planned);
-        if !notice && !state.awaiting() {
+        if !notice && !c.state.awaiting() {
             finished.push(job.id); // answered or cancelled meanwhile
             continue;
         }
@@ -218,7 +212,7 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
             hops: hops.len(),
         });
     }
-    let attempt_ids = alloc_ids(&mut conn, core.store.backend, "attempts", work.len()).await?;
+    let attempt_ids = alloc_ids(&mut conn, core.store.backend(), "attempts", work.len()).await?;
     drop(conn);
     for (w, id) in work.iter_mut().zip(&attempt_ids) {
         w.out.attempt_id = *id;
@@ -351,7 +345,7 @@ pub async fn run(core: &Core, jobs: Vec<Job>) -> Result<()> {
     for (id, due, attempts, payload, err) in &reschedules {
         jobs::reschedule(&mut tx, *id, *due, *attempts, payload, err.as_deref()).await?;
     }
-    ledger::append(&mut tx, core.store.backend, now, records).await?;
+    ledger::append(&mut tx, core.store.backend(), now, records).await?;
     tx.commit().await?;
     tracing::debug!(
         jobs = n,

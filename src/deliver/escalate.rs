@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use anyhow::Result;
 use sqlx::AnyConnection;
 
-use crate::config::{Policy, Rung};
+use crate::config::Rung;
 use crate::core::Core;
 use crate::domain::callout::{on_deadline, Deadline, State};
-use crate::domain::RegionCode;
+use crate::domain::{IncidentState, RegionCode};
 use crate::store::incidents;
 use crate::store::jobs::{self, Job, Kind, NewJob};
 use crate::store::ledger::{self, Record};
@@ -24,19 +24,17 @@ pub async fn run(core: &Core, job: Job) -> Result<()> {
     let now = core.now();
     // Read through the pool before the transaction (SQLite has one connection).
     let shifts = duty_shifts_if_needed(core, job.callout_id).await?;
-    let backend = core.store.backend;
+    let backend = core.store.backend();
     let mut tx = core.store.begin().await?;
     let Some(c) = incidents::callout(&mut tx, job.callout_id).await? else {
         jobs::delete(&mut tx, &[job.id]).await?;
-        return Ok(tx.commit().await?);
+        return tx.commit().await;
     };
     let inc = incidents::incident(&mut tx, c.incident_id).await?;
-    let policy = inc
-        .as_ref()
-        .and_then(|i| serde_json::from_value::<Policy>(i.policy.clone()).ok());
+    let policy = inc.as_ref().map(|i| i.policy.clone());
     let (Some(inc), Some(policy)) = (inc, policy) else {
         jobs::delete(&mut tx, &[job.id]).await?;
-        return Ok(tx.commit().await?);
+        return tx.commit().await;
     };
     let backup = match &c.backup_key {
         Some(k) => roster::contact_by_key(&mut tx, k).await?,
@@ -51,14 +49,15 @@ pub async fn run(core: &Core, job: Job) -> Result<()> {
     for step in ladder.iter().skip(c.rung as usize) {
         if let Rung::Duty { role } = step {
             if !on_duty.contains_key(role) {
-                let who = duty_holders(&mut tx, &shifts, role, &c.region_code, c.contact_id, now).await?;
+                let who =
+                    duty_holders(&mut tx, &shifts, role, c.region_code.as_str(), c.contact_id, now).await?;
                 on_duty.insert(role.clone(), who);
             }
         }
     }
-    let state = State::parse(&c.state).unwrap_or(State::Planned);
+    let state = c.state;
     let expired = inc.expires_at.is_some_and(|e| e < now);
-    let decision = if inc.state != "active" || expired {
+    let decision = if inc.state != IncidentState::Active || expired {
         Deadline::Nothing
     } else {
         on_deadline(state, c.rung as usize, ladder, |step| match step {
@@ -147,7 +146,7 @@ pub async fn run(core: &Core, job: Job) -> Result<()> {
                     target.id,
                     Some(c.id),
                     next_rung as i64,
-                    (&c.region_code, &c.place, role, why),
+                    (c.region_code.as_str(), &c.place, role, why),
                     now + deadline_ms,
                     now,
                 )
@@ -182,13 +181,13 @@ pub async fn run(core: &Core, job: Job) -> Result<()> {
 
 /// The duty shifts, read only when the call-out's ladder has a `duty:` step still ahead.
 async fn duty_shifts_if_needed(core: &Core, callout_id: i64) -> Result<Vec<DutyShift>> {
-    let mut conn = core.store.pool.acquire().await?;
+    let mut conn = core.store.pool().acquire().await?;
     let Some(c) = incidents::callout(&mut conn, callout_id).await? else {
         return Ok(Vec::new());
     };
     let policy = incidents::incident(&mut conn, c.incident_id)
         .await?
-        .and_then(|i| serde_json::from_value::<Policy>(i.policy).ok());
+        .map(|i| i.policy);
     drop(conn);
     let needed = policy.is_some_and(|p| {
         core.settings
@@ -198,7 +197,7 @@ async fn duty_shifts_if_needed(core: &Core, callout_id: i64) -> Result<Vec<DutyS
             .any(|r| matches!(r, Rung::Duty { .. }))
     });
     if needed {
-        roster::load_duty(&core.store.pool).await
+        roster::load_duty(&core.store).await
     } else {
         Ok(Vec::new())
     }

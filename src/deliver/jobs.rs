@@ -46,7 +46,7 @@ pub async fn run_once(core: &Core, worker: &str) -> Result<Round> {
             Some(Kind::Deadline) => escalate::run(core, job).await?,
             _ => {
                 tracing::warn!(job.id = job.id, job.kind = %job.kind, "unknown job kind dropped");
-                let mut conn = core.store.pool.acquire().await?;
+                let mut conn = core.store.pool().acquire().await?;
                 jobs::delete(&mut conn, &[job.id]).await?;
             }
         }
@@ -67,7 +67,7 @@ pub async fn worker(core: Arc<Core>, name: String, stop: CancellationToken) {
         let sleep = match round {
             Ok(Round::Worked(_)) => continue,
             Ok(Round::Idle) => {
-                let next = jobs::next_due(&core.store.pool).await.ok().flatten();
+                let next = jobs::next_due(core.store.pool()).await.ok().flatten();
                 let poll = core.settings.dispatch.poll;
                 next.map(|due| {
                     Duration::from_millis((due - core.now()).clamp(0, poll.as_millis() as i64) as u64)
@@ -85,7 +85,7 @@ pub async fn worker(core: Arc<Core>, name: String, stop: CancellationToken) {
             _ = stop.cancelled() => break,
         }
     }
-    if let Err(e) = jobs::release(&core.store.pool, &name).await {
+    if let Err(e) = jobs::release(core.store.pool(), &name).await {
         tracing::warn!(worker = %name, error = %e, "releasing claims failed; they expire with their lease");
     }
     tracing::info!(worker = %name, "worker stopped");

@@ -7,3 +7,4 @@ pub mod dispatch;
 pub mod escalate;
 pub mod jobs;
 pub mod message;
+pub mod standdown;

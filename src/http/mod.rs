@@ -79,7 +79,7 @@ async fn readyz(State(core): State<Arc<Core>>) -> Result<impl IntoResponse, ApiE
         .await
         .map_err(|e| ApiError::unavailable(&format!("{e:#}")))?;
     Ok(axum::Json(
-        serde_json::json!({"status": "ready", "database": format!("{:?}", core.store.backend).to_lowercase(),
+        serde_json::json!({"status": "ready", "database": format!("{:?}", core.store.backend()).to_lowercase(),
             "feeds": core.feeds.details()}),
     ))
 }
@@ -88,10 +88,10 @@ async fn readyz(State(core): State<Arc<Core>>) -> Result<impl IntoResponse, ApiE
 /// instance reports the same truth.
 async fn metrics(State(core): State<Arc<Core>>) -> Result<impl IntoResponse, ApiError> {
     let states: Vec<(String, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM callouts GROUP BY state")
-        .fetch_all(&core.store.pool)
+        .fetch_all(core.store.pool())
         .await?;
     let jobs: Vec<(String, i64)> = sqlx::query_as("SELECT kind, COUNT(*) FROM jobs GROUP BY kind")
-        .fetch_all(&core.store.pool)
+        .fetch_all(core.store.pool())
         .await?;
     let mut out = String::from("# TYPE jiaoying_callouts gauge\n");
     for (s, n) in states {
