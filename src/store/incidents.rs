@@ -690,3 +690,114 @@ pub async fn answering(store: &Store, callout_id: i64) -> Result<Option<(Callout
         .with_context(|| format!("callout {}: no incident {}", c.id, c.incident_id))?;
     Ok(Some((c, i)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"{"name":"red","roles":["village_leader"],"channels":["sms"],"deadline":"5m"}"#;
+
+    /// A fresh SQLite store holding one incident with one call-out, as written by hand.
+    async fn store_with(
+        state: &str,
+        colour: &str,
+        policy: &str,
+        channels: &str,
+    ) -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display()), 1)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let mut conn = store.conn().await.unwrap();
+        for (sql, binds) in [
+            (
+                "INSERT INTO contacts (id, key, name, role, region_code, channels, updated_at)
+                 VALUES (1, 'v1', 'Li', 'village_leader', '450921104201', $1, 0)",
+                vec![channels],
+            ),
+            (
+                "INSERT INTO incidents (id, code, title, event, hazard, policy, colour, state, created_at)
+                 VALUES (1, 'A1', 't', '暴雨红色预警', 'rainstorm', $1, $2, 'active', 0)",
+                vec![policy, colour],
+            ),
+            (
+                "INSERT INTO callouts (id, incident_id, contact_id, region_code, place, role, reason, state,
+                    deadline_at, created_at, updated_at)
+                 VALUES (17, 1, 1, '450921104201', 'p', 'village_leader', 'r', $1, 0, 0, 0)",
+                vec![state],
+            ),
+        ] {
+            let mut q = sqlx::query(sql);
+            for b in binds {
+                q = q.bind(b);
+            }
+            q.execute(&mut *conn).await.unwrap();
+        }
+        drop(conn);
+        (store, dir)
+    }
+
+    #[tokio::test]
+    async fn rows_read_as_domain_types() {
+        let (store, _dir) = store_with("sent", "red", POLICY, "voice;sms").await;
+        let c = &callouts_of_incident(&store, 1).await.unwrap()[0];
+        assert_eq!(c.state, State::Sent);
+        assert_eq!(c.channels, [ChannelKind::Voice, ChannelKind::Sms]);
+        assert_eq!(c.region_code.as_str(), "450921104201");
+        let json = serde_json::to_value(c).unwrap();
+        assert_eq!(
+            (json["state"].as_str(), json["channels"].as_str()),
+            (Some("sent"), Some("voice;sms"))
+        );
+        let i = &list(&store, 10).await.unwrap()[0];
+        assert_eq!(
+            (i.state, i.colour, i.policy.name.as_str()),
+            (IncidentState::Active, Some(Colour::Red), "red")
+        );
+        let json = serde_json::to_value(i).unwrap();
+        assert_eq!(
+            (json["state"].as_str(), json["colour"].as_str()),
+            (Some("active"), Some("red"))
+        );
+        assert_eq!(json["policy"]["deadline"], "5m");
+    }
+
+    /// A corrupt row is an error that names it, never a default (a call-out read as `planned`
+    /// would be sent again).
+    #[tokio::test]
+    async fn a_row_that_does_not_read_is_an_error_naming_it() {
+        let err = |e: anyhow::Error| format!("{e:#}");
+        let (store, _dir) = store_with("plannned", "red", POLICY, "sms").await;
+        let e = err(callouts_of_incident(&store, 1).await.unwrap_err());
+        assert!(e.contains(r#"callout 17: unknown state "plannned""#), "{e}");
+        let mut tx = store.begin().await.unwrap();
+        let e = err(tx.callout(17).await.unwrap_err());
+        assert!(e.contains("callout 17"), "{e}");
+        let e = err(tx
+            .acknowledge(
+                17,
+                &super::super::answers::Ack::by(crate::domain::AckMethod::Operator),
+                0,
+            )
+            .await
+            .unwrap_err());
+        assert!(e.contains(r#"callout 17: unknown state "plannned""#), "{e}");
+        tx.rollback().await.unwrap();
+
+        let (store, _dir) = store_with("sent", "red", POLICY, "sms;fax").await;
+        let e = err(callouts_of_incident(&store, 1).await.unwrap_err());
+        assert!(
+            e.contains(r#"callout 17: contact v1: unknown channel "fax""#),
+            "{e}"
+        );
+
+        let (store, _dir) = store_with("sent", "purple", POLICY, "sms").await;
+        let e = err(list(&store, 10).await.unwrap_err());
+        assert!(e.contains(r#"incident 1: unknown colour "purple""#), "{e}");
+
+        let (store, _dir) = store_with("sent", "red", r#"{"name":"red"}"#, "sms").await;
+        let e = err(list(&store, 10).await.unwrap_err());
+        assert!(e.contains("incident 1: its policy does not read"), "{e}");
+    }
+}

@@ -437,4 +437,25 @@ mod tests {
         assert!(d.path().join("sub").is_dir());
         assert_eq!(placeholders(3, 3), "$3, $4, $5");
     }
+
+    /// On SQLite the pool has one connection; reading through the store while a unit of work
+    /// holds it is a mistake that must fail at once with a reason, not hang.
+    #[tokio::test]
+    async fn a_read_through_the_store_inside_a_unit_of_work_is_an_error_not_a_hang() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/t.db", d.path().display()), 1)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let tx = store.begin().await.unwrap();
+        let started = std::time::Instant::now();
+        let e = incidents::list(&store, 1).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(
+            format!("{e:#}").contains("read through that unit of work"),
+            "{e:#}"
+        );
+        tx.rollback().await.unwrap();
+        assert!(incidents::list(&store, 1).await.unwrap().is_empty());
+    }
 }
