@@ -9,16 +9,16 @@
 //! - `cap`: CAP 1.0–1.2 read, checked, classified (pure).
 //! - `target`: roster sheets, area matching, duty, response-level rules, planning (pure).
 //! - `record`: the ledger's hash chain and the after-action summary (pure).
-//! - `store`: every SQL statement; rows come out as domain types.
+//! - `store`: every SQL statement; rows come out as domain types; units of work (`store::Tx`).
 //! - `channel`: the gateways a message leaves by (`Channel` and one file per kind).
 //! - `core`: [`core::Core`], what the stages share.
 //! - `answer`: replies, receipts, key presses, the answer page's tokens → acknowledgements.
 //! - `deliver`: sending, messages, escalation, stand-down (the job table is `store::jobs`).
-//! - `ingest`: a warning in → stored, planned, one transaction (feeds poll into it).
 //! - `respond`: response levels (应急响应) declared by the office.
+//! - `ingest`: a warning in → stored, planned, one transaction (feeds poll into it).
 //! - `http`: the API, hooks and answer page.
-//! - `tools`: demo, import, preview.
 //! - `app`: wiring and supervision, and the workers that run each kind of job.
+//! - `tools`: demo, import, preview.
 
 pub mod answer;
 pub mod app;

@@ -378,7 +378,7 @@ async fn report(
 
 async fn verify_ledger(settings: &Settings) -> Result<ExitCode> {
     let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
-    match ledger::verify(&store.pool).await? {
+    match ledger::verify(&store).await? {
         Ok(n) => {
             println!("ok {n} entries");
             Ok(ExitCode::SUCCESS)
@@ -410,7 +410,7 @@ async fn preview(
 ) -> Result<ExitCode> {
     let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
-    let p = jiaoying::tools::preview::preview(settings, &store.pool, &raw, level, Clock::system().now_ms())
+    let p = jiaoying::tools::preview::preview(settings, &store, &raw, level, Clock::system().now_ms())
         .await
         .with_context(|| format!("{}", file.display()))?;
     if json {

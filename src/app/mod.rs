@@ -64,7 +64,7 @@ impl App {
             .context("HTTP server");
         stop.cancel();
         while workers.join_next().await.is_some() {}
-        self.core.store.pool.close().await;
+        self.core.store.close().await;
         result
     }
 }

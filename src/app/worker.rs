@@ -113,7 +113,7 @@ async fn poll(core: &Core, worker: &str, job: Job) -> Result<()> {
 /// Ends a job run by this worker, or puts it back at `next`, if its claim is still ours.
 async fn finish(core: &Core, worker: &str, job: &Job, next: Option<i64>) -> Result<()> {
     let mut tx = core.store.begin().await?;
-    if !jobs::still_mine(&mut tx, core.store.backend, worker, &[job.id])
+    if !jobs::still_mine(&mut tx, core.store.backend(), worker, &[job.id])
         .await?
         .is_empty()
     {

@@ -107,7 +107,7 @@ impl Core {
     /// The Prometheus text of `/metrics`: call-outs by state and jobs by kind as the database
     /// has them now (so every instance reports the same truth), then the feeds' records.
     pub async fn metrics_text(&self) -> Result<String> {
-        let counts = crate::store::stats::counts(&self.store.pool).await?;
+        let counts = crate::store::stats::counts(self.store.pool()).await?;
         self.metrics.record_counts(&counts);
         self.metrics.record(|| self.feeds.record());
         Ok(self.metrics.render())

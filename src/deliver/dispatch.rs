@@ -17,7 +17,7 @@ use futures::StreamExt;
 use super::lease;
 use crate::answer::token;
 use crate::channel::{Outgoing, SendError};
-use crate::config::{Policy, Settings};
+use crate::config::Settings;
 use crate::core::Core;
 use crate::deliver::message::{self, Facts};
 use crate::domain::callout::State;
@@ -35,11 +35,10 @@ pub fn route(
     policy_channels: &[ChannelKind],
     c: &Callout,
 ) -> Vec<(ChannelKind, String, String)> {
-    let own: Vec<ChannelKind> = c.channels.split(';').filter_map(ChannelKind::parse).collect();
-    let order = if own.is_empty() {
+    let order = if c.channels.is_empty() {
         policy_channels.to_vec()
     } else {
-        own
+        c.channels.clone()
     };
     let mut out = Vec::new();
     for ch in order {
@@ -170,21 +169,28 @@ async fn load(core: &Core, jobs: Vec<Job>) -> Result<Batch> {
     let mut incident_ids: Vec<i64> = callouts.values().map(|c| c.incident_id).collect();
     incident_ids.sort_unstable();
     incident_ids.dedup();
-    let incs: HashMap<i64, (Incident, Result<Policy, String>)> =
-        incidents::incidents_by_id(&mut conn, &incident_ids)
-            .await?
-            .into_iter()
-            .map(|i| {
-                let p = serde_json::from_value::<Policy>(i.policy.clone()).map_err(|e| e.to_string());
-                (i.id, (i, p))
-            })
-            .collect();
+    // A row that does not read must not hold up the batch: read one by one to find it.
+    let incs: HashMap<i64, Result<Incident, String>> =
+        match incidents::incidents_by_id(&mut conn, &incident_ids).await {
+            Ok(all) => all.into_iter().map(|i| (i.id, Ok(i))).collect(),
+            Err(_) => {
+                let mut one_by_one = HashMap::new();
+                for id in &incident_ids {
+                    match incidents::incident(&mut conn, *id).await {
+                        Ok(Some(i)) => one_by_one.insert(*id, Ok(i)),
+                        Ok(None) => None,
+                        Err(e) => one_by_one.insert(*id, Err(format!("{e:#}"))),
+                    };
+                }
+                one_by_one
+            }
+        };
     drop(conn);
 
     let mut b = Batch::default();
     let ids = alloc_ids(
         &mut *core.store.pool().acquire().await?,
-        core.store.backend,
+        core.store.backend(),
         "attempts",
         jobs.len(),
     )
@@ -197,31 +203,31 @@ async fn load(core: &Core, jobs: Vec<Job>) -> Result<Batch> {
             .callout_id
             .and_then(|id| callouts.get(&id))
             .and_then(|c| incs.get(&c.incident_id).map(|i| (c, i)));
-        let Some((c, (inc, policy))) = found else {
+        let Some((c, inc)) = found else {
             b.finished.push(job.id); // the call-out is gone
             continue;
         };
-        let policy = match policy {
-            Ok(p) => p,
+        let inc = match inc {
+            Ok(i) => i,
             Err(e) => {
                 // Not a silent finish: the person is not called, and the record says why.
-                tracing::error!(incident.id = inc.id, callout.id = c.id, error = %e,
-                    "the incident's stored policy does not read: this call-out cannot be sent");
-                unreadable.entry(inc.id).or_insert_with(|| e.clone());
+                tracing::error!(incident.id = c.incident_id, callout.id = c.id, error = %e,
+                    "the incident's stored record does not read: this call-out cannot be sent");
+                unreadable.entry(c.incident_id).or_insert_with(|| e.clone());
                 b.finished.push(job.id);
                 if !notice {
                     b.failed.push(c.id);
                     b.records.push(Record::new(
                         "callout.failed",
                         format!("callout:{}", c.id),
-                        serde_json::json!({"reason": format!("the incident's stored policy does not read: {e}")}),
+                        serde_json::json!({"reason": format!("the incident's stored record does not read: {e}")}),
                     ));
                 }
                 continue;
             }
         };
-        let state = State::parse(&c.state).unwrap_or(State::Planned);
-        if !notice && !state.awaiting() {
+        let policy = &inc.policy;
+        if !notice && !c.state.awaiting() {
             b.finished.push(job.id); // answered or cancelled meanwhile
             continue;
         }
@@ -309,7 +315,7 @@ async fn load(core: &Core, jobs: Vec<Job>) -> Result<Batch> {
         b.records.push(Record::new(
             "incident.unreadable",
             format!("incident:{incident}"),
-            serde_json::json!({"reason": format!("the stored policy does not read: {e}")}),
+            serde_json::json!({"reason": format!("the stored record does not read: {e}")}),
         ));
     }
     Ok(b)
@@ -427,7 +433,7 @@ async fn record(
     let mut tx = core.store.begin().await?;
     let mut all: Vec<i64> = b.finished.clone();
     all.extend(reschedules.iter().map(|r| r.0));
-    let mine: std::collections::HashSet<i64> = jobs::still_mine(&mut tx, core.store.backend, worker, &all)
+    let mine: std::collections::HashSet<i64> = jobs::still_mine(&mut tx, core.store.backend(), worker, &all)
         .await?
         .into_iter()
         .collect();
@@ -465,7 +471,7 @@ async fn record(
         jobs::reschedule(&mut tx, *id, *due, *attempts, task, err.as_deref()).await?;
         woke = true;
     }
-    ledger::append(&mut tx, core.store.backend, now, b.records).await?;
+    ledger::append(&mut tx, core.store.backend(), now, b.records).await?;
     tx.commit().await?;
     if woke {
         core.wake.notify_waiters();

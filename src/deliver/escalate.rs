@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use anyhow::Result;
 use sqlx::AnyConnection;
 
-use crate::config::{Policy, Rung};
+use crate::config::Rung;
 use crate::core::Core;
 use crate::domain::callout::{on_deadline, Deadline, State};
-use crate::domain::{ChannelKind, RegionCode};
+use crate::domain::{ChannelKind, IncidentState, RegionCode};
 use crate::store::incidents::{self, Callout};
 use crate::store::jobs::{self, Job, NewJob, Task};
 use crate::store::ledger::{self, Record};
@@ -32,20 +32,20 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
         anyhow::bail!("job {} is not a deadline", job.id);
     };
     let now = core.now();
-    let backend = core.store.backend;
+    let backend = core.store.backend();
     let mut tx = core.store.begin().await?;
     if jobs::still_mine(&mut tx, backend, worker, &[job.id])
         .await?
         .is_empty()
     {
-        return Ok(tx.commit().await?); // another worker took it over
+        return tx.commit().await; // another worker took it over
     }
     jobs::delete(&mut tx, &[job.id]).await?;
     let Some(c) = (match job.callout_id {
         Some(id) => incidents::callout(&mut tx, id).await?,
         None => None,
     }) else {
-        return Ok(tx.commit().await?);
+        return tx.commit().await;
     };
     if c.rung != rung {
         tracing::debug!(
@@ -54,30 +54,29 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
             callout.rung = c.rung,
             "stale deadline: the call-out moved on"
         );
-        return Ok(tx.commit().await?);
+        return tx.commit().await;
     }
-    let Some(inc) = incidents::incident(&mut tx, c.incident_id).await? else {
-        return Ok(tx.commit().await?);
-    };
-    let policy = match serde_json::from_value::<Policy>(inc.policy.clone()) {
-        Ok(p) => p,
+    let inc = match incidents::incident(&mut tx, c.incident_id).await {
+        Ok(Some(inc)) => inc,
+        Ok(None) => return tx.commit().await,
         Err(e) => {
             // Not a silent finish: the ladder stops here, and the record says why.
-            tracing::error!(incident.id = inc.id, callout.id = c.id, error = %e,
-                "the incident's stored policy does not read: this call-out cannot escalate");
+            tracing::error!(incident.id = c.incident_id, callout.id = c.id, error = %format!("{e:#}"),
+                "the incident's stored record does not read: this call-out cannot escalate");
             ledger::record(
                 &mut tx,
                 backend,
                 now,
                 "callout.failed",
                 format!("callout:{}", c.id),
-                serde_json::json!({"reason": format!("the incident's stored policy does not read: {e}")}),
+                serde_json::json!({"reason": format!("the incident's stored record does not read: {e:#}")}),
             )
             .await?;
-            return Ok(tx.commit().await?);
+            return tx.commit().await;
         }
     };
-    let ladder = core.settings.ladder(&policy);
+    let policy = &inc.policy;
+    let ladder = core.settings.ladder(policy);
     let backup = match &c.backup_key {
         Some(k) => roster::contact_by_key(&mut tx, k).await?,
         None => None,
@@ -87,9 +86,9 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
         None => None,
     };
     let mut on_duty = on_duty_ahead(&mut tx, ladder, &c, now).await?;
-    let state = State::parse(&c.state).unwrap_or(State::Planned);
+    let state = c.state;
     let expired = inc.expires_at.is_some_and(|e| e < now);
-    let decision = if inc.state != "active" || expired {
+    let decision = if inc.state != IncidentState::Active || expired {
         Deadline::Nothing
     } else {
         on_deadline(state, c.rung as usize, ladder, |step| match step {
@@ -205,12 +204,12 @@ async fn escalate(
     for (target, role, why) in targets {
         let child = incidents::add_callout(
             tx,
-            core.store.backend,
+            core.store.backend(),
             c.incident_id,
             target.id,
             Some(c.id),
             s.next_rung,
-            (&c.region_code, &c.place, role, why),
+            (c.region_code.as_str(), &c.place, role, why),
             s.deadline_at,
             s.now,
         )
@@ -259,13 +258,10 @@ async fn duty_holders(
     conn: &mut AnyConnection,
     duty: &Duty<'_>,
     role: &str,
-    region: &str,
+    region: &RegionCode,
     except: i64,
     now: i64,
 ) -> Result<Vec<(Contact, Option<String>)>> {
-    let Ok(region) = RegionCode::parse(region) else {
-        return Ok(Vec::new());
-    };
     let mut levels = vec![region.clone()];
     levels.extend(region.township());
     levels.extend(region.county());

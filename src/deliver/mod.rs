@@ -8,3 +8,4 @@ pub mod dispatch;
 pub mod escalate;
 pub mod lease;
 pub mod message;
+pub mod standdown;

@@ -117,6 +117,10 @@ pub enum Answer {
     Duplicate,
 }
 
+/// The one rule for an answer, whichever way it came (SMS, answer page, voice, operator): a
+/// second answer changes nothing; one after the deadline, after escalation, after the person
+/// was given up on or after a stand-down still counts, marked late. The store applies it only
+/// while the call-out is still in the state it was decided on (`store::answers`).
 pub fn on_answer(state: State, now: i64, deadline_at: i64) -> Answer {
     match state {
         State::Acknowledged => Answer::Duplicate,
@@ -125,6 +129,15 @@ pub fn on_answer(state: State, now: i64, deadline_at: i64) -> Answer {
             late: now > deadline_at,
         },
     }
+}
+
+/// What recording an answer did, as the API reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answered {
+    Recorded { late: bool },
+    Duplicate,
+    NoSuchCallout,
 }
 
 #[cfg(test)]
@@ -250,6 +263,8 @@ mod tests {
         assert_eq!(on_answer(State::Acknowledged, 100, 200), Answer::Duplicate);
         for s in State::ALL {
             assert_eq!(State::parse(s.as_str()), Some(s));
+            // The API shows the stored word.
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
     }
 }

@@ -6,7 +6,7 @@ mod incident;
 mod ladder;
 
 pub use callout::State;
-pub use incident::{Callout, EvacuationRow, Incident};
+pub use incident::{Callout, EvacuationRow, Incident, IncidentState};
 pub use ladder::Rung;
 
 use std::fmt;

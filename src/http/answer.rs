@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::answer::inbound::{self, Answered};
 use crate::answer::token::{self, TokenError};
 use crate::core::Core;
-use crate::domain::AckMethod;
+use crate::domain::{AckMethod, Colour, State as CalloutState};
 use crate::store::incidents::{self, Callout, Incident};
 
 const PAGE: &str = r#"<!doctype html>
@@ -89,29 +89,17 @@ fn refused(e: TokenError) -> Response {
     page(context! { error => zh, error_en => en, title => "叫应" }, status)
 }
 
+/// The call-out a token names (after an upgrade, the person's upgraded one) and its incident.
 async fn load(core: &Core, token: &str) -> Result<(Callout, Incident), Response> {
     let id = token::verify(&core.token_key, token, core.clock.now_secs()).map_err(refused)?;
-    let mut conn = core.store.pool.acquire().await.map_err(|_| unavailable())?;
-    let c = incidents::callout(&mut conn, id)
-        .await
-        .map_err(|_| unavailable())?
-        .ok_or_else(|| refused(TokenError::Forged))?;
-    // Called again after an upgrade: the page (and its 收到) is about the upgraded call-out.
-    let newest = incidents::newest_of_contact(&mut conn, &c)
-        .await
-        .map_err(|_| unavailable())?;
-    let c = match newest {
-        n if n == c.id => c,
-        n => incidents::callout(&mut conn, n)
-            .await
-            .map_err(|_| unavailable())?
-            .ok_or_else(unavailable)?,
-    };
-    let i = incidents::incident(&mut conn, c.incident_id)
-        .await
-        .map_err(|_| unavailable())?
-        .ok_or_else(unavailable)?;
-    Ok((c, i))
+    match incidents::answering(&core.store, id).await {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(refused(TokenError::Forged)),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "answer page");
+            Err(unavailable())
+        }
+    }
 }
 
 fn unavailable() -> Response {
@@ -135,7 +123,7 @@ fn render(c: &Callout, i: &Incident, message: Option<&str>, status: StatusCode) 
     page(
         context! {
             title => format!("{} · 叫应", i.event), incident => i, callout, drill => i.drill,
-            colour => i.colour.clone().unwrap_or_else(|| "none".into()), acked => c.state == "acknowledged", message,
+            colour => i.colour.map_or("none", Colour::as_str), acked => c.state == CalloutState::Acknowledged, message,
         },
         status,
     )
@@ -181,20 +169,12 @@ pub async fn submit(
                 _ => "已确认收到 / acknowledged",
             }),
         "evacuation" => match (count(&f.moved), count(&f.threatened)) {
-            // moved is required; threatened may be blank, but not garbage.
+            // moved is required; threatened may be blank, but not garbage. The count and the
+            // answer it implies commit together.
             (Some(Some(moved)), threatened @ (None | Some(Some(_)))) => {
-                let acked = match c.state.as_str() {
-                    "acknowledged" => Ok(()),
-                    _ => inbound::answer(&core, c.id, AckMethod::Link, None, None)
-                        .await
-                        .map(|_| ()),
-                };
-                match acked {
-                    Ok(()) => inbound::evacuation(&core, &c, moved, threatened.flatten(), "link")
-                        .await
-                        .map(|_| "已报告转移人数 / evacuation reported"),
-                    Err(e) => Err(e),
-                }
+                inbound::report_evacuation(&core, c.id, moved, threatened.flatten(), AckMethod::Link)
+                    .await
+                    .map(|_| "已报告转移人数 / evacuation reported")
             }
             _ => {
                 let msg = "人数须为 0 至 10,000,000 的整数 / a whole number please";

@@ -15,13 +15,13 @@ use super::{authorize, ApiError};
 use crate::answer::inbound::{self, Answered};
 use crate::config::Role;
 use crate::core::Core;
-use crate::domain::AckMethod;
+use crate::deliver::standdown;
+use crate::domain::{AckMethod, RegionCode};
 use crate::ingest::{self, IngestError, MessageResult};
 use crate::record::report;
 use crate::respond::{self, RespondError};
-use crate::store::answers::{self, Evacuation};
-use crate::store::incidents;
-use crate::store::warnings;
+use crate::store::answers::Evacuation;
+use crate::store::{incidents, reports, responses, warnings};
 
 pub async fn post_warning(
     State(core): State<Arc<Core>>,
@@ -68,7 +68,7 @@ pub async fn list_warnings(
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&core, &headers, Role::Viewer)?;
     Ok(Json(
-        warnings::list(&core.store.pool, q.limit.unwrap_or(100).clamp(1, 1000)).await?,
+        warnings::list(&core.store, q.limit.unwrap_or(100).clamp(1, 1000)).await?,
     ))
 }
 
@@ -78,7 +78,7 @@ pub async fn get_warning(
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&core, &headers, Role::Viewer)?;
-    warnings::get(&core.store.pool, id)
+    warnings::get(&core.store, id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("no such warning"))
@@ -91,7 +91,7 @@ pub async fn list_incidents(
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&core, &headers, Role::Viewer)?;
     Ok(Json(
-        incidents::list(&core.store.pool, q.limit.unwrap_or(100).clamp(1, 1000)).await?,
+        incidents::list(&core.store, q.limit.unwrap_or(100).clamp(1, 1000)).await?,
     ))
 }
 
@@ -102,15 +102,14 @@ pub async fn get_incident(
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&core, &headers, Role::Viewer)?;
-    let r = crate::store::reports::load(&core.store, id)
+    let r = reports::load(&core.store, id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such incident"))?;
-    let mut by_township: BTreeMap<String, Vec<&incidents::Callout>> = BTreeMap::new();
+    // A code above township level is its own group.
+    let mut by_township: BTreeMap<RegionCode, Vec<&incidents::Callout>> = BTreeMap::new();
     for c in &r.callouts {
-        by_township
-            .entry(c.region_code.chars().take(9).collect())
-            .or_default()
-            .push(c);
+        let township = c.region_code.township().unwrap_or_else(|| c.region_code.clone());
+        by_township.entry(township).or_default().push(c);
     }
     Ok(Json(serde_json::json!({
         "incident": r.incident, "totals": r.totals, "townships": r.townships, "callouts_by_township": by_township,
@@ -130,7 +129,7 @@ pub async fn report(
     Query(f): Query<Format>,
 ) -> Result<Response, ApiError> {
     authorize(&core, &headers, Role::Viewer)?;
-    let r = crate::store::reports::load(&core.store, id)
+    let r = reports::load(&core.store, id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such incident"))?;
     match f.format.as_deref().unwrap_or("json") {
@@ -148,15 +147,12 @@ pub async fn close_incident(
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
     let who = authorize(&core, &headers, Role::Operator)?;
-    let mut tx = core.store.begin().await?;
-    if incidents::incident(&mut tx, id).await?.is_none() {
-        return Err(ApiError::not_found("no such incident"));
-    }
-    let cancelled = incidents::close(&mut tx, core.store.backend, id, &who, core.now()).await?;
-    tx.commit().await.map_err(anyhow::Error::from)?;
-    core.wake.notify_waiters();
+    // Closed already: 200 again, and nobody hears 解除 twice.
+    let done = standdown::stand_down(&core, id, &who)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such incident"))?;
     Ok(Json(
-        serde_json::json!({"incident": id, "state": "closed", "cancelled": cancelled.len()}),
+        serde_json::json!({"incident": id, "state": "closed", "cancelled": done.cancelled()}),
     ))
 }
 
@@ -204,16 +200,17 @@ pub async fn post_evacuation(
     let mut tx = core.store.begin().await?;
     let (incident_id, region, callout_id) = match (b.callout_id, b.incident_id, b.region) {
         (Some(cid), _, _) => {
-            let c = incidents::callout(&mut tx, cid)
+            let c = tx
+                .callout(cid)
                 .await?
                 .ok_or_else(|| ApiError::not_found("no such call-out"))?;
             (c.incident_id, c.region_code, Some(cid))
         }
         (None, Some(iid), Some(region)) => {
-            incidents::incident(&mut tx, iid)
+            tx.incident(iid)
                 .await?
                 .ok_or_else(|| ApiError::not_found("no such incident"))?;
-            crate::domain::RegionCode::parse(&region).map_err(|e| ApiError::unprocessable(&e))?;
+            let region = RegionCode::parse(&region).map_err(|e| ApiError::unprocessable(&e))?;
             (iid, region, None)
         }
         _ => {
@@ -223,22 +220,17 @@ pub async fn post_evacuation(
         }
     };
     let reporter = format!("operator:{who}:{region}");
-    let id = answers::record_evacuation(
-        &mut tx,
-        core.store.backend,
-        &Evacuation {
-            incident_id,
-            callout_id,
-            reporter: &reporter,
-            region_code: &region,
-            moved: b.moved,
-            threatened: b.threatened,
-            method: "operator",
-        },
-        core.now(),
-    )
-    .await?;
-    tx.commit().await.map_err(anyhow::Error::from)?;
+    let e = Evacuation {
+        incident_id,
+        callout_id,
+        reporter: &reporter,
+        region_code: &region,
+        moved: b.moved,
+        threatened: b.threatened,
+        method: AckMethod::Operator.as_str(),
+    };
+    let id = tx.record_evacuation(&e, core.now()).await?;
+    tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({"id": id, "incident": incident_id, "region": region})),
@@ -269,7 +261,7 @@ pub async fn list_responses(
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&core, &headers, Role::Viewer)?;
     let now = core.now();
-    let list = crate::store::responses::list(&core.store.pool, q.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    let list = responses::list(&core.store, q.limit.unwrap_or(100).clamp(1, 1000)).await?;
     Ok(Json(
         list.into_iter()
             .map(|r| {

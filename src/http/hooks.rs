@@ -51,7 +51,7 @@ pub async fn inbound(
     let sms: Sms = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(&format!("body: {e}")))?;
     let out = inbound::sms_reply(&core, &gateway, &sms.from, &sms.text).await?;
     // An unknown number is kept as an inbound message; it changes nothing else.
-    let status = if out.outcome == "unknown-number" {
+    let status = if out.outcome == inbound::SmsResult::UnknownNumber {
         StatusCode::NOT_FOUND
     } else {
         StatusCode::OK

@@ -170,7 +170,7 @@ async fn readyz(State(core): State<Arc<Core>>) -> Result<impl IntoResponse, ApiE
         .await
         .map_err(|e| ApiError::unavailable(&format!("{e:#}")))?;
     Ok(axum::Json(
-        serde_json::json!({"status": "ready", "database": format!("{:?}", core.store.backend).to_lowercase(),
+        serde_json::json!({"status": "ready", "database": format!("{:?}", core.store.backend()).to_lowercase(),
             "feeds": core.feeds.details()}),
     ))
 }

@@ -7,8 +7,8 @@
 //! - An **Update** joins the incident of the warnings it references (the first reference that
 //!   names a received warning with an incident). If its references name received warnings
 //!   that opened no incident (nobody was in their area), or it has none, it is treated as an
-//!   Alert. A **Cancel** closes the referenced incident like a stand-down (解除 to everyone
-//!   called, pending call-outs and escalations cancelled).
+//!   Alert. A **Cancel** stands the referenced incident down (`deliver::standdown`: 解除 to
+//!   everyone called, pending call-outs and escalations cancelled).
 //! - **References not received yet**: when no reference names a received warning, the message
 //!   is stored, its references kept in `warning_refs`, and nothing is dispatched. When the
 //!   referenced warning arrives it is applied first, then the waiting messages in the order
@@ -28,16 +28,16 @@ use std::collections::HashMap;
 
 use anyhow::Context;
 use serde::Serialize;
-use sqlx::AnyConnection;
 
 use crate::cap::{self, Alert, CapError, Classification, MsgType, Status};
 use crate::config::Policy;
 use crate::core::Core;
-use crate::domain::{Colour, RegionCode};
+use crate::deliver::standdown;
+use crate::domain::{Colour, IncidentState};
 use crate::ingest::revise::{change_label, revise, Existing, Step};
 use crate::store::incidents::{self, Added, Incident, NewIncident};
 use crate::store::ledger::Record;
-use crate::store::{ledger, warnings};
+use crate::store::{roster, warnings, Tx};
 use crate::target::plan::{decide, Planned};
 
 #[derive(Debug, Serialize)]
@@ -113,7 +113,7 @@ async fn prepare(
         (true, None) => Some("no info block: nothing to target".into()),
         (true, Some(info)) => {
             if roster_cache.is_none() {
-                *roster_cache = Some(crate::store::roster::load_snapshot(&core.store.pool).await?);
+                *roster_cache = Some(roster::load_snapshot(&core.store).await?);
             }
             let roster = roster_cache.as_ref().expect("loaded above");
             let raised_class = Classification {
@@ -175,15 +175,7 @@ pub enum MessageResult {
 /// cannot be read, or holds no message, is refused and kept like a bad message.
 pub async fn ingest_document(core: &Core, raw: &[u8], source: &str) -> Result<Vec<Message>, IngestError> {
     let refuse = |e: CapError| async move {
-        warnings::reject(
-            &core.store.pool,
-            core.store.backend,
-            raw,
-            source,
-            &e.to_string(),
-            core.now(),
-        )
-        .await?;
+        warnings::reject(&core.store, raw, source, &e.to_string(), core.now()).await?;
         tracing::warn!(source, error = %e, "CAP document refused");
         Err(IngestError::Invalid(e))
     };
@@ -228,15 +220,7 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
     let alert = match cap::parse(raw) {
         Ok(a) => a,
         Err(e) => {
-            warnings::reject(
-                &core.store.pool,
-                core.store.backend,
-                raw,
-                source,
-                &e.to_string(),
-                now,
-            )
-            .await?;
+            warnings::reject(&core.store, raw, source, &e.to_string(), now).await?;
             tracing::warn!(source, error = %e, "CAP message refused");
             return Err(IngestError::Invalid(e));
         }
@@ -247,7 +231,7 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
     let mut waiting = Vec::new();
     if msg.dispatchable {
         let a = &msg.alert;
-        for (id, alert) in warnings::waiting_for(&core.store.pool, &a.sender, &a.identifier, &a.sent).await? {
+        for (id, alert) in warnings::waiting_for(&core.store, &a.sender, &a.identifier, &a.sent).await? {
             let mut w = prepare(core, alert, &mut roster_cache, now).await?;
             w.warning_id = id;
             waiting.push(w);
@@ -264,9 +248,12 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
     let planned_ms = started.elapsed().as_millis() as u64;
     let alert = &msg.alert;
     let mut tx = core.store.begin().await?;
-    if let Some(id) = warnings::find(&mut tx, &alert.sender, &alert.identifier, &alert.sent).await? {
-        tx.rollback().await.ok();
-        let incidents = incidents::incidents_of_warning(&core.store.pool, id)
+    if let Some(id) = tx
+        .find_warning(&alert.sender, &alert.identifier, &alert.sent)
+        .await?
+    {
+        tx.rollback().await?;
+        let incidents = incidents::incidents_of_warning(&core.store, id)
             .await?
             .into_iter()
             .map(|i| IncidentRef {
@@ -282,28 +269,24 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
             note: Some("already received".into()),
         });
     }
-    let warning_id = warnings::insert(&mut tx, alert, &msg.class, raw, source, now).await?;
+    let warning_id = tx.insert_warning(alert, &msg.class, raw, source, now).await?;
     msg.warning_id = warning_id;
-    ledger::append(
-        &mut tx,
-        core.store.backend,
+    tx.record(
+        "warning.received",
+        format!("warning:{warning_id}"),
+        serde_json::json!({"sender": alert.sender, "identifier": alert.identifier, "sent": alert.sent,
+        "msg_type": alert.msg_type.as_str(), "status": alert.status.as_str(), "colour": msg.class.colour,
+        "hazard": msg.class.hazard, "source": source, "deviations": alert.deviations,
+        "references": alert.references}),
         now,
-        vec![Record::new(
-            "warning.received",
-            format!("warning:{warning_id}"),
-            serde_json::json!({"sender": alert.sender, "identifier": alert.identifier, "sent": alert.sent,
-            "msg_type": alert.msg_type.as_str(), "status": alert.status.as_str(), "colour": msg.class.colour,
-            "hazard": msg.class.hazard, "source": source, "deviations": alert.deviations,
-            "references": alert.references}),
-        )],
     )
     .await?;
-    let first = apply(&mut tx, core, &msg, now).await?;
+    let first = apply(&mut tx, &msg, now).await?;
     let note = first.note.clone();
     let mut touched: Vec<(i64, String, usize)> = first.incident.into_iter().collect();
     for w in &waiting {
-        warnings::resolve_refs(&mut tx, w.warning_id, now).await?;
-        let applied = apply(&mut tx, core, w, now).await?;
+        tx.resolve_refs(w.warning_id, now).await?;
+        let applied = apply(&mut tx, w, now).await?;
         tracing::info!(warning.id = w.warning_id, waited_for = warning_id, note = ?applied.note, "waiting warning applied");
         if let Some((id, code, n)) = applied.incident {
             match touched.iter_mut().find(|t| t.0 == id) {
@@ -315,15 +298,10 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
     match tx.commit().await {
         Ok(()) => {}
         // Two feeds delivering the same warning at once: the unique key decides.
-        Err(e) if e.to_string().to_lowercase().contains("unique") => {
-            let id = warnings::find(
-                &mut *core.store.pool.acquire().await.map_err(anyhow::Error::from)?,
-                &alert.sender,
-                &alert.identifier,
-                &alert.sent,
-            )
-            .await?
-            .unwrap_or(0);
+        Err(e) if format!("{e:#}").to_lowercase().contains("unique") => {
+            let id = warnings::find(&core.store, &alert.sender, &alert.identifier, &alert.sent)
+                .await?
+                .unwrap_or(0);
             return Ok(Outcome {
                 warning_id: id,
                 duplicate: true,
@@ -331,7 +309,7 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
                 note: Some("already received".into()),
             });
         }
-        Err(e) => return Err(anyhow::Error::from(e).into()),
+        Err(e) => return Err(e.into()),
     }
     core.wake.notify_waiters();
     let callouts: usize = touched.iter().map(|t| t.2).sum();
@@ -354,7 +332,7 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
 }
 
 /// Applies one stored message inside the transaction (see the module comment for the rules).
-async fn apply(tx: &mut AnyConnection, core: &Core, msg: &Prepared, now: i64) -> anyhow::Result<Applied> {
+async fn apply(tx: &mut Tx, msg: &Prepared, now: i64) -> anyhow::Result<Applied> {
     if !msg.dispatchable {
         return Ok(Applied {
             incident: None,
@@ -365,20 +343,20 @@ async fn apply(tx: &mut AnyConnection, core: &Core, msg: &Prepared, now: i64) ->
     if msg.alert.msg_type == MsgType::Alert || refs.is_empty() {
         return match msg.alert.msg_type {
             MsgType::Cancel => Ok(Applied::note("Cancel without references: nothing to cancel")),
-            _ => open(tx, core, msg, now).await,
+            _ => open(tx, msg, now).await,
         };
     }
     let mut found = false;
     let mut target = None;
     for r in refs {
-        if let Some((_, incident)) = warnings::find_ref(tx, r).await? {
+        if let Some((_, incident)) = tx.find_ref(r).await? {
             found = true;
             target = target.or(incident);
         }
     }
     let Some(incident_id) = target else {
         if !found {
-            warnings::keep_refs(tx, msg.warning_id, refs, now).await?;
+            tx.keep_refs(msg.warning_id, refs, now).await?;
             return Ok(Applied::note(
                 "waiting for the referenced warning: applied when it arrives",
             ));
@@ -387,22 +365,20 @@ async fn apply(tx: &mut AnyConnection, core: &Core, msg: &Prepared, now: i64) ->
             MsgType::Cancel => Ok(Applied::note(
                 "the referenced warning opened no incident: nothing to cancel",
             )),
-            _ => open(tx, core, msg, now).await,
+            _ => open(tx, msg, now).await,
         };
     };
-    let inc = incidents::incident(tx, incident_id)
+    let inc = tx
+        .incident(incident_id)
         .await?
         .context("a warning links to a missing incident")?;
-    let backend = core.store.backend;
     let subject = format!("warning:{}", msg.warning_id);
     if inc.drill != is_drill(msg.alert.status) {
-        ledger::record(
-            tx,
-            backend,
-            now,
+        tx.record(
             "warning.not_mixed",
             subject,
             serde_json::json!({"incident": inc.id, "incident_drill": inc.drill, "status": msg.alert.status.as_str()}),
+            now,
         )
         .await?;
         let why = "演练与实际预警不混合 / drill and actual warnings are never mixed";
@@ -411,18 +387,16 @@ async fn apply(tx: &mut AnyConnection, core: &Core, msg: &Prepared, now: i64) ->
                 "{why}: incident {} not cancelled",
                 inc.code
             ))),
-            _ => open(tx, core, msg, now).await,
+            _ => open(tx, msg, now).await,
         };
     }
-    warnings::link(tx, msg.warning_id, inc.id).await?;
-    if inc.state != "active" {
-        ledger::record(
-            tx,
-            backend,
-            now,
+    tx.link_warning(msg.warning_id, inc.id).await?;
+    if inc.state != IncidentState::Active {
+        tx.record(
             "warning.joined_closed",
             subject,
             serde_json::json!({"incident": inc.id}),
+            now,
         )
         .await?;
         return Ok(Applied {
@@ -431,31 +405,31 @@ async fn apply(tx: &mut AnyConnection, core: &Core, msg: &Prepared, now: i64) ->
         });
     }
     if msg.alert.msg_type == MsgType::Cancel {
-        incidents::close(tx, backend, inc.id, &subject, now).await?;
+        standdown::within(tx, inc.id, &subject, now).await?;
         return Ok(Applied {
             incident: Some((inc.id, inc.code.clone(), 0)),
             note: Some(format!("incident {} cancelled (解除)", inc.code)),
         });
     }
-    update(tx, core, msg, inc, now).await
+    update(tx, msg, inc, now).await
 }
 
 /// The incident's fields as this message states them.
-fn new_incident<'a>(msg: &'a Prepared, policy: &Policy, title: &'a str) -> anyhow::Result<NewIncident<'a>> {
+fn new_incident<'a>(msg: &'a Prepared, policy: &'a Policy, title: &'a str) -> NewIncident<'a> {
     let info = msg.alert.preferred_info();
-    Ok(NewIncident {
+    NewIncident {
         warning_id: Some(msg.warning_id),
         title,
         event: info.map_or("", |i| i.event.as_str()),
         description: info.and_then(|i| i.description.as_deref()).unwrap_or(""),
         instruction: info.and_then(|i| i.instruction.as_deref()).unwrap_or(""),
-        colour: msg.class.colour.map(|c| c.as_str()),
+        colour: msg.class.colour,
         hazard: &msg.class.hazard,
-        policy: serde_json::to_value(policy)?,
+        policy,
         drill: is_drill(msg.alert.status),
         expires_at: msg.alert.expires_at().map(|t| t.timestamp_millis()),
         deadline_ms: policy.deadline.as_millis() as i64,
-    })
+    }
 }
 
 fn title_of(msg: &Prepared) -> String {
@@ -466,7 +440,7 @@ fn title_of(msg: &Prepared) -> String {
 }
 
 /// A new incident for this message, when anyone is to be called.
-async fn open(tx: &mut AnyConnection, core: &Core, msg: &Prepared, now: i64) -> anyhow::Result<Applied> {
+async fn open(tx: &mut Tx, msg: &Prepared, now: i64) -> anyhow::Result<Applied> {
     let (Some(policy), false) = (&msg.policy, msg.planned.is_empty() && !msg.open_empty) else {
         return Ok(Applied {
             incident: None,
@@ -474,12 +448,12 @@ async fn open(tx: &mut AnyConnection, core: &Core, msg: &Prepared, now: i64) -> 
         });
     };
     let title = title_of(msg);
-    let new = new_incident(msg, policy, &title)?;
-    let (id, code) = incidents::create(tx, core.store.backend, &new, &msg.planned, now).await?;
-    warnings::link(tx, msg.warning_id, id).await?;
+    let new = new_incident(msg, policy, &title);
+    let (id, code) = tx.create_incident(&new, &msg.planned, now).await?;
+    tx.link_warning(msg.warning_id, id).await?;
     if let Some((r, to)) = &msg.raised {
         let rec = crate::respond::raised_record(r, id, msg.class.colour, *to);
-        ledger::append(tx, core.store.backend, now, vec![rec]).await?;
+        tx.append(vec![rec], now).await?;
     }
     Ok(Applied {
         incident: Some((id, code, msg.planned.len())),
@@ -488,42 +462,31 @@ async fn open(tx: &mut AnyConnection, core: &Core, msg: &Prepared, now: i64) -> 
 }
 
 /// An Update joining an active incident of its own kind (drill or not).
-async fn update(
-    tx: &mut AnyConnection,
-    core: &Core,
-    msg: &Prepared,
-    inc: Incident,
-    now: i64,
-) -> anyhow::Result<Applied> {
-    let backend = core.store.backend;
-    let old_colour = inc.colour.as_deref().and_then(Colour::parse);
+async fn update(tx: &mut Tx, msg: &Prepared, inc: Incident, now: i64) -> anyhow::Result<Applied> {
+    let old_colour = inc.colour;
     let step = Step::between(old_colour, msg.class.colour);
-    let callouts = incidents::callouts_of_incident_in(tx, inc.id).await?;
+    let callouts = tx.callouts_of_incident(inc.id).await?;
     let existing: Vec<Existing> = callouts
         .iter()
         .map(|c| Existing {
             callout_id: c.id,
             contact_id: c.contact_id,
-            state: crate::domain::callout::State::parse(&c.state)
-                .unwrap_or(crate::domain::callout::State::Planned),
+            state: c.state,
             sent: c.sent_at.is_some(),
         })
         .collect();
     let rev = revise(&existing, msg.planned.clone(), step);
     // A colour without a policy of its own (or no colour) keeps the incident's policy.
-    let policy = match &msg.policy {
-        Some(p) => p.clone(),
-        None => serde_json::from_value(inc.policy.clone()).context("the incident's stored policy")?,
-    };
+    let policy = msg.policy.clone().unwrap_or_else(|| inc.policy.clone());
     let title = match title_of(msg) {
         t if t.is_empty() => inc.title.clone(),
         t => t,
     };
-    let mut fields = new_incident(msg, &policy, &title)?;
+    let mut fields = new_incident(msg, &policy, &title);
     if fields.event.is_empty() {
         fields.event = &inc.event;
     }
-    incidents::revise(tx, inc.id, &fields).await?;
+    tx.revise_incident(inc.id, &fields).await?;
     let label = change_label(
         &inc.event,
         old_colour,
@@ -532,8 +495,9 @@ async fn update(
     );
     let deadline = now + fields.deadline_ms;
     let mut records = Vec::new();
-    let ids =
-        incidents::add_callouts(tx, backend, inc.id, &rev.new, &Added::default(), deadline, now).await?;
+    let ids = tx
+        .add_callouts(inc.id, &rev.new, &Added::default(), deadline, now)
+        .await?;
     records.extend(incidents::planned_records(inc.id, &rev.new, &ids, deadline));
     let mut made = ids.len();
     if !rev.upgrade.is_empty() {
@@ -543,28 +507,27 @@ async fn update(
             .iter()
             .map(|id| {
                 let c = by_id[id];
-                Ok(Planned {
+                Planned {
                     contact_id: c.contact_id,
                     contact_key: c.contact_key.clone(),
-                    region: RegionCode::parse(&c.region_code).map_err(anyhow::Error::msg)?,
+                    region: c.region_code.clone(),
                     role: c.role.clone(),
                     place: c.place.clone(),
                     reason: format!("升级 {label}；{}", c.reason),
-                })
+                }
             })
-            .collect::<anyhow::Result<_>>()?;
+            .collect();
         // Their answer to the old colour stays in the record but no longer counts.
-        incidents::cancel_unanswered(tx, &rev.upgrade, now).await?;
+        tx.cancel_unanswered(&rev.upgrade, now).await?;
         let added = Added {
             parents: &rev.upgrade,
             upgrade: Some(&label),
         };
-        let ids = incidents::add_callouts(tx, backend, inc.id, &again, &added, deadline, now).await?;
+        let ids = tx.add_callouts(inc.id, &again, &added, deadline, now).await?;
         records.extend(incidents::planned_records(inc.id, &again, &ids, deadline));
         made += ids.len();
     }
-    incidents::notify(
-        tx,
+    tx.notify(
         &rev.inform,
         crate::store::jobs::Notice::Downgrade {
             change: label.clone(),
@@ -572,7 +535,7 @@ async fn update(
         now,
     )
     .await?;
-    warnings::link(tx, msg.warning_id, inc.id).await?;
+    tx.link_warning(msg.warning_id, inc.id).await?;
     records.insert(
         0,
         Record::new(
@@ -583,7 +546,7 @@ async fn update(
                 "informed": rev.inform.len(), "expires_at": fields.expires_at, "policy": policy.name}),
         ),
     );
-    ledger::append(tx, backend, now, records).await?;
+    tx.append(records, now).await?;
     Ok(Applied {
         incident: Some((inc.id, inc.code, made)),
         note: None,

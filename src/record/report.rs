@@ -35,15 +35,16 @@ pub struct Person {
     pub role: String,
     pub place: String,
     pub phone: Option<String>,
-    pub state: String,
+    pub state: State,
 }
 
+/// `P` is the incident's policy as the store reads it (`config::Policy`); a report only shows it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct Report<P> {
     /// "演练 / drill" for an exercise, so that no reader takes it for a real event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mark: Option<&'static str>,
-    pub incident: Incident,
+    pub incident: Incident<P>,
     pub totals: Counts,
     pub counties: Vec<RegionRow>,
     pub townships: Vec<RegionRow>,
@@ -54,33 +55,25 @@ pub struct Report {
     pub callouts: Vec<Callout>,
 }
 
-pub fn summarise(
-    incident: Incident,
+pub fn summarise<P>(
+    incident: Incident<P>,
     callouts: Vec<Callout>,
     evacuations: &[EvacuationRow],
     names: &BTreeMap<RegionCode, String>,
-) -> Report {
+) -> Report<P> {
     let mut totals = Counts::default();
-    let mut counties: BTreeMap<String, Counts> = BTreeMap::new();
-    let mut townships: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut counties: BTreeMap<RegionCode, Counts> = BTreeMap::new();
+    let mut townships: BTreeMap<RegionCode, Counts> = BTreeMap::new();
     let mut times = Vec::new();
     let mut unreached = Vec::new();
-    let levels = |code: &str| -> (String, String) {
-        let rc = RegionCode::parse(code).ok();
-        let county = rc
-            .as_ref()
-            .and_then(|c| c.county())
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| code.to_string());
-        let town = rc
-            .as_ref()
-            .and_then(|c| c.township())
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| county.clone());
+    // Above county level a code counts as its own county, above township as its own township.
+    let levels = |code: &RegionCode| -> (RegionCode, RegionCode) {
+        let county = code.county().unwrap_or_else(|| code.clone());
+        let town = code.township().unwrap_or_else(|| county.clone());
         (county, town)
     };
     for c in &callouts {
-        let state = State::parse(&c.state);
+        let state = c.state;
         let (county, town) = levels(&c.region_code);
         for counts in [
             &mut totals,
@@ -89,26 +82,26 @@ pub fn summarise(
         ] {
             counts.called += 1;
             match state {
-                Some(State::Acknowledged) => {
+                State::Acknowledged => {
                     counts.answered += 1;
                     counts.late += c.ack_late as usize;
                 }
-                Some(State::Escalated) => counts.escalated += 1,
-                Some(State::Unreached) | Some(State::Failed) => counts.unreached += 1,
+                State::Escalated => counts.escalated += 1,
+                State::Unreached | State::Failed => counts.unreached += 1,
                 _ => {}
             }
         }
         if let Some(at) = c.acked_at {
             times.push((at - c.created_at) as f64 / 1000.0);
         }
-        if matches!(state, Some(State::Unreached) | Some(State::Failed)) {
+        if matches!(state, State::Unreached | State::Failed) {
             unreached.push(Person {
                 callout_id: c.id,
                 name: c.contact_name.clone(),
                 role: c.role.clone(),
                 place: c.place.clone(),
                 phone: c.phone.clone(),
-                state: c.state.clone(),
+                state: c.state,
             });
         }
     }
@@ -121,14 +114,11 @@ pub fn summarise(
     times.sort_by(f64::total_cmp);
     let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
     let answer_seconds = (!times.is_empty()).then(|| [pick(0.5), pick(0.9), pick(1.0)]);
-    let rows = |m: BTreeMap<String, Counts>| {
+    let rows = |m: BTreeMap<RegionCode, Counts>| {
         m.into_iter()
             .map(|(code, counts)| RegionRow {
-                name: RegionCode::parse(&code)
-                    .ok()
-                    .and_then(|c| names.get(&c).cloned())
-                    .unwrap_or_else(|| code.clone()),
-                code,
+                name: names.get(&code).cloned().unwrap_or_else(|| code.to_string()),
+                code: code.to_string(),
                 counts,
             })
             .collect()
@@ -148,7 +138,7 @@ pub fn summarise(
 const DRILL: &str = "演练 / drill";
 
 /// The per-county table the demo and `jiaoying report` print.
-pub fn table(r: &Report) -> String {
+pub fn table<P>(r: &Report<P>) -> String {
     let mut s = match r.mark {
         Some(_) => "【演练】本次为演练，不是真实预警 / DRILL: an exercise, not a real warning\n".to_string(),
         None => String::new(),
@@ -179,7 +169,7 @@ pub fn table(r: &Report) -> String {
 mod tests {
     use super::*;
 
-    fn incident(drill: bool) -> Incident {
+    fn incident(drill: bool) -> Incident<()> {
         Incident {
             id: 1,
             code: "A1".into(),
@@ -188,11 +178,11 @@ mod tests {
             event: "暴雨红色预警".into(),
             description: String::new(),
             instruction: String::new(),
-            colour: Some("red".into()),
+            colour: Some(crate::domain::Colour::Red),
             hazard: "rainstorm".into(),
-            policy: serde_json::Value::Null,
+            policy: (),
             drill,
-            state: "active".into(),
+            state: crate::domain::IncidentState::Active,
             created_at: 0,
             expires_at: None,
             closed_at: None,

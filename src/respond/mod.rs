@@ -12,9 +12,10 @@ pub use crate::target::response::*;
 
 use crate::cap::Info;
 use crate::core::Core;
+use crate::deliver::standdown;
 use crate::domain::Colour;
 use crate::store::jobs::{self, NewJob};
-use crate::store::ledger::{self, Record};
+use crate::store::ledger::Record;
 use crate::store::{incidents, responses, roster};
 use crate::target::plan::{plan, Planned};
 
@@ -94,7 +95,7 @@ pub async fn submit(core: &Core, req: &Request, actor: &str) -> Result<Outcome, 
 async fn activate(core: &Core, req: &Request, actor: &str) -> Result<Outcome, RespondError> {
     let now = core.now();
     // Read the roster before the write transaction (SQLite has one connection).
-    let regions = roster::load_regions(&core.store.pool).await?;
+    let regions = roster::load_regions(&core.store).await?;
     let a = check(req, &regions, now)?;
     let policy = core.settings.policy_for_level(a.level, a.hazard).cloned();
     let title = title(a.hazard, a.level);
@@ -108,7 +109,7 @@ async fn activate(core: &Core, req: &Request, actor: &str) -> Result<Outcome, Re
             Vec::new()
         }
         Some(p) => {
-            let contacts = roster::load_contacts(&core.store.pool).await?;
+            let contacts = roster::load_contacts(&core.store).await?;
             let names: BTreeMap<_, _> = regions.iter().map(|r| (r.code.clone(), r.name.clone())).collect();
             let planned = plan(&covered(&a.regions, &regions), &contacts, p, &names);
             if planned.is_empty() {
@@ -121,9 +122,8 @@ async fn activate(core: &Core, req: &Request, actor: &str) -> Result<Outcome, Re
         }
     };
 
-    let backend = core.store.backend;
     let mut tx = core.store.begin().await?;
-    let id = responses::insert(&mut tx, &a, actor, now).await?;
+    let id = tx.insert_response(&a, actor, now).await?;
     if let Some(until) = a.until_at {
         jobs::insert_once(&mut tx, NewJob::response_expiry(id, until), now).await?;
     }
@@ -141,31 +141,27 @@ async fn activate(core: &Core, req: &Request, actor: &str) -> Result<Outcome, Re
             event: &event,
             description: &a.note,
             instruction: &instruction,
-            colour: Some(colour_of(a.level).as_str()),
+            colour: Some(colour_of(a.level)),
             hazard: a.hazard,
-            policy: serde_json::to_value(p).map_err(anyhow::Error::from)?,
+            policy: p,
             drill: false,
             expires_at: a.until_at,
             deadline_ms: p.deadline.as_millis() as i64,
         };
-        let (iid, code) = incidents::create(&mut tx, backend, &new, &planned, now).await?;
-        responses::set_incident(&mut tx, id, iid).await?;
+        let (iid, code) = tx.create_incident(&new, &planned, now).await?;
+        tx.set_response_incident(id, iid).await?;
         incident = Some((iid, code));
     }
-    ledger::append(
-        &mut tx,
-        backend,
+    tx.record(
+        "response.activated",
+        format!("response:{id}"),
+        serde_json::json!({"hazard": a.hazard, "level": a.level, "regions": a.regions, "until_at": a.until_at,
+            "note": a.note, "actor": actor, "policy": policy.as_ref().map(|p| &p.name),
+            "incident": incident.as_ref().map(|i| i.0), "callouts": planned.len()}),
         now,
-        vec![Record::new(
-            "response.activated",
-            format!("response:{id}"),
-            serde_json::json!({"hazard": a.hazard, "level": a.level, "regions": a.regions, "until_at": a.until_at,
-                "note": a.note, "actor": actor, "policy": policy.as_ref().map(|p| &p.name),
-                "incident": incident.as_ref().map(|i| i.0), "callouts": planned.len()}),
-        )],
     )
     .await?;
-    tx.commit().await.map_err(anyhow::Error::from)?;
+    tx.commit().await?;
     core.wake.notify_waiters();
     tracing::info!(
         response.id = id,
@@ -185,16 +181,14 @@ async fn activate(core: &Core, req: &Request, actor: &str) -> Result<Outcome, Re
 }
 
 /// Ends a response: from then on it raises no warning, and its activation incident stands
-/// down (pending call-outs cancelled, 解除 to everyone already called).
+/// down (`deliver::standdown`: pending call-outs cancelled, 解除 to everyone already called;
+/// nothing when an operator closed it by hand already).
 pub async fn end(core: &Core, id: i64, actor: &str) -> Result<Outcome, RespondError> {
     let now = core.now();
-    let backend = core.store.backend;
     let mut tx = core.store.begin().await?;
-    let r = responses::get(&mut tx, id)
-        .await?
-        .ok_or(RespondError::NotFound(id))?;
-    if !responses::end(&mut tx, id, actor, now).await? {
-        tx.rollback().await.ok();
+    let r = tx.response(id).await?.ok_or(RespondError::NotFound(id))?;
+    if !tx.end_response(id, actor, now).await? {
+        tx.rollback().await?;
         return Ok(Outcome::Ended {
             response: id,
             now: false,
@@ -202,26 +196,18 @@ pub async fn end(core: &Core, id: i64, actor: &str) -> Result<Outcome, RespondEr
             cancelled: 0,
         });
     }
-    let mut cancelled = 0;
-    if let Some(iid) = r.incident_id {
-        // An operator may already have closed it by hand: nobody hears 解除 twice.
-        if incidents::incident(&mut tx, iid)
-            .await?
-            .is_some_and(|i| i.state == "active")
-        {
-            cancelled = incidents::close(&mut tx, backend, iid, actor, now).await?.len();
-        }
-    }
-    ledger::record(
-        &mut tx,
-        backend,
-        now,
+    let cancelled = match r.incident_id {
+        Some(iid) => standdown::within(&mut tx, iid, actor, now).await?.cancelled(),
+        None => 0,
+    };
+    tx.record(
         "response.ended",
         format!("response:{id}"),
         serde_json::json!({"actor": actor, "incident": r.incident_id, "cancelled": cancelled}),
+        now,
     )
     .await?;
-    tx.commit().await.map_err(anyhow::Error::from)?;
+    tx.commit().await?;
     core.wake.notify_waiters();
     tracing::info!(response.id = id, actor, cancelled, "response ended");
     Ok(Outcome::Ended {
@@ -235,9 +221,9 @@ pub async fn end(core: &Core, id: i64, actor: &str) -> Result<Outcome, RespondEr
 /// The expiry job of a response has come (`until`): it ends as if an operator had ended it,
 /// unless it was ended by hand already. The job queue makes one instance do it, once.
 pub async fn lapse(core: &Core, id: i64) -> Result<(), RespondError> {
-    let mut conn = core.store.pool().acquire().await.map_err(anyhow::Error::from)?;
-    let r = responses::get(&mut conn, id).await?;
-    drop(conn);
+    let mut tx = core.store.begin().await?;
+    let r = tx.response(id).await?;
+    tx.commit().await?;
     match r {
         Some(r) if r.ended_at.is_none() && r.until_at.is_some_and(|u| u <= core.now()) => {
             end(core, id, "until").await.map(|_| ())
@@ -255,11 +241,11 @@ pub async fn raise(
     hazard: &str,
     now: i64,
 ) -> anyhow::Result<(Option<Colour>, Option<Response>)> {
-    let active = responses::active(&core.store.pool, now).await?;
+    let active = responses::active(&core.store, now).await?;
     let Some(info) = info.filter(|_| !active.is_empty()) else {
         return Ok((colour, None));
     };
-    let regions = roster::load_regions(&core.store.pool).await?;
+    let regions = roster::load_regions(&core.store).await?;
     let threatened = crate::target::targeting::threatened(info, &regions);
     let raised = effective_colour(&active, &threatened, colour, hazard, now);
     if raised == colour {

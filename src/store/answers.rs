@@ -1,116 +1,186 @@
 //! Answers and evacuation reports as stored: an acknowledgement per call-out, evacuation
 //! counts per reporter (a later report supersedes an earlier one), each with its ledger entry.
+//!
+//! [`Tx::acknowledge`] is the only writer of an acknowledgement: every path (SMS reply, answer
+//! page, voice receipt, operator) calls it. It applies `domain::callout::on_answer` and writes
+//! only while the call-out is still in the state that decision was made on, so that two
+//! answers racing (two instances on PostgreSQL) record one, and the other reads as a
+//! duplicate. This file must not decide what an answer means; that is `domain::callout`.
 
-use anyhow::Result;
-use sqlx::{AnyConnection, AnyPool, Row};
+use anyhow::{anyhow, bail, Result};
+use sqlx::{AnyConnection, Row};
 
 use super::jobs::{self, Kind};
-use super::ledger;
-use super::Backend;
+use super::{ledger, Store, Tx};
+use crate::domain::callout::{on_answer, Answer, Answered, State};
+use crate::domain::{AckMethod, RegionCode};
 
-/// Records an answer to a call-out (the caller has decided it is not a duplicate).
-#[allow(clippy::too_many_arguments)]
-pub async fn record_ack(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    callout_id: i64,
-    method: &str,
-    late: bool,
-    note: Option<&str>,
-    actor: Option<&str>,
-    inbound_id: Option<i64>,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO acks (callout_id, method, at, late, note, actor, inbound_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(callout_id)
-    .bind(method)
-    .bind(now)
-    .bind(late as i64)
-    .bind(note)
-    .bind(actor)
-    .bind(inbound_id)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE callouts SET state = 'acknowledged', acked_at = $1, ack_late = $2, updated_at = $1 WHERE id = $3")
-        .bind(now)
-        .bind(late as i64)
-        .bind(callout_id)
-        .execute(&mut *conn)
-        .await?;
-    // An answered call-out needs no more sends or deadline checks.
-    jobs::delete_for_callouts(conn, &[callout_id], &[Kind::Send, Kind::Deadline]).await?;
-    ledger::record(conn, backend, now, "ack.recorded",
-            format!("callout:{callout_id}"),
-            serde_json::json!({"method": method, "late": late, "note": note, "actor": actor, "inbound": inbound_id}))
-    .await
+pub use crate::domain::EvacuationRow;
+
+/// How an answer came, for its record.
+#[derive(Debug, Clone, Copy)]
+pub struct Ack<'a> {
+    pub method: AckMethod,
+    /// The reply's text, `key 1` …
+    pub note: Option<&'a str>,
+    /// The operator who recorded a phone call.
+    pub actor: Option<&'a str>,
+    /// The inbound message it came in.
+    pub inbound_id: Option<i64>,
+}
+
+impl Ack<'_> {
+    pub fn by(method: AckMethod) -> Ack<'static> {
+        Ack {
+            method,
+            note: None,
+            actor: None,
+            inbound_id: None,
+        }
+    }
 }
 
 pub struct Evacuation<'a> {
     pub incident_id: i64,
     pub callout_id: Option<i64>,
     pub reporter: &'a str,
-    pub region_code: &'a str,
+    pub region_code: &'a RegionCode,
     pub moved: i64,
     pub threatened: Option<i64>,
     pub method: &'a str,
 }
 
-pub async fn record_evacuation(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    e: &Evacuation<'_>,
-    now: i64,
-) -> Result<i64> {
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO evacuations (incident_id, callout_id, reporter, region_code, moved, threatened, method, at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-    )
-    .bind(e.incident_id)
-    .bind(e.callout_id)
-    .bind(e.reporter)
-    .bind(e.region_code)
-    .bind(e.moved)
-    .bind(e.threatened)
-    .bind(e.method)
-    .bind(now)
-    .fetch_one(&mut *conn)
-    .await?;
-    ledger::record(
-        conn,
-        backend,
-        now,
-        "evacuation.reported",
-        format!("incident:{}", e.incident_id),
-        serde_json::json!({"id": id, "callout": e.callout_id, "reporter": e.reporter, "region": e.region_code,
-                "moved": e.moved, "threatened": e.threatened, "method": e.method}),
-    )
-    .await?;
-    Ok(id)
+/// How many times an answer is decided again when the call-out's state changed between the
+/// read and the write (each retry sees a newer committed state).
+const RACES: usize = 3;
+
+impl Tx {
+    /// Records an answer to a call-out: a second answer changes nothing, a late one is marked
+    /// late (`on_answer`); the call-out's pending sends and deadline go with it.
+    pub async fn acknowledge(&mut self, callout_id: i64, ack: &Ack<'_>, now: i64) -> Result<Answered> {
+        let backend = self.backend;
+        let conn = self.conn();
+        for _ in 0..RACES {
+            let Some((state, deadline_at)) = state_of(conn, callout_id).await? else {
+                return Ok(Answered::NoSuchCallout);
+            };
+            let late = match on_answer(state, now, deadline_at) {
+                Answer::Duplicate => return Ok(Answered::Duplicate),
+                Answer::Record { late } => late,
+            };
+            // The state guard first: a concurrent answer holds the row until it commits, and
+            // then this one changes nothing and reads the call-out again.
+            let changed = sqlx::query(
+                "UPDATE callouts SET state = $1, acked_at = $2, ack_late = $3, updated_at = $2
+                 WHERE id = $4 AND state = $5",
+            )
+            .bind(State::Acknowledged.as_str())
+            .bind(now)
+            .bind(late as i64)
+            .bind(callout_id)
+            .bind(state.as_str())
+            .execute(&mut *conn)
+            .await?;
+            if changed.rows_affected() == 0 {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO acks (callout_id, method, at, late, note, actor, inbound_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(callout_id)
+            .bind(ack.method.as_str())
+            .bind(now)
+            .bind(late as i64)
+            .bind(ack.note)
+            .bind(ack.actor)
+            .bind(ack.inbound_id)
+            .execute(&mut *conn)
+            .await?;
+            // An answered call-out needs no more sends or deadline checks.
+            jobs::delete_for_callouts(conn, &[callout_id], &[Kind::Send, Kind::Deadline]).await?;
+            ledger::record(
+                conn,
+                backend,
+                now,
+                "ack.recorded",
+                format!("callout:{callout_id}"),
+                serde_json::json!({"method": ack.method.as_str(), "late": late, "note": ack.note,
+                    "actor": ack.actor, "inbound": ack.inbound_id}),
+            )
+            .await?;
+            return Ok(Answered::Recorded { late });
+        }
+        bail!("callout {callout_id}: its state kept changing while an answer was recorded")
+    }
+
+    /// An evacuation count, with its ledger entry. Returns its id.
+    pub async fn record_evacuation(&mut self, e: &Evacuation<'_>, now: i64) -> Result<i64> {
+        let backend = self.backend;
+        let conn = self.conn();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO evacuations (incident_id, callout_id, reporter, region_code, moved, threatened, method, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(e.incident_id)
+        .bind(e.callout_id)
+        .bind(e.reporter)
+        .bind(e.region_code.as_str())
+        .bind(e.moved)
+        .bind(e.threatened)
+        .bind(e.method)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?;
+        ledger::record(
+            conn,
+            backend,
+            now,
+            "evacuation.reported",
+            format!("incident:{}", e.incident_id),
+            serde_json::json!({"id": id, "callout": e.callout_id, "reporter": e.reporter, "region": e.region_code,
+                    "moved": e.moved, "threatened": e.threatened, "method": e.method}),
+        )
+        .await?;
+        Ok(id)
+    }
 }
 
-pub use crate::domain::EvacuationRow;
+/// A call-out's state and answer deadline.
+async fn state_of(conn: &mut AnyConnection, id: i64) -> Result<Option<(State, i64)>> {
+    let row: Option<(String, i64)> = sqlx::query_as("SELECT state, deadline_at FROM callouts WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|(s, deadline)| {
+        State::parse(&s)
+            .map(|st| (st, deadline))
+            .ok_or_else(|| anyhow!("callout {id}: unknown state {s:?}"))
+    })
+    .transpose()
+}
 
 /// The latest report of each reporter (later reports supersede earlier ones, SPEC §2).
-pub async fn latest_evacuations(pool: &AnyPool, incident_id: i64) -> Result<Vec<EvacuationRow>> {
+pub async fn latest_evacuations(store: &Store, incident_id: i64) -> Result<Vec<EvacuationRow>> {
     let rows = sqlx::query(
-        "SELECT e.reporter, e.region_code, e.moved, e.threatened, e.at FROM evacuations e
+        "SELECT e.id, e.reporter, e.region_code, e.moved, e.threatened, e.at FROM evacuations e
          WHERE e.incident_id = $1 AND e.id = (SELECT MAX(id) FROM evacuations x
                                               WHERE x.incident_id = e.incident_id AND x.reporter = e.reporter)
          ORDER BY e.region_code",
     )
     .bind(incident_id)
-    .fetch_all(pool)
+    .fetch_all(&mut *store.conn().await?)
     .await?;
     rows.iter()
         .map(|r| {
+            let id: i64 = r.try_get(0)?;
+            let region: String = r.try_get(2)?;
             Ok(EvacuationRow {
-                reporter: r.try_get(0)?,
-                region_code: r.try_get(1)?,
-                moved: r.try_get(2)?,
-                threatened: r.try_get(3)?,
-                at: r.try_get(4)?,
+                reporter: r.try_get(1)?,
+                region_code: RegionCode::parse(&region).map_err(|e| anyhow!("evacuation {id}: {e}"))?,
+                moved: r.try_get(3)?,
+                threatened: r.try_get(4)?,
+                at: r.try_get(5)?,
             })
         })
         .collect()

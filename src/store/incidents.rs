@@ -1,16 +1,28 @@
-//! Incidents and their call-outs: creating them (one transaction with their jobs and ledger
-//! entries), changing call-out states, answers and evacuation reports, and the reads the API
-//! and reports need.
+//! Incidents and their call-outs as stored: creating them (inside the caller's unit of work,
+//! with their first jobs and ledger entries), moving call-outs between states only from the
+//! states a decision was made on, and the reads the stages, the API and reports need.
+//!
+//! Rows come out as [`Incident`] and [`Callout`] with every column parsed (state, colour,
+//! region, channels, the policy); a row that does not read is an error naming it
+//! (`callout 17: unknown state "plannned"`), never a default. This file must not decide: who is
+//! cancelled or told at a stand-down is `deliver::standdown`, what an update does is
+//! `ingest::revise`, what a deadline or an answer does is `domain::callout`.
 
-use anyhow::{Context, Result};
-use sqlx::{AnyConnection, AnyPool, Row};
+use anyhow::{anyhow, Context, Result};
+use sqlx::{AnyConnection, Row};
 
 use super::jobs::{self, Kind, Notice};
 use super::ledger::{self, Record};
-use super::{alloc_ids, insert_rows, Backend, Val};
+use super::{alloc_ids, insert_rows, Backend, Store, Tx, Val};
+use crate::config::Policy;
 use crate::domain::callout::State;
-pub use crate::domain::{Callout, Incident};
+use crate::domain::{ChannelKind, Colour, IncidentState, RegionCode};
 use crate::target::plan::Planned;
+
+pub use crate::domain::Callout;
+
+/// An incident as stored, with the policy it was opened with.
+pub type Incident = crate::domain::Incident<Policy>;
 
 pub struct NewIncident<'a> {
     pub warning_id: Option<i64>,
@@ -18,9 +30,9 @@ pub struct NewIncident<'a> {
     pub event: &'a str,
     pub description: &'a str,
     pub instruction: &'a str,
-    pub colour: Option<&'a str>,
+    pub colour: Option<Colour>,
     pub hazard: &'a str,
-    pub policy: serde_json::Value,
+    pub policy: &'a Policy,
     pub drill: bool,
     pub expires_at: Option<i64>,
     pub deadline_ms: i64,
@@ -32,9 +44,119 @@ pub fn incident_code(id: i64) -> String {
     format!("{}{}", (b'A' + (n / 100 % 26) as u8) as char, n % 100 + 1)
 }
 
-/// Creates the incident, its call-outs, their first send and deadline jobs and the ledger
-/// entries, inside the caller's transaction.
-pub async fn create(
+impl Tx {
+    /// Creates the incident, its call-outs, their first send and deadline jobs and the ledger
+    /// entries. Returns its id and code.
+    pub async fn create_incident(
+        &mut self,
+        inc: &NewIncident<'_>,
+        planned: &[Planned],
+        now: i64,
+    ) -> Result<(i64, String)> {
+        let backend = self.backend;
+        create(self.conn(), backend, inc, planned, now).await
+    }
+
+    /// Planned call-outs of an incident (an update), with their first send and deadline jobs;
+    /// the caller writes the ledger entries (`planned_records`).
+    pub async fn add_callouts(
+        &mut self,
+        incident_id: i64,
+        planned: &[Planned],
+        added: &Added<'_>,
+        deadline: i64,
+        now: i64,
+    ) -> Result<Vec<i64>> {
+        let backend = self.backend;
+        add_callouts(self.conn(), backend, incident_id, planned, added, deadline, now).await
+    }
+
+    pub async fn callout(&mut self, id: i64) -> Result<Option<Callout>> {
+        callout(self.conn(), id).await
+    }
+
+    pub async fn incident(&mut self, id: i64) -> Result<Option<Incident>> {
+        incident(self.conn(), id).await
+    }
+
+    /// Every call-out of an incident, by region.
+    pub async fn callouts_of_incident(&mut self, incident_id: i64) -> Result<Vec<Callout>> {
+        callouts_of_incident_in(self.conn(), incident_id).await
+    }
+
+    /// Call-outs of these contacts in active incidents, newest first, with their incident's
+    /// code (reply matching, SPEC §7).
+    pub async fn open_callouts_of_contacts(&mut self, contact_ids: &[i64]) -> Result<Vec<(Callout, String)>> {
+        open_callouts_of_contacts(self.conn(), contact_ids).await
+    }
+
+    /// A delivery receipt: a sent call-out becomes delivered (any other state stays). True
+    /// when it changed.
+    pub async fn mark_delivered(&mut self, callout_id: i64, now: i64) -> Result<bool> {
+        let changed = transition(
+            self.conn(),
+            &[callout_id],
+            &[State::Sent],
+            State::Delivered,
+            Some("delivered_at"),
+            now,
+        )
+        .await?;
+        Ok(!changed.is_empty())
+    }
+
+    /// Those of these call-outs still awaiting an answer are cancelled with their pending sends
+    /// and deadlines; answered ones keep their answer. Returns those cancelled. (A stand-down,
+    /// or call-outs replaced by a newer one when the colour rose.)
+    pub async fn cancel_unanswered(&mut self, ids: &[i64], now: i64) -> Result<Vec<i64>> {
+        let awaiting: Vec<State> = State::ALL.into_iter().filter(|s| s.awaiting()).collect();
+        let conn = self.conn();
+        let cancelled = transition(conn, ids, &awaiting, State::Cancelled, None, now).await?;
+        jobs::delete_for_callouts(conn, &cancelled, &[Kind::Send, Kind::Deadline]).await?;
+        Ok(cancelled)
+    }
+
+    /// Information notices (no answer expected) to these call-outs' people.
+    pub async fn notify(&mut self, callout_ids: &[i64], notice: Notice, now: i64) -> Result<()> {
+        notify(self.conn(), callout_ids, notice, now).await
+    }
+
+    /// An Update's words, colour, policy and expiry become the incident's (the latest update
+    /// wins; a missing colour or expiry keeps the current one).
+    pub async fn revise_incident(&mut self, id: i64, inc: &NewIncident<'_>) -> Result<()> {
+        sqlx::query(
+            "UPDATE incidents SET title = $1, event = $2, description = $3, instruction = $4,
+                colour = COALESCE($5, colour), policy = $6, expires_at = COALESCE($7, expires_at) WHERE id = $8",
+        )
+        .bind(inc.title)
+        .bind(inc.event)
+        .bind(inc.description)
+        .bind(inc.instruction)
+        .bind(inc.colour.map(Colour::as_str))
+        .bind(serde_json::to_string(inc.policy)?)
+        .bind(inc.expires_at)
+        .bind(id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// An active incident becomes closed. False when it was not active (closed already, or no
+    /// such incident), so that whatever stands it down happens once.
+    pub async fn close_incident(&mut self, id: i64, now: i64) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE incidents SET state = $1, closed_at = $2 WHERE id = $3 AND state = $4")
+                .bind(IncidentState::Closed.as_str())
+                .bind(now)
+                .bind(id)
+                .bind(IncidentState::Active.as_str())
+                .execute(self.conn())
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+async fn create(
     conn: &mut AnyConnection,
     backend: Backend,
     inc: &NewIncident<'_>,
@@ -44,17 +166,18 @@ pub async fn create(
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO incidents (code, warning_id, title, event, description, instruction, colour, hazard, policy, drill,
             state, created_at, expires_at)
-         VALUES ('', $1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11) RETURNING id",
+         VALUES ('', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
     )
     .bind(inc.warning_id)
     .bind(inc.title)
     .bind(inc.event)
     .bind(inc.description)
     .bind(inc.instruction)
-    .bind(inc.colour)
+    .bind(inc.colour.map(Colour::as_str))
     .bind(inc.hazard)
-    .bind(inc.policy.to_string())
+    .bind(serde_json::to_string(inc.policy)?)
     .bind(inc.drill as i64)
+    .bind(IncidentState::Active.as_str())
     .bind(now)
     .bind(inc.expires_at)
     .fetch_one(&mut *conn)
@@ -99,7 +222,7 @@ pub struct Added<'a> {
 
 /// Inserts planned call-outs of an incident in batches, with their first send and deadline
 /// jobs; the caller writes the ledger entries (`planned_records`).
-pub async fn add_callouts(
+async fn add_callouts(
     conn: &mut AnyConnection,
     backend: Backend,
     incident_id: i64,
@@ -178,6 +301,7 @@ pub fn planned_records(incident_id: i64, planned: &[Planned], ids: &[i64], deadl
 
 /// A call-out made by escalation (to a backup or superior) or by hand, with its jobs.
 #[allow(clippy::too_many_arguments)]
+// TODO(issue 8): deliver/escalate.rs calls this with its transaction as a bare connection.
 pub async fn add_callout(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -251,6 +375,7 @@ pub async fn set_rung(
 
 /// Sets `state` on call-outs whose current state is one of `from` (so an answer that came in
 /// meanwhile is never overwritten). Returns the ids changed.
+// TODO(issue 8): deliver/ calls this with its transaction as a bare connection.
 pub async fn transition(
     conn: &mut AnyConnection,
     ids: &[i64],
@@ -287,28 +412,34 @@ const CALLOUT_SELECT: &str =
     FROM callouts c JOIN contacts k ON k.id = c.contact_id LEFT JOIN acks a ON a.callout_id = c.id";
 
 fn callout_of(r: &sqlx::any::AnyRow) -> Result<Callout> {
+    let id: i64 = r.try_get(0)?;
+    let bad = |what: String| anyhow!("callout {id}: {what}");
+    let state: String = r.try_get(9)?;
+    let region: String = r.try_get(5)?;
+    let contact_key: String = r.try_get(16)?;
+    let channels: String = r.try_get(20)?;
     Ok(Callout {
-        id: r.try_get(0)?,
+        id,
         incident_id: r.try_get(1)?,
         contact_id: r.try_get(2)?,
         parent_id: r.try_get(3)?,
         rung: r.try_get(4)?,
-        region_code: r.try_get(5)?,
+        region_code: RegionCode::parse(&region).map_err(bad)?,
         place: r.try_get(6)?,
         role: r.try_get(7)?,
         reason: r.try_get(8)?,
-        state: r.try_get(9)?,
+        state: State::parse(&state).ok_or_else(|| bad(format!("unknown state {state:?}")))?,
         deadline_at: r.try_get(10)?,
         created_at: r.try_get(11)?,
         sent_at: r.try_get(12)?,
         delivered_at: r.try_get(13)?,
         acked_at: r.try_get(14)?,
         ack_late: r.try_get::<i64, _>(15)? != 0,
-        contact_key: r.try_get(16)?,
+        channels: channel_list(&channels).map_err(|e| bad(format!("contact {contact_key}: {e}")))?,
+        contact_key,
         contact_name: r.try_get(17)?,
         phone: r.try_get(18)?,
         email: r.try_get(19)?,
-        channels: r.try_get(20)?,
         backup_key: r.try_get(21)?,
         superior_key: r.try_get(22)?,
         ack_method: r.try_get(23)?,
@@ -316,6 +447,15 @@ fn callout_of(r: &sqlx::any::AnyRow) -> Result<Callout> {
     })
 }
 
+/// A contact's `channels` column, `sms;voice` (empty: the policy's order).
+pub(super) fn channel_list(s: &str) -> Result<Vec<ChannelKind>, String> {
+    s.split(';')
+        .filter(|c| !c.is_empty())
+        .map(|c| ChannelKind::parse(c).ok_or_else(|| format!("unknown channel {c:?}")))
+        .collect()
+}
+
+// TODO(issue 8): deliver/dispatch.rs calls this with a bare connection.
 pub async fn callouts_by_id(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<Callout>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(1000) {
@@ -334,16 +474,17 @@ pub async fn callouts_by_id(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec
     Ok(out)
 }
 
+// TODO(issue 8): deliver/escalate.rs calls this with a bare connection.
 pub async fn callout(conn: &mut AnyConnection, id: i64) -> Result<Option<Callout>> {
     Ok(callouts_by_id(conn, &[id]).await?.into_iter().next())
 }
 
-pub async fn callouts_of_incident(pool: &AnyPool, incident_id: i64) -> Result<Vec<Callout>> {
-    callouts_of_incident_in(&mut *pool.acquire().await?, incident_id).await
+/// Every call-out of an incident, by region (outside a unit of work).
+pub async fn callouts_of_incident(store: &Store, incident_id: i64) -> Result<Vec<Callout>> {
+    callouts_of_incident_in(&mut *store.conn().await?, incident_id).await
 }
 
-/// The same inside a transaction (SQLite has one connection: never read through the pool then).
-pub async fn callouts_of_incident_in(conn: &mut AnyConnection, incident_id: i64) -> Result<Vec<Callout>> {
+async fn callouts_of_incident_in(conn: &mut AnyConnection, incident_id: i64) -> Result<Vec<Callout>> {
     let rows = sqlx::query(&format!(
         "{CALLOUT_SELECT} WHERE c.incident_id = $1 ORDER BY c.region_code, c.id"
     ))
@@ -353,8 +494,7 @@ pub async fn callouts_of_incident_in(conn: &mut AnyConnection, incident_id: i64)
     rows.iter().map(callout_of).collect()
 }
 
-/// Call-outs of a contact in active incidents, newest first (reply matching, SPEC §7).
-pub async fn open_callouts_of_contacts(
+async fn open_callouts_of_contacts(
     conn: &mut AnyConnection,
     contact_ids: &[i64],
 ) -> Result<Vec<(Callout, String)>> {
@@ -363,10 +503,10 @@ pub async fn open_callouts_of_contacts(
     }
     let sql = format!(
         "SELECT i.code, c.id FROM callouts c JOIN incidents i ON i.id = c.incident_id
-         WHERE i.state = 'active' AND c.contact_id IN ({}) ORDER BY c.id DESC",
-        super::placeholders(1, contact_ids.len())
+         WHERE i.state = $1 AND c.contact_id IN ({}) ORDER BY c.id DESC",
+        super::placeholders(2, contact_ids.len())
     );
-    let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
+    let mut q = sqlx::query_as::<_, (String, i64)>(&sql).bind(IncidentState::Active.as_str());
     for id in contact_ids {
         q = q.bind(*id);
     }
@@ -388,26 +528,33 @@ const INCIDENT_SELECT: &str =
     policy, drill, state, created_at, expires_at, closed_at FROM incidents";
 
 fn incident_of(r: &sqlx::any::AnyRow) -> Result<Incident> {
+    let id: i64 = r.try_get(0)?;
+    let bad = |what: String| anyhow!("incident {id}: {what}");
+    let colour: Option<String> = r.try_get(7)?;
     let policy: String = r.try_get(9)?;
+    let state: String = r.try_get(11)?;
     Ok(Incident {
-        id: r.try_get(0)?,
+        id,
         code: r.try_get(1)?,
         warning_id: r.try_get(2)?,
         title: r.try_get(3)?,
         event: r.try_get(4)?,
         description: r.try_get(5)?,
         instruction: r.try_get(6)?,
-        colour: r.try_get(7)?,
+        colour: colour
+            .map(|c| Colour::parse(&c).ok_or_else(|| bad(format!("unknown colour {c:?}"))))
+            .transpose()?,
         hazard: r.try_get(8)?,
-        policy: serde_json::from_str(&policy).unwrap_or_default(),
+        policy: serde_json::from_str(&policy).map_err(|e| bad(format!("its policy does not read: {e}")))?,
         drill: r.try_get::<i64, _>(10)? != 0,
-        state: r.try_get(11)?,
+        state: IncidentState::parse(&state).ok_or_else(|| bad(format!("unknown state {state:?}")))?,
         created_at: r.try_get(12)?,
         expires_at: r.try_get(13)?,
         closed_at: r.try_get(14)?,
     })
 }
 
+// TODO(issue 8): deliver/escalate.rs calls this with a bare connection.
 pub async fn incident(conn: &mut AnyConnection, id: i64) -> Result<Option<Incident>> {
     let r = sqlx::query(&format!("{INCIDENT_SELECT} WHERE id = $1"))
         .bind(id)
@@ -416,6 +563,7 @@ pub async fn incident(conn: &mut AnyConnection, id: i64) -> Result<Option<Incide
     r.as_ref().map(incident_of).transpose()
 }
 
+// TODO(issue 8): deliver/dispatch.rs calls this with a bare connection.
 pub async fn incidents_by_id(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<Incident>> {
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -431,67 +579,28 @@ pub async fn incidents_by_id(conn: &mut AnyConnection, ids: &[i64]) -> Result<Ve
     q.fetch_all(&mut *conn).await?.iter().map(incident_of).collect()
 }
 
-pub async fn list(pool: &AnyPool, limit: i64) -> Result<Vec<Incident>> {
+/// The newest incidents first.
+pub async fn list(store: &Store, limit: i64) -> Result<Vec<Incident>> {
     let rows = sqlx::query(&format!("{INCIDENT_SELECT} ORDER BY id DESC LIMIT $1"))
         .bind(limit)
-        .fetch_all(pool)
+        .fetch_all(&mut *store.conn().await?)
         .await?;
     rows.iter().map(incident_of).collect()
 }
 
-pub async fn incidents_of_warning(pool: &AnyPool, warning_id: i64) -> Result<Vec<Incident>> {
-    // The incident it opened, or the one it joined as an Update or Cancel.
+/// The incident a warning opened, or the one it joined as an Update or Cancel.
+pub async fn incidents_of_warning(store: &Store, warning_id: i64) -> Result<Vec<Incident>> {
     let rows = sqlx::query(&format!(
         "{INCIDENT_SELECT} WHERE warning_id = $1 OR id = (SELECT incident_id FROM warnings WHERE id = $1) ORDER BY id"
     ))
-        .bind(warning_id)
-        .fetch_all(pool)
-        .await?;
+    .bind(warning_id)
+    .fetch_all(&mut *store.conn().await?)
+    .await?;
     rows.iter().map(incident_of).collect()
 }
 
-pub async fn close(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    id: i64,
-    actor: &str,
-    now: i64,
-) -> Result<Vec<i64>> {
-    sqlx::query("UPDATE incidents SET state = 'closed', closed_at = $1 WHERE id = $2 AND state = 'active'")
-        .bind(now)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    let open: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM callouts WHERE incident_id = $1 AND state IN ('planned', 'sending', 'sent', 'delivered', 'failed')",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let cancelled = cancel_unanswered(conn, &open, now).await?;
-    // Everyone already sent a call-out hears the stand-down, once (a person called again after
-    // an upgrade has two call-outs).
-    let notified: Vec<i64> = sqlx::query_scalar(
-        "SELECT MAX(id) FROM callouts WHERE incident_id = $1 AND sent_at IS NOT NULL GROUP BY contact_id",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    notify(conn, &notified, Notice::Standdown, now).await?;
-    ledger::record(
-        conn,
-        backend,
-        now,
-        "incident.closed",
-        format!("incident:{id}"),
-        serde_json::json!({"actor": actor, "cancelled": cancelled.len(), "notified": notified.len()}),
-    )
-    .await?;
-    Ok(cancelled)
-}
-
-/// Information notices (no answer expected) to these call-outs' people.
-pub async fn notify(conn: &mut AnyConnection, callout_ids: &[i64], notice: Notice, now: i64) -> Result<()> {
+/// Information notices to these call-outs' people (see [`Tx::notify`]).
+async fn notify(conn: &mut AnyConnection, callout_ids: &[i64], notice: Notice, now: i64) -> Result<()> {
     let jobs = callout_ids
         .iter()
         .map(|c| jobs::NewJob::notice(*c, notice.clone(), now))
@@ -499,52 +608,10 @@ pub async fn notify(conn: &mut AnyConnection, callout_ids: &[i64], notice: Notic
     jobs::insert(conn, jobs, now).await
 }
 
-/// Stand-down, or call-outs replaced by a newer one (colour raised): the unanswered ones are
-/// cancelled with their pending sends and deadlines; answered ones keep their answer. Returns
-/// those cancelled.
-pub async fn cancel_unanswered(conn: &mut AnyConnection, ids: &[i64], now: i64) -> Result<Vec<i64>> {
-    let cancelled = transition(
-        conn,
-        ids,
-        &[
-            State::Planned,
-            State::Sending,
-            State::Sent,
-            State::Delivered,
-            State::Failed,
-        ],
-        State::Cancelled,
-        None,
-        now,
-    )
-    .await?;
-    jobs::delete_for_callouts(conn, &cancelled, &[Kind::Send, Kind::Deadline]).await?;
-    Ok(cancelled)
-}
-
-/// An Update's words, colour, policy and expiry become the incident's (the latest update
-/// wins; a missing colour or expiry keeps the current one).
-pub async fn revise(conn: &mut AnyConnection, id: i64, inc: &NewIncident<'_>) -> Result<()> {
-    sqlx::query(
-        "UPDATE incidents SET title = $1, event = $2, description = $3, instruction = $4,
-            colour = COALESCE($5, colour), policy = $6, expires_at = COALESCE($7, expires_at) WHERE id = $8",
-    )
-    .bind(inc.title)
-    .bind(inc.event)
-    .bind(inc.description)
-    .bind(inc.instruction)
-    .bind(inc.colour)
-    .bind(inc.policy.to_string())
-    .bind(inc.expires_at)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
 /// Call-outs that went out while an answer or a stand-down changed their state (the send was
 /// in flight): they still count as sent, and if their incident is closed meanwhile their person
 /// hears the stand-down too.
+// TODO(issue 8): deliver/dispatch.rs calls this with its transaction as a bare connection.
 pub async fn sent_after_cancel(
     conn: &mut AnyConnection,
     sent: &[i64],
@@ -567,7 +634,7 @@ pub async fn sent_after_cancel(
             .fetch_all(&mut *conn)
             .await?
             .into_iter()
-            .filter(|(_, state)| state == "closed")
+            .filter(|(_, state)| state == IncidentState::Closed.as_str())
             .map(|(id, _)| id)
             .collect();
         notify(conn, &late, Notice::Standdown, now).await?;
@@ -575,14 +642,140 @@ pub async fn sent_after_cancel(
     Ok(())
 }
 
-/// The newest call-out of this person in this incident: after an upgrade, a link from the
-/// earlier message answers the upgraded call-out (its page shows the upgraded warning).
-pub async fn newest_of_contact(conn: &mut AnyConnection, c: &Callout) -> Result<i64> {
-    let id: Option<i64> =
+/// What an answer link opens: the call-out it names, or after an upgrade the newest call-out
+/// of that person in that incident (a link from the earlier message answers the upgraded
+/// call-out, and its page shows the upgraded warning); with its incident. None: no such
+/// call-out.
+pub async fn answering(store: &Store, callout_id: i64) -> Result<Option<(Callout, Incident)>> {
+    let mut conn = store.conn().await?;
+    let Some(c) = callout(&mut conn, callout_id).await? else {
+        return Ok(None);
+    };
+    let newest: Option<i64> =
         sqlx::query_scalar("SELECT MAX(id) FROM callouts WHERE incident_id = $1 AND contact_id = $2")
             .bind(c.incident_id)
             .bind(c.contact_id)
             .fetch_one(&mut *conn)
             .await?;
-    Ok(id.unwrap_or(c.id).max(c.id))
+    let c = match newest {
+        Some(n) if n > c.id => callout(&mut conn, n)
+            .await?
+            .with_context(|| format!("callout {n} vanished"))?,
+        _ => c,
+    };
+    let i = incident(&mut conn, c.incident_id)
+        .await?
+        .with_context(|| format!("callout {}: no incident {}", c.id, c.incident_id))?;
+    Ok(Some((c, i)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"{"name":"red","roles":["village_leader"],"channels":["sms"],"deadline":"5m"}"#;
+
+    /// A fresh SQLite store holding one incident with one call-out, as written by hand.
+    async fn store_with(
+        state: &str,
+        colour: &str,
+        policy: &str,
+        channels: &str,
+    ) -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display()), 1)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let mut conn = store.conn().await.unwrap();
+        for (sql, binds) in [
+            (
+                "INSERT INTO contacts (id, key, name, role, region_code, channels, updated_at)
+                 VALUES (1, 'v1', 'Li', 'village_leader', '450921104201', $1, 0)",
+                vec![channels],
+            ),
+            (
+                "INSERT INTO incidents (id, code, title, event, hazard, policy, colour, state, created_at)
+                 VALUES (1, 'A1', 't', '暴雨红色预警', 'rainstorm', $1, $2, 'active', 0)",
+                vec![policy, colour],
+            ),
+            (
+                "INSERT INTO callouts (id, incident_id, contact_id, region_code, place, role, reason, state,
+                    deadline_at, created_at, updated_at)
+                 VALUES (17, 1, 1, '450921104201', 'p', 'village_leader', 'r', $1, 0, 0, 0)",
+                vec![state],
+            ),
+        ] {
+            let mut q = sqlx::query(sql);
+            for b in binds {
+                q = q.bind(b);
+            }
+            q.execute(&mut *conn).await.unwrap();
+        }
+        drop(conn);
+        (store, dir)
+    }
+
+    #[tokio::test]
+    async fn rows_read_as_domain_types() {
+        let (store, _dir) = store_with("sent", "red", POLICY, "voice;sms").await;
+        let c = &callouts_of_incident(&store, 1).await.unwrap()[0];
+        assert_eq!(c.state, State::Sent);
+        assert_eq!(c.channels, [ChannelKind::Voice, ChannelKind::Sms]);
+        assert_eq!(c.region_code.as_str(), "450921104201");
+        let json = serde_json::to_value(c).unwrap();
+        assert_eq!(
+            (json["state"].as_str(), json["channels"].as_str()),
+            (Some("sent"), Some("voice;sms"))
+        );
+        let i = &list(&store, 10).await.unwrap()[0];
+        assert_eq!(
+            (i.state, i.colour, i.policy.name.as_str()),
+            (IncidentState::Active, Some(Colour::Red), "red")
+        );
+        let json = serde_json::to_value(i).unwrap();
+        assert_eq!(
+            (json["state"].as_str(), json["colour"].as_str()),
+            (Some("active"), Some("red"))
+        );
+        assert_eq!(json["policy"]["deadline"], "5m");
+    }
+
+    /// A corrupt row is an error that names it, never a default (a call-out read as `planned`
+    /// would be sent again).
+    #[tokio::test]
+    async fn a_row_that_does_not_read_is_an_error_naming_it() {
+        let err = |e: anyhow::Error| format!("{e:#}");
+        let (store, _dir) = store_with("plannned", "red", POLICY, "sms").await;
+        let e = err(callouts_of_incident(&store, 1).await.unwrap_err());
+        assert!(e.contains(r#"callout 17: unknown state "plannned""#), "{e}");
+        let mut tx = store.begin().await.unwrap();
+        let e = err(tx.callout(17).await.unwrap_err());
+        assert!(e.contains("callout 17"), "{e}");
+        let e = err(tx
+            .acknowledge(
+                17,
+                &super::super::answers::Ack::by(crate::domain::AckMethod::Operator),
+                0,
+            )
+            .await
+            .unwrap_err());
+        assert!(e.contains(r#"callout 17: unknown state "plannned""#), "{e}");
+        tx.rollback().await.unwrap();
+
+        let (store, _dir) = store_with("sent", "red", POLICY, "sms;fax").await;
+        let e = err(callouts_of_incident(&store, 1).await.unwrap_err());
+        assert!(
+            e.contains(r#"callout 17: contact v1: unknown channel "fax""#),
+            "{e}"
+        );
+
+        let (store, _dir) = store_with("sent", "purple", POLICY, "sms").await;
+        let e = err(list(&store, 10).await.unwrap_err());
+        assert!(e.contains(r#"incident 1: unknown colour "purple""#), "{e}");
+
+        let (store, _dir) = store_with("sent", "red", r#"{"name":"red"}"#, "sms").await;
+        let e = err(list(&store, 10).await.unwrap_err());
+        assert!(e.contains("incident 1: its policy does not read"), "{e}");
+    }
 }

@@ -1,11 +1,13 @@
 //! Appending to and re-reading the hash-chained ledger. Entries are appended inside the
-//! caller's transaction, after locking the chain head, so that each change and its record
-//! commit together and the chain follows commit order.
+//! caller's unit of work, after locking the chain head, so that each change and its record
+//! commit together and the chain follows commit order. The chain itself (hashing, checking)
+//! is `record::ledger`; this file must not write an entry outside a unit of work, nor ever
+//! change one.
 
 use anyhow::{Context, Result};
 use sqlx::{AnyConnection, Row};
 
-use super::{insert_rows, Backend, Val};
+use super::{insert_rows, Backend, Store, Tx, Val};
 use crate::record::ledger::{self, Entry};
 
 /// One thing to record: kind (`callout.sent` …), subject (`callout:42`), body (JSON).
@@ -25,6 +27,26 @@ impl Record {
     }
 }
 
+impl Tx {
+    /// Appends records, in order, committed with this unit of work.
+    pub async fn append(&mut self, records: Vec<Record>, now: i64) -> Result<()> {
+        let backend = self.backend;
+        append(self.conn(), backend, now, records).await
+    }
+
+    /// Appends a single record: most changes write one.
+    pub async fn record(
+        &mut self,
+        kind: &'static str,
+        subject: String,
+        body: serde_json::Value,
+        now: i64,
+    ) -> Result<()> {
+        self.append(vec![Record::new(kind, subject, body)], now).await
+    }
+}
+
+// TODO(issue 8): deliver/ calls this with its transaction as a bare connection.
 pub async fn append(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -96,7 +118,8 @@ pub async fn record(
 }
 
 /// Every entry in order, page by page (the ledger may be large).
-pub async fn verify(pool: &sqlx::AnyPool) -> Result<Result<usize, ledger::Broken>> {
+pub async fn verify(store: &Store) -> Result<Result<usize, ledger::Broken>> {
+    let mut conn = store.conn().await?;
     let mut prev = ledger::GENESIS.to_string();
     let mut after = 0i64;
     let mut count = 0usize;
@@ -105,7 +128,7 @@ pub async fn verify(pool: &sqlx::AnyPool) -> Result<Result<usize, ledger::Broken
             "SELECT seq, at, kind, subject, body, prev_hash, hash FROM ledger WHERE seq > $1 ORDER BY seq LIMIT 5000",
         )
         .bind(after)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
         if rows.is_empty() {
             break;
@@ -130,7 +153,7 @@ pub async fn verify(pool: &sqlx::AnyPool) -> Result<Result<usize, ledger::Broken
         prev = last.1;
     }
     let head: (i64, String) = sqlx::query_as("SELECT seq, hash FROM ledger_head WHERE id = 1")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
     if head.0 != after || head.1 != prev {
         return Ok(Err(ledger::Broken {
@@ -154,7 +177,8 @@ fn entry_of(r: &sqlx::any::AnyRow) -> Result<Entry> {
 }
 
 /// The entries about one subject prefix (e.g. an incident's), for reports.
-pub async fn entries_for(pool: &sqlx::AnyPool, subjects: &[String]) -> Result<Vec<Entry>> {
+pub async fn entries_for(store: &Store, subjects: &[String]) -> Result<Vec<Entry>> {
+    let mut conn = store.conn().await?;
     let mut out = Vec::new();
     for chunk in subjects.chunks(500) {
         let sql = format!(
@@ -165,7 +189,7 @@ pub async fn entries_for(pool: &sqlx::AnyPool, subjects: &[String]) -> Result<Ve
         for s in chunk {
             q = q.bind(s.clone());
         }
-        for r in q.fetch_all(pool).await? {
+        for r in q.fetch_all(&mut *conn).await? {
             out.push(entry_of(&r)?);
         }
     }

@@ -2,10 +2,22 @@
 //! query is written once. Where the two differ (job claiming, id blocks, locking the ledger
 //! head) the difference lives in this module and `jobs.rs`, keyed on [`Backend`].
 //! Times are Unix milliseconds; ids are `i64`.
+//!
+//! The boundary (DESIGN principle 10): every SQL statement of the daemon is written under this
+//! folder, and rows come out as domain types, parsed once here; a row that does not read is an
+//! error naming it, never a default. The pool is private. Work outside a transaction calls the
+//! files' functions taking a [`Store`]; a unit of work is a [`Tx`], and everything it reads or
+//! writes is a method of it, so that nothing inside a transaction reads through the pool (on
+//! SQLite the pool has one connection, which the open transaction holds: such a read would
+//! wait for ever; the pool's acquire timeout turns that mistake into an error).
+//!
+//! This module must not decide anything: the decisions (who is called, what an answer or a
+//! deadline does) come from `domain` and `target` and are applied here.
 
 pub mod answers;
 pub mod attempts;
 pub mod feeds;
+pub mod inbound;
 pub mod incidents;
 pub mod jobs;
 pub mod ledger;
@@ -15,8 +27,10 @@ pub mod roster;
 pub mod stats;
 pub mod warnings;
 
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions};
@@ -24,6 +38,15 @@ use sqlx::{Any, AnyConnection, AnyPool, Arguments, ConnectOptions};
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How long a caller waits for SQLite's one connection. Far above any transaction the daemon
+/// writes (a 10,000-person fan-out commits in about a second), so reaching it means a read
+/// through the pool while a unit of work holds the connection: an error, not a hang.
+const SQLITE_ACQUIRE: Duration = if cfg!(test) {
+    Duration::from_millis(300)
+} else {
+    Duration::from_secs(10)
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -33,11 +56,50 @@ pub enum Backend {
 
 #[derive(Clone)]
 pub struct Store {
-    pub pool: AnyPool,
-    pub backend: Backend,
+    pool: AnyPool,
+    backend: Backend,
 }
 
-pub type Tx = sqlx::Transaction<'static, Any>;
+/// A unit of work: one transaction, committed or rolled back as a whole. Every read and write
+/// it makes is one of its methods (defined beside their SQL in this folder's files).
+pub struct Tx {
+    tx: sqlx::Transaction<'static, Any>,
+    backend: Backend,
+}
+
+impl Tx {
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await.context("committing")
+    }
+
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await.context("rolling back")
+    }
+
+    fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+}
+
+// TODO(issue 8): deliver/ passes its unit of work to the store's connection-level functions
+// (`incidents::transition(&mut tx, ..)`, `ledger::append`, `insert_rows` …) and writes a few
+// statements of its own; when it moves to `Tx` methods these two impls go.
+impl Deref for Tx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+}
 
 /// A value bound into a dynamically built statement.
 #[derive(Debug, Clone)]
@@ -130,6 +192,7 @@ impl Store {
             Backend::Sqlite => {
                 AnyPoolOptions::new()
                     .max_connections(1)
+                    .acquire_timeout(SQLITE_ACQUIRE)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             for pragma in [
@@ -173,7 +236,7 @@ impl Store {
             Backend::Postgres => &POSTGRES,
         };
         let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await
             .context("database not reachable or not migrated")?;
         let wanted = m.iter().count() as i64;
@@ -181,13 +244,49 @@ impl Store {
         Ok(())
     }
 
-    /// The pool, for store functions that read outside a unit of work.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Opens a unit of work.
+    pub async fn begin(&self) -> Result<Tx> {
+        let tx = self.pool.begin().await.map_err(|e| self.waited(e))?;
+        Ok(Tx {
+            tx,
+            backend: self.backend,
+        })
+    }
+
+    /// Closes every connection (graceful stop).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// How many jobs of this kind wait (`jobs.rs` owns the statement).
+    pub async fn pending_jobs(&self, kind: jobs::Kind) -> Result<i64> {
+        jobs::pending(&self.pool, kind).await
+    }
+
+    /// The pool itself, for the statements not moved here yet.
+    // TODO(issue 8): deliver/http move to store functions
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    pub async fn begin(&self) -> Result<Tx> {
-        self.pool.begin().await.context("opening a transaction")
+    /// A connection for reads outside a unit of work.
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Any>> {
+        self.pool.acquire().await.map_err(|e| self.waited(e))
+    }
+
+    /// Says what a pool time-out on SQLite almost always means.
+    fn waited(&self, e: sqlx::Error) -> anyhow::Error {
+        match (e, self.backend) {
+            (sqlx::Error::PoolTimedOut, Backend::Sqlite) => anyhow::anyhow!(
+                "no database connection free after {SQLITE_ACQUIRE:?}: SQLite has one, and an open unit of \
+                 work holds it; read through that unit of work (store::Tx), not through the store"
+            ),
+            (e, _) => anyhow::Error::from(e).context("waiting for a database connection"),
+        }
     }
 }
 
@@ -339,5 +438,26 @@ mod tests {
         assert!(sqlite_url(&url).unwrap().ends_with("x.db?mode=rwc"));
         assert!(d.path().join("sub").is_dir());
         assert_eq!(placeholders(3, 3), "$3, $4, $5");
+    }
+
+    /// On SQLite the pool has one connection; reading through the store while a unit of work
+    /// holds it is a mistake that must fail at once with a reason, not hang.
+    #[tokio::test]
+    async fn a_read_through_the_store_inside_a_unit_of_work_is_an_error_not_a_hang() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/t.db", d.path().display()), 1)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let tx = store.begin().await.unwrap();
+        let started = std::time::Instant::now();
+        let e = incidents::list(&store, 1).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(
+            format!("{e:#}").contains("read through that unit of work"),
+            "{e:#}"
+        );
+        tx.rollback().await.unwrap();
+        assert!(incidents::list(&store, 1).await.unwrap().is_empty());
     }
 }

@@ -1,19 +1,19 @@
-//! What an after-action report is built from, read in one place.
+//! What an after-action report is built from, read in one place. The report itself (totals,
+//! roll-ups, who was never reached) is `record::report`, pure; this file only reads.
 
 use anyhow::{Context, Result};
 
 use super::{answers, incidents, roster, Store};
+use crate::config::Policy;
 use crate::record::report::{summarise, Report};
 
-pub async fn load(store: &Store, incident_id: i64) -> Result<Option<Report>> {
-    let mut conn = store.pool.acquire().await?;
-    let Some(incident) = incidents::incident(&mut conn, incident_id).await? else {
+pub async fn load(store: &Store, incident_id: i64) -> Result<Option<Report<Policy>>> {
+    let Some(incident) = incidents::incident(&mut *store.conn().await?, incident_id).await? else {
         return Ok(None);
     };
-    drop(conn);
-    let callouts = incidents::callouts_of_incident(&store.pool, incident_id).await?;
-    let evacuations = answers::latest_evacuations(&store.pool, incident_id).await?;
-    let names = roster::load_regions(&store.pool)
+    let callouts = incidents::callouts_of_incident(store, incident_id).await?;
+    let evacuations = answers::latest_evacuations(store, incident_id).await?;
+    let names = roster::load_regions(store)
         .await
         .context("region names")?
         .into_iter()

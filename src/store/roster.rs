@@ -1,20 +1,70 @@
 //! The roster: upserts by natural key (re-importing a sheet is safe) and loading. Regions,
 //! contacts with all their phones, risk points with their monitors, duty shifts.
+//! Only rows the import checked are written, so a stored row that does not read (an unknown
+//! channel, a phone not in E.164, a bad boundary) is an error naming it, never skipped. This
+//! file must not check a sheet (that is `target::roster`) nor decide who is called.
 
 use std::collections::{HashMap, HashSet};
 
-use anyhow::{Context, Result};
-use sqlx::{AnyConnection, AnyPool, Row};
+use anyhow::{anyhow, Context, Result};
+use sqlx::{AnyConnection, Row};
 
-use super::Val;
-use crate::domain::{ChannelKind, Phone, RegionCode, RegionLevel};
+use super::{Store, Tx, Val};
+use crate::domain::{Phone, RegionCode, RegionLevel};
 use crate::target::plan::Snapshot;
 use crate::target::roster::{
     geometry_shape, Contact, ContactRow, DutyShift, Known, Region, RiskPoint, Shift,
 };
 use crate::target::targeting::Index;
 
-pub async fn upsert_regions(conn: &mut AnyConnection, regions: &[Region], now: i64) -> Result<()> {
+impl Tx {
+    pub async fn upsert_regions(&mut self, regions: &[Region], now: i64) -> Result<()> {
+        upsert_regions(self.conn(), regions, now).await
+    }
+
+    /// A region's boundary (GeoJSON geometry); false when no such region.
+    pub async fn set_boundary(&mut self, code: &RegionCode, geojson: &str, now: i64) -> Result<bool> {
+        let r = sqlx::query("UPDATE regions SET boundary = $1, updated_at = $2 WHERE code = $3")
+            .bind(geojson)
+            .bind(now)
+            .bind(code.as_str())
+            .execute(self.conn())
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Contacts (primary phone in `contacts.phone`), every phone in order, and the risk point
+    /// a row names as monitored. A contact's phone list is replaced by the sheet's.
+    pub async fn upsert_contact_rows(&mut self, rows: &[ContactRow], now: i64) -> Result<()> {
+        upsert_contact_rows(self.conn(), rows, now).await
+    }
+
+    /// Risk points by key. A point whose row lists monitors gets exactly those (the sheet is
+    /// the authority); a row with none keeps the monitors it had (e.g. from the contacts sheet).
+    pub async fn upsert_risk_points(&mut self, points: &[RiskPoint], now: i64) -> Result<()> {
+        upsert_risk_points(self.conn(), points, now).await
+    }
+
+    /// Duty lines by (role, region, contact, start): an updated sheet changes lengths, ends
+    /// and time zones in place.
+    pub async fn upsert_duty(&mut self, shifts: &[DutyShift], now: i64) -> Result<()> {
+        upsert_duty(self.conn(), shifts, now).await
+    }
+
+    /// Everyone who has this number, as primary or any other of their phones.
+    pub async fn contacts_by_phone(&mut self, phone: &Phone) -> Result<Vec<Contact>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE phone = $1 \
+             OR key IN (SELECT contact_key FROM contact_phones WHERE phone = $1) ORDER BY id"
+        ))
+        .bind(phone.as_str())
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(contact_of).collect()
+    }
+}
+
+async fn upsert_regions(conn: &mut AnyConnection, regions: &[Region], now: i64) -> Result<()> {
     for chunk in regions.chunks(2000) {
         let rows = chunk
             .iter()
@@ -44,22 +94,7 @@ pub async fn upsert_regions(conn: &mut AnyConnection, regions: &[Region], now: i
     Ok(())
 }
 
-pub async fn set_boundary(
-    conn: &mut AnyConnection,
-    code: &RegionCode,
-    geojson: &str,
-    now: i64,
-) -> Result<bool> {
-    let r = sqlx::query("UPDATE regions SET boundary = $1, updated_at = $2 WHERE code = $3")
-        .bind(geojson)
-        .bind(now)
-        .bind(code.as_str())
-        .execute(&mut *conn)
-        .await?;
-    Ok(r.rows_affected() > 0)
-}
-
-pub async fn upsert_contacts(conn: &mut AnyConnection, contacts: &[Contact], now: i64) -> Result<()> {
+async fn upsert_contacts(conn: &mut AnyConnection, contacts: &[Contact], now: i64) -> Result<()> {
     for chunk in contacts.chunks(2000) {
         let rows = chunk
             .iter()
@@ -132,36 +167,44 @@ async fn insert_rows_upsert(
     super::insert_rows_with_suffix(conn, table, columns, rows, &suffix).await
 }
 
-pub async fn contact_keys(pool: &AnyPool) -> Result<HashSet<String>> {
+pub async fn contact_keys(store: &Store) -> Result<HashSet<String>> {
     let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM contacts")
-        .fetch_all(pool)
+        .fetch_all(&mut *store.conn().await?)
         .await?;
     Ok(keys.into_iter().collect())
 }
 
-pub async fn load_regions(pool: &AnyPool) -> Result<Vec<Region>> {
+pub async fn load_regions(store: &Store) -> Result<Vec<Region>> {
     let rows = sqlx::query("SELECT code, name, level, parent, lat, lon, boundary FROM regions ORDER BY code")
-        .fetch_all(pool)
+        .fetch_all(&mut *store.conn().await?)
         .await
         .context("loading regions")?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let code: String = r.try_get(0)?;
+        let bad = |what: String| anyhow!("region {code}: {what}");
         let level: String = r.try_get(2)?;
         let parent: Option<String> = r.try_get(3)?;
         let lat: Option<f64> = r.try_get(4)?;
         let lon: Option<f64> = r.try_get(5)?;
         let boundary: Option<String> = r.try_get(6)?;
-        let code = RegionCode::parse(&code).map_err(anyhow::Error::msg)?;
+        let boundary = match boundary {
+            None => None,
+            Some(b) => {
+                let v = serde_json::from_str::<serde_json::Value>(&b)
+                    .map_err(|e| bad(format!("boundary: {e}")))?;
+                Some(geometry_shape(&v).map_err(|e| bad(format!("boundary: {e}")))?)
+            }
+        };
         out.push(Region {
-            level: level_of(&level).unwrap_or_else(|| code.level()),
-            code,
+            level: level_of(&level).ok_or_else(|| bad(format!("unknown level {level:?}")))?,
             name: r.try_get(1)?,
-            parent: parent.and_then(|p| RegionCode::parse(&p).ok()),
+            parent: parent
+                .map(|p| RegionCode::parse(&p).map_err(|e| bad(format!("parent: {e}"))))
+                .transpose()?,
             centroid: lat.zip(lon),
-            boundary: boundary
-                .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
-                .and_then(|v| geometry_shape(&v).ok()),
+            boundary,
+            code: RegionCode::parse(&code).map_err(bad)?,
         });
     }
     Ok(out)
@@ -182,32 +225,38 @@ fn level_of(s: &str) -> Option<RegionLevel> {
 const CONTACT_COLUMNS: &str =
     "id, key, name, phone, email, role, region_code, backup_key, superior_key, channels";
 
+// TODO(issue 8): deliver/escalate.rs reads contacts with SQL of its own and this.
 pub fn contact_of(r: &sqlx::any::AnyRow) -> Result<Contact> {
+    let key: String = r.try_get(1)?;
+    let bad = |what: String| anyhow!("contact {key}: {what}");
     let phone: Option<String> = r.try_get(3)?;
     let region: String = r.try_get(6)?;
     let channels: String = r.try_get(9)?;
     Ok(Contact {
         id: r.try_get(0)?,
-        key: r.try_get(1)?,
         name: r.try_get(2)?,
-        phone: phone.and_then(Phone::stored),
+        phone: phone
+            .map(|p| Phone::stored(p.clone()).ok_or_else(|| bad(format!("phone {p:?} is not in E.164 form"))))
+            .transpose()?,
         email: r.try_get(4)?,
         role: r.try_get(5)?,
-        region: RegionCode::parse(&region).map_err(anyhow::Error::msg)?,
+        region: RegionCode::parse(&region).map_err(bad)?,
         backup: r.try_get(7)?,
         superior: r.try_get(8)?,
-        channels: channels.split(';').filter_map(ChannelKind::parse).collect(),
+        channels: super::incidents::channel_list(&channels).map_err(bad)?,
+        key,
     })
 }
 
-pub async fn load_contacts(pool: &AnyPool) -> Result<Vec<Contact>> {
+pub async fn load_contacts(store: &Store) -> Result<Vec<Contact>> {
     let rows = sqlx::query(&format!("SELECT {CONTACT_COLUMNS} FROM contacts ORDER BY id"))
-        .fetch_all(pool)
+        .fetch_all(&mut *store.conn().await?)
         .await
         .context("loading contacts")?;
     rows.iter().map(contact_of).collect()
 }
 
+// TODO(issue 8): deliver/escalate.rs calls this with its transaction as a bare connection.
 pub async fn contact_by_key(conn: &mut AnyConnection, key: &str) -> Result<Option<Contact>> {
     let row = sqlx::query(&format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE key = $1"))
         .bind(key)
@@ -246,7 +295,7 @@ pub async fn contacts_by_phone(conn: &mut AnyConnection, phone: &Phone) -> Resul
 
 /// Contacts (primary phone in `contacts.phone`), every phone in order, and the risk point a
 /// row names as monitored. A contact's phone list is replaced by the sheet's.
-pub async fn upsert_contact_rows(conn: &mut AnyConnection, rows: &[ContactRow], now: i64) -> Result<()> {
+async fn upsert_contact_rows(conn: &mut AnyConnection, rows: &[ContactRow], now: i64) -> Result<()> {
     for chunk in rows.chunks(1000) {
         let contacts: Vec<Contact> = chunk.iter().map(|r| r.contact.clone()).collect();
         upsert_contacts(conn, &contacts, now).await?;
@@ -290,9 +339,7 @@ pub async fn upsert_contact_rows(conn: &mut AnyConnection, rows: &[ContactRow], 
     Ok(())
 }
 
-/// Risk points by key. A point whose row lists monitors gets exactly those (the sheet is the
-/// authority); a row with none keeps the monitors it had (e.g. from the contacts sheet).
-pub async fn upsert_risk_points(conn: &mut AnyConnection, points: &[RiskPoint], now: i64) -> Result<()> {
+async fn upsert_risk_points(conn: &mut AnyConnection, points: &[RiskPoint], now: i64) -> Result<()> {
     for chunk in points.chunks(1000) {
         let rows = chunk
             .iter()
@@ -342,9 +389,7 @@ pub async fn upsert_risk_points(conn: &mut AnyConnection, points: &[RiskPoint], 
     Ok(())
 }
 
-/// Duty lines by (role, region, contact, start): an updated sheet changes lengths, ends and
-/// time zones in place.
-pub async fn upsert_duty(conn: &mut AnyConnection, shifts: &[DutyShift], now: i64) -> Result<()> {
+async fn upsert_duty(conn: &mut AnyConnection, shifts: &[DutyShift], now: i64) -> Result<()> {
     for chunk in shifts.chunks(1000) {
         let rows = chunk
             .iter()
@@ -410,35 +455,37 @@ async fn delete_in(conn: &mut AnyConnection, table: &str, column: &str, values: 
 }
 
 /// What is stored, for checking a sheet's references.
-pub async fn known(pool: &AnyPool) -> Result<Known> {
+pub async fn known(store: &Store) -> Result<Known> {
+    let mut conn = store.conn().await?;
     let regions: Vec<String> = sqlx::query_scalar("SELECT code FROM regions")
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
     let points = sqlx::query("SELECT key, region_code FROM risk_points")
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
+    drop(conn);
     let mut risk_points = HashMap::new();
     for r in points {
+        let key: String = r.try_get(0)?;
         let region: String = r.try_get(1)?;
-        risk_points.insert(
-            r.try_get(0)?,
-            RegionCode::parse(&region).map_err(anyhow::Error::msg)?,
-        );
+        let region = RegionCode::parse(&region).map_err(|e| anyhow!("risk point {key}: {e}"))?;
+        risk_points.insert(key, region);
     }
     Ok(Known {
         regions: regions.into_iter().collect(),
-        contacts: contact_keys(pool).await?,
+        contacts: contact_keys(store).await?,
         risk_points,
     })
 }
 
 /// Risk points with their monitors' contact keys.
-pub async fn load_risk_points(pool: &AnyPool) -> Result<Vec<RiskPoint>> {
+pub async fn load_risk_points(store: &Store) -> Result<Vec<RiskPoint>> {
+    let mut conn = store.conn().await?;
     let mut monitors: HashMap<String, Vec<String>> = HashMap::new();
     for r in sqlx::query(
         "SELECT risk_point_key, contact_key FROM risk_point_monitors ORDER BY risk_point_key, contact_key",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .context("loading risk point monitors")?
     {
@@ -446,13 +493,14 @@ pub async fn load_risk_points(pool: &AnyPool) -> Result<Vec<RiskPoint>> {
     }
     let rows =
         sqlx::query("SELECT id, key, kind, name, lat, lon, region_code, people FROM risk_points ORDER BY id")
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await
             .context("loading risk points")?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let region: String = r.try_get(6)?;
         let key: String = r.try_get(1)?;
+        let region = RegionCode::parse(&region).map_err(|e| anyhow!("risk point {key}: {e}"))?;
         out.push(RiskPoint {
             id: r.try_get(0)?,
             monitors: monitors.remove(&key).unwrap_or_default(),
@@ -461,7 +509,7 @@ pub async fn load_risk_points(pool: &AnyPool) -> Result<Vec<RiskPoint>> {
             name: r.try_get(3)?,
             lat: r.try_get(4)?,
             lon: r.try_get(5)?,
-            region: RegionCode::parse(&region).map_err(anyhow::Error::msg)?,
+            region,
             people: r.try_get(7)?,
         });
     }
@@ -469,37 +517,40 @@ pub async fn load_risk_points(pool: &AnyPool) -> Result<Vec<RiskPoint>> {
 }
 
 /// Every duty line, in import order.
-pub async fn load_duty(pool: &AnyPool) -> Result<Vec<DutyShift>> {
-    load_duty_in(&mut *pool.acquire().await?).await
+pub async fn load_duty(store: &Store) -> Result<Vec<DutyShift>> {
+    load_duty_in(&mut *store.conn().await?).await
 }
 
 /// The duty shifts, read inside a unit of work.
 pub async fn load_duty_in(conn: &mut AnyConnection) -> Result<Vec<DutyShift>> {
     let rows = sqlx::query(
-        "SELECT role, region_code, contact_key, kind, cron, minutes, tz, from_at, to_at FROM duty_shifts ORDER BY id",
+        "SELECT role, region_code, contact_key, kind, cron, minutes, tz, from_at, to_at, id FROM duty_shifts ORDER BY id",
     )
     .fetch_all(&mut *conn)
     .await
     .context("loading duty shifts")?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
+        let id: i64 = r.try_get(9)?;
+        let bad = |what: String| anyhow!("duty shift {id}: {what}");
         let region: String = r.try_get(1)?;
         let kind: String = r.try_get(3)?;
         let minutes: i64 = r.try_get(5)?;
         out.push(DutyShift {
             role: r.try_get(0)?,
-            region: RegionCode::parse(&region).map_err(anyhow::Error::msg)?,
+            region: RegionCode::parse(&region).map_err(bad)?,
             contact_key: r.try_get(2)?,
             shift: match kind.as_str() {
                 "cron" => Shift::Cron {
                     expr: r.try_get(4)?,
-                    minutes: minutes as u32,
+                    minutes: u32::try_from(minutes).map_err(|_| bad(format!("{minutes} minutes")))?,
                     tz: r.try_get(6)?,
                 },
-                _ => Shift::Dates {
+                "dates" => Shift::Dates {
                     from: r.try_get(7)?,
                     to: r.try_get(8)?,
                 },
+                other => return Err(bad(format!("unknown kind {other:?}"))),
             },
         });
     }
@@ -507,10 +558,38 @@ pub async fn load_duty_in(conn: &mut AnyConnection) -> Result<Vec<DutyShift>> {
 }
 
 /// Regions, risk points, contacts and duty shifts as stored, with the matching index built.
-pub async fn load_snapshot(pool: &AnyPool) -> Result<Snapshot> {
-    let regions = load_regions(pool).await?;
-    let points = load_risk_points(pool).await?;
-    let contacts = load_contacts(pool).await?;
-    let shifts = load_duty(pool).await?;
+pub async fn load_snapshot(store: &Store) -> Result<Snapshot> {
+    let regions = load_regions(store).await?;
+    let points = load_risk_points(store).await?;
+    let contacts = load_contacts(store).await?;
+    let shifts = load_duty(store).await?;
     Ok(Snapshot::new(Index::build(&regions, &points), contacts, shifts))
+}
+
+/// How many rows of each roster table are stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sizes {
+    pub regions: i64,
+    pub contacts: i64,
+    pub risk_points: i64,
+    pub duty_shifts: i64,
+}
+
+pub async fn sizes(store: &Store) -> Result<Sizes> {
+    let mut conn = store.conn().await?;
+    let mut n = [0i64; 4];
+    for (i, table) in ["regions", "contacts", "risk_points", "duty_shifts"]
+        .iter()
+        .enumerate()
+    {
+        n[i] = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&mut *conn)
+            .await?;
+    }
+    Ok(Sizes {
+        regions: n[0],
+        contacts: n[1],
+        risk_points: n[2],
+        duty_shifts: n[3],
+    })
 }

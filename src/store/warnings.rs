@@ -1,13 +1,76 @@
-//! Warnings as received (verbatim bytes and parsed fields) and refused input.
+//! Warnings as received (verbatim bytes and parsed fields), the references they wait on, and
+//! refused input. This file must not read CAP (that is `cap`) nor decide what a message does
+//! to an incident (that is `ingest`).
 
-use anyhow::Result;
-use sqlx::{AnyConnection, AnyPool, Row};
+use anyhow::{anyhow, Result};
+use sqlx::{AnyConnection, Row};
 
-use super::{insert_rows, ledger, Backend, Val};
+use super::{insert_rows, Store, Tx, Val};
 use crate::cap::Classification;
 use crate::cap::{Alert, Reference};
 
-pub async fn find(
+impl Tx {
+    /// The warning with this key, if received.
+    pub async fn find_warning(&mut self, sender: &str, identifier: &str, sent: &str) -> Result<Option<i64>> {
+        find_in(self.conn(), sender, identifier, sent).await
+    }
+
+    /// Stores a warning verbatim and parsed. Returns its id.
+    pub async fn insert_warning(
+        &mut self,
+        alert: &Alert,
+        class: &Classification,
+        raw: &[u8],
+        source: &str,
+        now: i64,
+    ) -> Result<i64> {
+        insert(self.conn(), alert, class, raw, source, now).await
+    }
+
+    /// A referenced warning as received: its id and the incident it opened or joined.
+    pub async fn find_ref(&mut self, r: &Reference) -> Result<Option<(i64, Option<i64>)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, incident_id FROM warnings WHERE sender = $1 AND identifier = $2 AND sent = $3",
+        )
+        .bind(&r.sender)
+        .bind(&r.identifier)
+        .bind(&r.sent)
+        .fetch_optional(self.conn())
+        .await?)
+    }
+
+    /// Records the incident a warning opened or joined.
+    pub async fn link_warning(&mut self, warning_id: i64, incident_id: i64) -> Result<()> {
+        sqlx::query("UPDATE warnings SET incident_id = $1 WHERE id = $2")
+            .bind(incident_id)
+            .bind(warning_id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps references to warnings not received yet (resolved by `waiting_for`).
+    pub async fn keep_refs(&mut self, warning_id: i64, refs: &[Reference], now: i64) -> Result<()> {
+        keep_refs(self.conn(), warning_id, refs, now).await
+    }
+
+    /// Marks a waiting warning's references resolved (it has now been applied).
+    pub async fn resolve_refs(&mut self, warning_id: i64, now: i64) -> Result<()> {
+        sqlx::query("UPDATE warning_refs SET resolved_at = $1 WHERE warning_id = $2 AND resolved_at IS NULL")
+            .bind(now)
+            .bind(warning_id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+}
+
+/// The warning with this key, if received (outside a unit of work).
+pub async fn find(store: &Store, sender: &str, identifier: &str, sent: &str) -> Result<Option<i64>> {
+    find_in(&mut *store.conn().await?, sender, identifier, sent).await
+}
+
+async fn find_in(
     conn: &mut AnyConnection,
     sender: &str,
     identifier: &str,
@@ -23,7 +86,7 @@ pub async fn find(
     )
 }
 
-pub async fn insert(
+async fn insert(
     conn: &mut AnyConnection,
     alert: &Alert,
     class: &Classification,
@@ -57,35 +120,7 @@ pub async fn insert(
     Ok(id)
 }
 
-/// A referenced warning as received: its id and the incident it opened or joined.
-pub async fn find_ref(conn: &mut AnyConnection, r: &Reference) -> Result<Option<(i64, Option<i64>)>> {
-    Ok(sqlx::query_as(
-        "SELECT id, incident_id FROM warnings WHERE sender = $1 AND identifier = $2 AND sent = $3",
-    )
-    .bind(&r.sender)
-    .bind(&r.identifier)
-    .bind(&r.sent)
-    .fetch_optional(&mut *conn)
-    .await?)
-}
-
-/// Records the incident a warning opened or joined.
-pub async fn link(conn: &mut AnyConnection, warning_id: i64, incident_id: i64) -> Result<()> {
-    sqlx::query("UPDATE warnings SET incident_id = $1 WHERE id = $2")
-        .bind(incident_id)
-        .bind(warning_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Keeps references to warnings not received yet (resolved by `waiting_for`).
-pub async fn keep_refs(
-    conn: &mut AnyConnection,
-    warning_id: i64,
-    refs: &[Reference],
-    now: i64,
-) -> Result<()> {
+async fn keep_refs(conn: &mut AnyConnection, warning_id: i64, refs: &[Reference], now: i64) -> Result<()> {
     let rows = refs
         .iter()
         .map(|r| {
@@ -116,7 +151,7 @@ pub async fn keep_refs(
 /// Warnings received earlier that wait for this one (an unresolved reference names it), as
 /// their ids and parsed alerts, in the order they were sent.
 pub async fn waiting_for(
-    pool: &AnyPool,
+    store: &Store,
     sender: &str,
     identifier: &str,
     sent: &str,
@@ -129,33 +164,19 @@ pub async fn waiting_for(
     .bind(sender)
     .bind(identifier)
     .bind(sent)
-    .fetch_all(pool)
+    .fetch_all(&mut *store.conn().await?)
     .await?;
     rows.into_iter()
-        .map(|(id, parsed, _)| Ok((id, serde_json::from_str(&parsed)?)))
+        .map(|(id, parsed, _)| {
+            let alert = serde_json::from_str(&parsed).map_err(|e| anyhow!("warning {id}: parsed: {e}"))?;
+            Ok((id, alert))
+        })
         .collect()
 }
 
-/// Marks a waiting warning's references resolved (it has now been applied).
-pub async fn resolve_refs(conn: &mut AnyConnection, warning_id: i64, now: i64) -> Result<()> {
-    sqlx::query("UPDATE warning_refs SET resolved_at = $1 WHERE warning_id = $2 AND resolved_at IS NULL")
-        .bind(now)
-        .bind(warning_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
 /// Keeps refused input verbatim with its reason (SPEC §8), with its ledger entry.
-pub async fn reject(
-    pool: &AnyPool,
-    backend: Backend,
-    raw: &[u8],
-    source: &str,
-    reason: &str,
-    now: i64,
-) -> Result<i64> {
-    let mut tx = pool.begin().await?;
+pub async fn reject(store: &Store, raw: &[u8], source: &str, reason: &str, now: i64) -> Result<i64> {
+    let mut tx = store.begin().await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO warning_rejects (source, reason, raw, received_at) VALUES ($1, $2, $3, $4) RETURNING id",
     )
@@ -163,18 +184,11 @@ pub async fn reject(
     .bind(reason)
     .bind(raw.to_vec())
     .bind(now)
-    .fetch_one(&mut *tx)
+    .fetch_one(tx.conn())
     .await?;
     let body = serde_json::json!({"source": source, "reason": reason, "bytes": raw.len()});
-    ledger::record(
-        &mut tx,
-        backend,
-        now,
-        "warning.rejected",
-        format!("reject:{id}"),
-        body,
-    )
-    .await?;
+    tx.record("warning.rejected", format!("reject:{id}"), body, now)
+        .await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -221,25 +235,25 @@ fn row_of(r: &sqlx::any::AnyRow) -> Result<WarningRow> {
     })
 }
 
-pub async fn list(pool: &AnyPool, limit: i64) -> Result<Vec<WarningRow>> {
+pub async fn list(store: &Store, limit: i64) -> Result<Vec<WarningRow>> {
     let rows = sqlx::query(&format!("SELECT {COLS} FROM warnings ORDER BY id DESC LIMIT $1"))
         .bind(limit)
-        .fetch_all(pool)
+        .fetch_all(&mut *store.conn().await?)
         .await?;
     rows.iter().map(row_of).collect()
 }
 
-pub async fn get(pool: &AnyPool, id: i64) -> Result<Option<WarningRow>> {
+pub async fn get(store: &Store, id: i64) -> Result<Option<WarningRow>> {
     let row = sqlx::query(&format!("SELECT {COLS}, parsed FROM warnings WHERE id = $1"))
         .bind(id)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *store.conn().await?)
         .await?;
     match row {
         None => Ok(None),
         Some(r) => {
             let mut w = row_of(&r)?;
             let parsed: String = r.try_get(13)?;
-            w.parsed = serde_json::from_str(&parsed).ok();
+            w.parsed = Some(serde_json::from_str(&parsed).map_err(|e| anyhow!("warning {id}: parsed: {e}"))?);
             Ok(Some(w))
         }
     }

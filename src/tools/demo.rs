@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{shutdown_signal, App};
 use crate::config::{Role, Settings};
 use crate::core::{ApiToken, Core, Overrides};
-use crate::store::incidents;
-use crate::store::jobs::{self, Kind};
+use crate::domain::State;
+use crate::store::jobs::Kind;
+use crate::store::{incidents, ledger, reports, roster};
 use crate::{answer::inbound, answer::token, ingest, record::report, tools::import};
 
 pub struct Options {
@@ -83,9 +84,7 @@ pub async fn run(mut settings: Settings, o: Options) -> Result<()> {
 
     simulate(&core, inc.id, addr, o.deadline).await?;
 
-    let r = crate::store::reports::load(&core.store, inc.id)
-        .await?
-        .context("report")?;
+    let r = reports::load(&core.store, inc.id).await?.context("report")?;
     println!("\n{}", report::table(&r));
     if let Some([median, p90, max]) = r.answer_seconds {
         println!("应答用时 time to answer: median {median:.1}s, p90 {p90:.1}s, max {max:.1}s");
@@ -103,7 +102,7 @@ pub async fn run(mut settings: Settings, o: Options) -> Result<()> {
             p.phone.as_deref().unwrap_or("-")
         );
     }
-    match crate::store::ledger::verify(&core.store.pool).await? {
+    match ledger::verify(&core.store).await? {
         Ok(n) => println!("台账 ledger: ok {n} entries, hash chain intact"),
         Err(b) => println!("台账 ledger: BROKEN {b}"),
     }
@@ -130,19 +129,11 @@ pub async fn run(mut settings: Settings, o: Options) -> Result<()> {
 
 /// `1574 regions, 5204 contacts, …` as stored.
 async fn roster_counts(core: &Core) -> Result<String> {
-    let mut out = Vec::new();
-    for (table, label) in [
-        ("regions", "区划 regions"),
-        ("contacts", "责任人 contacts"),
-        ("risk_points", "风险点 risk points"),
-        ("duty_shifts", "值班 duty lines"),
-    ] {
-        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-            .fetch_one(&core.store.pool)
-            .await?;
-        out.push(format!("{n} {label}"));
-    }
-    Ok(out.join(", "))
+    let n = roster::sizes(&core.store).await?;
+    Ok(format!(
+        "{} 区划 regions, {} 责任人 contacts, {} 风险点 risk points, {} 值班 duty lines",
+        n.regions, n.contacts, n.risk_points, n.duty_shifts
+    ))
 }
 
 /// People answer: most by SMS (village leaders with an evacuation count), some through the
@@ -156,7 +147,7 @@ async fn simulate(core: &Core, incident: i64, addr: std::net::SocketAddr, deadli
     let mut last = (0, 0, 0, 0);
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let callouts = incidents::callouts_of_incident(&core.store.pool, incident).await?;
+        let callouts = incidents::callouts_of_incident(&core.store, incident).await?;
         for c in callouts.iter().filter(|c| c.sent_at.is_some()) {
             if !handled.insert(c.id) {
                 continue;
@@ -181,10 +172,10 @@ async fn simulate(core: &Core, incident: i64, addr: std::net::SocketAddr, deadli
                 inbound::sms_reply(core, "loopback", &phone, "收到").await?;
             }
         }
-        let open = jobs::pending(&core.store.pool, Kind::Deadline).await?
-            + jobs::pending(&core.store.pool, Kind::Send).await?;
-        let answered = callouts.iter().filter(|c| c.state == "acknowledged").count();
-        let escalated = callouts.iter().filter(|c| c.state == "escalated").count();
+        let open =
+            core.store.pending_jobs(Kind::Deadline).await? + core.store.pending_jobs(Kind::Send).await?;
+        let answered = callouts.iter().filter(|c| c.state == State::Acknowledged).count();
+        let escalated = callouts.iter().filter(|c| c.state == State::Escalated).count();
         let now = (callouts.len(), answered, escalated, open);
         if now != last {
             println!(

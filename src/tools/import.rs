@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::store::{roster as db, Store};
+use crate::store::{roster as db, Store, Tx};
 use crate::target::roster::{self, sheet, Known, RowError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -53,7 +53,7 @@ pub async fn import(
 ) -> Result<Imported> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     // Read before the transaction: SQLite has a single connection.
-    let known = db::known(&store.pool).await?;
+    let known = db::known(store).await?;
     let rows = match check(kind, &data, &known) {
         Ok(r) => r,
         Err(e) => {
@@ -137,23 +137,23 @@ impl Rows {
         }
     }
 
-    async fn write(&self, conn: &mut sqlx::AnyConnection, now: i64, bar: &ProgressBar) -> Result<()> {
+    async fn write(&self, tx: &mut Tx, now: i64, bar: &ProgressBar) -> Result<()> {
         macro_rules! chunked {
-            ($rows:expr, $write:path) => {
+            ($rows:expr, $write:ident) => {
                 for chunk in $rows.chunks(CHUNK) {
-                    $write(conn, chunk, now).await?;
+                    tx.$write(chunk, now).await?;
                     bar.inc(chunk.len() as u64);
                 }
             };
         }
         match self {
-            Rows::Regions(p) => chunked!(p.rows, db::upsert_regions),
-            Rows::Contacts(p) => chunked!(p.rows, db::upsert_contact_rows),
-            Rows::RiskPoints(p) => chunked!(p.rows, db::upsert_risk_points),
-            Rows::Rosters(p) => chunked!(p.rows, db::upsert_duty),
+            Rows::Regions(p) => chunked!(p.rows, upsert_regions),
+            Rows::Contacts(p) => chunked!(p.rows, upsert_contact_rows),
+            Rows::RiskPoints(p) => chunked!(p.rows, upsert_risk_points),
+            Rows::Rosters(p) => chunked!(p.rows, upsert_duty),
             Rows::Boundaries(p) => {
                 for (code, geojson, _) in &p.rows {
-                    db::set_boundary(conn, code, geojson, now).await?;
+                    tx.set_boundary(code, geojson, now).await?;
                     bar.inc(1);
                 }
             }

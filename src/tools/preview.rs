@@ -7,12 +7,11 @@ use std::fmt::Write;
 
 use anyhow::Result;
 use serde::Serialize;
-use sqlx::AnyPool;
 
 use crate::cap;
 use crate::config::{Level, Settings};
 use crate::domain::{ChannelKind, Colour, RegionCode};
-use crate::store::roster;
+use crate::store::{roster, Store};
 use crate::target::plan::{decide, Snapshot};
 use crate::target::roster::{role_label, Contact};
 
@@ -118,15 +117,15 @@ pub fn preview_with(
     })
 }
 
-/// Loads the roster from `pool` (reads only) and previews the message against it now.
+/// Loads the roster from the store (reads only) and previews the message against it now.
 pub async fn preview(
     settings: &Settings,
-    pool: &AnyPool,
+    store: &Store,
     raw: &[u8],
     level: Option<Level>,
     now_ms: i64,
 ) -> Result<Preview> {
-    let roster = roster::load_snapshot(pool).await?;
+    let roster = roster::load_snapshot(store).await?;
     preview_with(settings, &roster, raw, level, now_ms)
 }
 

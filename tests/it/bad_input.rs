@@ -216,13 +216,11 @@ async fn tampering_with_the_ledger_is_detected() {
     let app = spawn(Db::Sqlite, "").await.unwrap();
     let (s, _) = app.post_cap(&demo_cap(), FEED).await;
     assert_eq!(s, 202);
-    let pool = &app.core.store.pool;
-    assert!(jiaoying::store::ledger::verify(pool).await.unwrap().is_ok());
-    sqlx::query("UPDATE ledger SET body = '{\"edited\":true}' WHERE seq = 3")
-        .execute(pool)
-        .await
-        .unwrap();
-    let broken = jiaoying::store::ledger::verify(pool).await.unwrap().unwrap_err();
+    let store = &app.core.store;
+    assert!(jiaoying::store::ledger::verify(store).await.unwrap().is_ok());
+    app.execute("UPDATE ledger SET body = '{\"edited\":true}' WHERE seq = 3")
+        .await;
+    let broken = jiaoying::store::ledger::verify(store).await.unwrap().unwrap_err();
     assert_eq!(broken.seq, 3);
     app.stop().await;
 }

@@ -200,7 +200,7 @@ async fn a_request_that_takes_too_long_is_answered_503_in_json() {
         .await
         .unwrap();
     // The SQLite pool has one connection: held here, /metrics waits for it past its time.
-    let held = app.core.store.pool.acquire().await.unwrap();
+    let held = app.core.store.begin().await.unwrap();
     let started = Instant::now();
     let r = app
         .http

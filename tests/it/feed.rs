@@ -222,7 +222,7 @@ async fn poll_index(db: Db) {
     .unwrap();
     assert!(poll_once(&restarted, "cma").await.unwrap().not_modified);
     assert_eq!(srv.hits("/index.atom"), 4);
-    restarted.store.pool.close().await;
+    restarted.store.close().await;
     app.stop().await;
 }
 
@@ -303,7 +303,7 @@ async fn senders_not_allowed_are_refused_and_kept() {
     assert_eq!(feed_warnings(&app, "strict").await, 0);
     let reason: String =
         sqlx::query_scalar("SELECT reason FROM warning_rejects WHERE source = 'feed:strict'")
-            .fetch_one(&app.core.store.pool)
+            .fetch_one(app.db())
             .await
             .unwrap();
     assert!(

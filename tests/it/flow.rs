@@ -161,7 +161,7 @@ async fn flow(db: Db) {
         .await;
     let callouts: Vec<(i64, i64, String, Option<i64>)> =
         sqlx::query_as("SELECT c.id, c.contact_id, c.state, c.parent_id FROM callouts c ORDER BY c.id")
-            .fetch_all(&app.core.store.pool)
+            .fetch_all(app.db())
             .await
             .unwrap();
     assert_eq!(callouts.len(), expected.len() + 1);
@@ -169,7 +169,7 @@ async fn flow(db: Db) {
         "SELECT c.id FROM callouts c JOIN contacts k ON k.id = c.contact_id WHERE k.key = $1",
     )
     .bind(&silent.key)
-    .fetch_one(&app.core.store.pool)
+    .fetch_one(app.db())
     .await
     .unwrap();
     let by_id: BTreeMap<i64, &(i64, i64, String, Option<i64>)> = callouts.iter().map(|c| (c.0, c)).collect();
@@ -217,10 +217,7 @@ async fn flow(db: Db) {
         expected.len() + 1
     );
 
-    match jiaoying::store::ledger::verify(&app.core.store.pool)
-        .await
-        .unwrap()
-    {
+    match jiaoying::store::ledger::verify(&app.core.store).await.unwrap() {
         Ok(n) => assert!(n > 2 * expected.len(), "{n} ledger entries"),
         Err(b) => panic!("ledger broken: {b}"),
     }
@@ -244,7 +241,7 @@ async fn stand_down_cancels_and_tells_everyone_called() {
     let answered = out["callout_id"].as_i64().unwrap();
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE callout_id = $1")
         .bind(answered)
-        .fetch_one(&app.core.store.pool)
+        .fetch_one(app.db())
         .await
         .unwrap();
     assert_eq!(left, 0);

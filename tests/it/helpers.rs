@@ -28,6 +28,9 @@ pub struct TestApp {
     pub core: Arc<Core>,
     pub gw: Fake,
     pub http: reqwest::Client,
+    /// The test's own connections to the daemon's database, for its raw SQL (the daemon's
+    /// pool is the store's alone).
+    db: sqlx::AnyPool,
     stop: CancellationToken,
     pg_database: Option<String>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -125,12 +128,14 @@ secret_env = "JIAOYING_TEST_GW_SECRET"
     jiaoying::tools::import::import_all(&core.store, roster, core.now())
         .await
         .unwrap();
+    let db = test_pool(&url).await;
     let (base, stop, task) = start(core.clone()).await;
     Some(TestApp {
         base,
         core,
         gw,
         http: reqwest::Client::new(),
+        db,
         stop,
         pg_database,
         task,
@@ -201,29 +206,35 @@ impl TestApp {
         self.core.wake.notify_waiters();
     }
 
+    /// The test's own pool on the daemon's database: what a test reads or changes behind the
+    /// daemon's back goes through it, never through the store.
+    pub fn db(&self) -> &sqlx::AnyPool {
+        &self.db
+    }
+
     pub async fn scalar(&self, sql: &str) -> i64 {
         sqlx::query_scalar::<_, i64>(sql)
-            .fetch_one(&self.core.store.pool)
+            .fetch_one(self.db())
             .await
             .unwrap()
+    }
+
+    /// Runs a statement on the test's own connection.
+    pub async fn execute(&self, sql: &str) {
+        sqlx::query(sql).execute(self.db()).await.unwrap();
     }
 
     /// Drops the demo duty rosters, so that every holder of a role is called whatever the day:
     /// for tests whose oracle is the contacts sheet alone (duty resolution has its own tests).
     pub async fn without_duty_rosters(&self) {
-        sqlx::query("DELETE FROM duty_shifts")
-            .execute(&self.core.store.pool)
-            .await
-            .unwrap();
+        self.execute("DELETE FROM duty_shifts").await;
     }
 
     /// Makes every pending answer deadline due now: escalation tests then depend on what was
     /// answered, not on how fast a loaded machine sent and answered everything.
     pub async fn expire_deadlines(&self) {
-        sqlx::query("UPDATE jobs SET due_at = 0 WHERE kind = 'deadline'")
-            .execute(&self.core.store.pool)
-            .await
-            .unwrap();
+        self.execute("UPDATE jobs SET due_at = 0 WHERE kind = 'deadline'")
+            .await;
         self.core.wake.notify_waiters();
     }
 
@@ -234,6 +245,7 @@ impl TestApp {
             .expect("graceful stop")
             .unwrap()
             .unwrap();
+        self.db.close().await;
         if let (Some(name), Ok(base)) = (self.pg_database, std::env::var("JIAOYING_PG_URL")) {
             use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
@@ -331,6 +343,26 @@ impl TestApp {
             ..self
         }
     }
+}
+
+/// A second pool on the test's database. SQLite allows it in WAL mode (the daemon set it):
+/// readers never wait, a writer waits for the daemon's write to finish (busy timeout).
+async fn test_pool(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let sqlite = url.starts_with("sqlite:");
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(2)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if sqlite {
+                    sqlx::Executor::execute(&mut *conn, "PRAGMA busy_timeout = 5000").await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+        .expect("the test's own connection to its database")
 }
 
 /// The demo warning sent at [`t0`] (and a unique identifier).

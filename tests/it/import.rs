@@ -52,11 +52,11 @@ async fn sheets(db: Db) {
     assert_eq!(count("regions").await, 4);
     assert_eq!(count("contacts").await, 3);
     assert_eq!(count("contact_phones").await, 5);
-    let points = db::load_risk_points(&store.pool).await.unwrap();
+    let points = db::load_risk_points(store).await.unwrap();
     let dz = points.iter().find(|p| p.key == "DZ-1").unwrap();
     assert_eq!((dz.kind.as_str(), dz.people), ("geohazard", 12));
     assert_eq!(dz.monitors, ["v1-info", "v1-lead"]);
-    let duty = db::load_duty(&store.pool).await.unwrap();
+    let duty = db::load_duty(store).await.unwrap();
     assert_eq!(duty.len(), 2);
     assert!(duty.iter().any(|d| d.contact_key == "t-lead"
         && d.shift
@@ -79,11 +79,12 @@ async fn sheets(db: Db) {
     .unwrap();
     assert!(r.written && r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(count("contacts").await, 5);
-    let mut conn = store.pool.acquire().await.unwrap();
-    let found = db::contacts_by_phone(&mut conn, &Phone::parse("13800138011").unwrap())
+    let mut tx = store.begin().await.unwrap();
+    let found = tx
+        .contacts_by_phone(&Phone::parse("13800138011").unwrap())
         .await
         .unwrap();
-    drop(conn);
+    tx.rollback().await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(
         (found[0].key.as_str(), found[0].backup.as_deref()),
@@ -171,11 +172,12 @@ async fn sheets(db: Db) {
     assert!(r.written, "{:?}", r.errors);
     assert_eq!(count("contacts").await, 5);
     assert_eq!(name_of().await, 1);
-    let mut conn = store.pool.acquire().await.unwrap();
-    let old = db::contacts_by_phone(&mut conn, &Phone::parse("0775-2831234").unwrap())
+    let mut tx = store.begin().await.unwrap();
+    let old = tx
+        .contacts_by_phone(&Phone::parse("0775-2831234").unwrap())
         .await
         .unwrap();
-    drop(conn);
+    tx.rollback().await.unwrap();
     assert!(old.is_empty(), "the replaced landline still finds {old:?}");
     // Re-importing the other kinds is safe too.
     for (kind, file) in [

@@ -3,6 +3,7 @@
 //! gateways on loopback and a real SMTP server.
 
 mod bad_input;
+mod boundary;
 mod crash;
 mod edge;
 mod email;

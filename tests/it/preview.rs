@@ -33,11 +33,11 @@ async fn preview_names_people_reasons_and_channels_and_writes_nothing() {
     for db in [Db::Sqlite, Db::Postgres] {
         let Some(app) = spawn(db, "").await else { continue };
         let settings = &app.core.settings;
-        let pool = &app.core.store.pool;
+        let store = &app.core.store;
         app.without_duty_rosters().await;
         let before = rows(&app).await;
 
-        let p = preview(settings, pool, &demo_cap(), None, app.core.now())
+        let p = preview(settings, store, &demo_cap(), None, app.core.now())
             .await
             .unwrap();
         assert_eq!(p.policy.as_deref(), Some("red"));
@@ -69,7 +69,7 @@ async fn preview_names_people_reasons_and_channels_and_writes_nothing() {
 
         // With a duty roster putting the B role on shift now, and a flash-flood point in 容县
         // watched by the city duty officer.
-        let snap = load_snapshot(pool).await.unwrap();
+        let snap = load_snapshot(store).await.unwrap();
         let now = app.core.now();
         let shifts = vec![DutyShift {
             role: "county_duty".into(),

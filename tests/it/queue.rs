@@ -140,7 +140,7 @@ async fn a_deadline_that_runs_twice_climbs_one_rung() {
         "INSERT INTO jobs (kind, callout_id, payload, due_at, created_at)
          SELECT kind, callout_id, payload, due_at, created_at FROM jobs WHERE kind = 'deadline'",
     )
-    .execute(&app.core.store.pool)
+    .execute(app.db())
     .await
     .unwrap()
     .rows_affected();
@@ -178,7 +178,7 @@ async fn a_deadline_that_runs_twice_climbs_one_rung() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_that_do_not_read_are_kept_not_run() {
     let app = spawn(Db::Sqlite, "").await.unwrap();
-    let pool = &app.core.store.pool;
+    let pool = app.db();
     for (kind, payload) in [("brief_hourly", "{\"every\": \"1h\"}"), ("deadline", "{}")] {
         sqlx::query("INSERT INTO jobs (kind, payload, due_at, created_at) VALUES ($1, $2, 0, 0)")
             .bind(kind)

@@ -191,7 +191,7 @@ async fn activate_raise_end(db: Db) {
     let raised: Vec<String> =
         sqlx::query_scalar("SELECT body FROM ledger WHERE kind = 'incident.raised' AND subject = $1")
             .bind(format!("incident:{inside}"))
-            .fetch_all(&app.core.store.pool)
+            .fetch_all(app.db())
             .await
             .unwrap();
     assert_eq!(raised.len(), 1);
@@ -236,7 +236,7 @@ async fn activate_raise_end(db: Db) {
     let cancelled: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM callouts WHERE incident_id = $1 AND state = 'cancelled'")
             .bind(act)
-            .fetch_one(&app.core.store.pool)
+            .fetch_one(app.db())
             .await
             .unwrap();
     assert_eq!(cancelled as usize, want.len() - 1);
@@ -245,7 +245,7 @@ async fn activate_raise_end(db: Db) {
          WHERE c.incident_id = $1 AND j.kind IN ('send', 'deadline')",
     )
     .bind(act)
-    .fetch_one(&app.core.store.pool)
+    .fetch_one(app.db())
     .await
     .unwrap();
     assert_eq!(pending, 0);
@@ -266,10 +266,7 @@ async fn activate_raise_end(db: Db) {
         0,
     )
     .await;
-    match jiaoying::store::ledger::verify(&app.core.store.pool)
-        .await
-        .unwrap()
-    {
+    match jiaoying::store::ledger::verify(&app.core.store).await.unwrap() {
         Ok(n) => assert!(n > want.len()),
         Err(b) => panic!("ledger broken: {b}"),
     }
@@ -322,7 +319,7 @@ async fn duty_holders_at_fixed_instants() {
             "SELECT k.key FROM callouts c JOIN contacts k ON k.id = c.contact_id WHERE c.incident_id = $1",
         )
         .bind(id)
-        .fetch_all(&app.core.store.pool)
+        .fetch_all(app.db())
         .await
         .unwrap()
         .into_iter()
@@ -394,12 +391,12 @@ async fn bad_input_is_refused_and_until_lapses() {
         .await;
     let state: String = sqlx::query_scalar("SELECT state FROM incidents WHERE id = $1")
         .bind(act)
-        .fetch_one(&app.core.store.pool)
+        .fetch_one(app.db())
         .await
         .unwrap();
     assert_eq!(state, "closed");
     let by: Option<String> = sqlx::query_scalar("SELECT ended_by FROM responses")
-        .fetch_one(&app.core.store.pool)
+        .fetch_one(app.db())
         .await
         .unwrap();
     assert_eq!(by.as_deref(), Some("until"));

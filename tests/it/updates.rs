@@ -151,7 +151,7 @@ async fn post(app: &TestApp, cap: &Cap<'_>) -> (serde_json::Value, String) {
 async fn colour(app: &TestApp, incident: Option<i64>) -> String {
     sqlx::query_scalar("SELECT colour FROM incidents WHERE id = $1 OR $1 IS NULL ORDER BY id LIMIT 1")
         .bind(incident)
-        .fetch_one(&app.core.store.pool)
+        .fetch_one(app.db())
         .await
         .unwrap()
 }
@@ -202,7 +202,7 @@ macro_rules! both {
             };
             $body(&app).await;
             idle(&app).await;
-            match jiaoying::store::ledger::verify(&app.core.store.pool).await.unwrap() {
+            match jiaoying::store::ledger::verify(&app.core.store).await.unwrap() {
                 Ok(n) => assert!(n > 0),
                 Err(b) => panic!("ledger broken: {b}"),
             }
@@ -295,7 +295,7 @@ async fn colour_raised(app: &TestApp) {
     // New deadlines from the red policy (3 s), the old answer kept.
     let new_deadlines: Vec<i64> =
         sqlx::query_scalar("SELECT deadline_at FROM callouts WHERE upgrade IS NOT NULL")
-            .fetch_all(&app.core.store.pool)
+            .fetch_all(app.db())
             .await
             .unwrap();
     assert_eq!(new_deadlines.len(), n);
@@ -304,7 +304,7 @@ async fn colour_raised(app: &TestApp) {
         .all(|d| *d >= before + 3000 && *d < before + 60_000));
     let state: String = sqlx::query_scalar("SELECT state FROM callouts WHERE id = $1")
         .bind(old_ack)
-        .fetch_one(&app.core.store.pool)
+        .fetch_one(app.db())
         .await
         .unwrap();
     assert_eq!(state, "acknowledged");

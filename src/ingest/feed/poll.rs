@@ -111,7 +111,7 @@ async fn poll(core: &Core, i: usize, polled: &mut Polled) -> Result<(), String> 
     let auth = auth(i, feed)?;
     let client = &core.feeds.sources[i].client;
     let db = |e: anyhow::Error| format!("database: {e:#}");
-    let known = store::validators(&core.store.pool, &feed.name, &feed.url)
+    let known = store::validators(&core.store, &feed.name, &feed.url)
         .await
         .map_err(db)?;
     let (body, validators) = match fetch(client, feed, &feed.url, Some(&known), auth.as_ref()).await? {
@@ -133,12 +133,11 @@ async fn poll(core: &Core, i: usize, polled: &mut Polled) -> Result<(), String> 
                 index::parse_with_alerts(&body, &feed.url).map_err(|e| format!("{}: {e}", feed.url))?;
             let keys: Vec<String> = entries.iter().map(|(e, _)| e.key()).collect();
             // Also holds the keys taken in this poll: an index may list an entry twice.
-            let mut seen: std::collections::HashSet<String> =
-                store::seen(&core.store.pool, &feed.name, &keys)
-                    .await
-                    .map_err(db)?
-                    .into_iter()
-                    .collect();
+            let mut seen: std::collections::HashSet<String> = store::seen(&core.store, &feed.name, &keys)
+                .await
+                .map_err(db)?
+                .into_iter()
+                .collect();
             let mut taken = Vec::new();
             for (item, key) in entries.iter().zip(keys) {
                 if !seen.insert(key.clone()) {
@@ -152,7 +151,7 @@ async fn poll(core: &Core, i: usize, polled: &mut Polled) -> Result<(), String> 
                     }
                 }
             }
-            store::mark_seen(&core.store.pool, &feed.name, &taken, core.now())
+            store::mark_seen(&core.store, &feed.name, &taken, core.now())
                 .await
                 .map_err(db)?;
         }
@@ -160,7 +159,7 @@ async fn poll(core: &Core, i: usize, polled: &mut Polled) -> Result<(), String> 
     if let Some(e) = first_error {
         return Err(e);
     }
-    store::save_validators(&core.store.pool, &feed.name, &feed.url, &validators, core.now())
+    store::save_validators(&core.store, &feed.name, &feed.url, &validators, core.now())
         .await
         .map_err(db)
 }
@@ -205,16 +204,9 @@ async fn take(
                     "sender {:?} is not on the allow-list of feed {} (发送方不在白名单)",
                     alert.sender, feed.name
                 );
-                warnings::reject(
-                    &core.store.pool,
-                    core.store.backend,
-                    bytes,
-                    source,
-                    &reason,
-                    core.now(),
-                )
-                .await
-                .map_err(|e| format!("database: {e:#}"))?;
+                warnings::reject(&core.store, bytes, source, &reason, core.now())
+                    .await
+                    .map_err(|e| format!("database: {e:#}"))?;
                 tracing::warn!(feed = %feed.name, sender = %alert.sender, "CAP message refused: sender not allowed");
                 polled.refused += 1;
                 return Ok(());

@@ -1,0 +1,78 @@
+//! Inbound messages as received (SPEC §8: kept whether understood or not): SMS replies and
+//! gateway receipts, with what became of them, and the attempt a receipt refers to.
+//! This file must not read a reply's words (that is `answer::reply`) nor decide what a
+//! receipt does (that is `answer::inbound`).
+
+use anyhow::Result;
+
+use super::Tx;
+
+/// What kind of callback brought it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundKind {
+    /// A reply from a phone.
+    Sms,
+    /// A delivery receipt or a voice result.
+    Status,
+}
+
+impl InboundKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboundKind::Sms => "sms",
+            InboundKind::Status => "status",
+        }
+    }
+}
+
+/// One inbound message to keep.
+pub struct NewInbound<'a> {
+    pub gateway: &'a str,
+    pub kind: InboundKind,
+    /// The phone it came from (SMS); none for a receipt.
+    pub sender: Option<&'a str>,
+    pub body: &'a str,
+    pub outcome: &'a str,
+    pub callout_id: Option<i64>,
+}
+
+impl Tx {
+    /// Keeps an inbound message. Returns its id.
+    pub async fn keep_inbound(&mut self, m: &NewInbound<'_>, now: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO inbound (gateway, kind, sender, body, outcome, callout_id, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(m.gateway)
+        .bind(m.kind.as_str())
+        .bind(m.sender)
+        .bind(m.body)
+        .bind(m.outcome)
+        .bind(m.callout_id)
+        .bind(now)
+        .fetch_one(self.conn())
+        .await?)
+    }
+
+    /// What became of an inbound message, once known.
+    pub async fn set_inbound_outcome(&mut self, id: i64, outcome: &str) -> Result<()> {
+        sqlx::query("UPDATE inbound SET outcome = $1 WHERE id = $2")
+            .bind(outcome)
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// The call-out of the attempt a gateway's receipt names (our attempt id is the `ref` we
+    /// gave it); none when that gateway made no such attempt.
+    pub async fn callout_of_attempt(&mut self, attempt_id: i64, gateway: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT callout_id FROM attempts WHERE id = $1 AND gateway = $2")
+                .bind(attempt_id)
+                .bind(gateway)
+                .fetch_optional(self.conn())
+                .await?,
+        )
+    }
+}
