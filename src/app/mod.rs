@@ -22,6 +22,12 @@ pub struct App {
 
 impl App {
     pub async fn bind(core: Arc<Core>) -> Result<App> {
+        // Before serving: each feed's poll job exists, and jobs this version cannot run are
+        // pointed out to the operator.
+        crate::ingest::feed::ensure_jobs(&core).await?;
+        for (kind, n) in crate::store::jobs::unknown_kinds(core.store.pool()).await? {
+            tracing::warn!(job.kind = %kind, jobs = n, "jobs of a kind this version does not know are kept, not run (a newer version wrote them)");
+        }
         let bind = core.settings.http.bind.clone();
         let listener = TcpListener::bind(&bind)
             .await
@@ -38,10 +44,6 @@ impl App {
     /// Serves HTTP and runs the workers until `stop` fires, then stops claiming, finishes
     /// the batches in hand, releases claims and returns.
     pub async fn run(self, stop: CancellationToken) -> Result<()> {
-        crate::ingest::feed::ensure_jobs(&self.core).await?;
-        for (kind, n) in crate::store::jobs::unknown_kinds(self.core.store.pool()).await? {
-            tracing::warn!(job.kind = %kind, jobs = n, "jobs of a kind this version does not know are kept, not run (a newer version wrote them)");
-        }
         let mut workers = tokio::task::JoinSet::new();
         // Unique per App, so that two daemons in one process (tests) never share claims.
         let instance = format!(

@@ -60,10 +60,10 @@ async fn wait_for(app: &TestApp, sql: &str, n: i64) {
     panic!("timed out waiting for {sql} = {n}");
 }
 
-/// The call-out a message was sent for (its `ref` is the attempt).
+/// The call-out a message was sent for (its `ref` is the message key of its attempts).
 async fn callout_of(app: &TestApp, m: &Sent) -> i64 {
     app.scalar(&format!(
-        "SELECT callout_id FROM attempts WHERE id = {}",
+        "SELECT MIN(callout_id) FROM attempts WHERE message_key = '{}'",
         m.reference
     ))
     .await
