@@ -193,6 +193,19 @@ async fn a_failing_gateway_is_retried_and_every_try_recorded() {
     app.gw
         .wait_until(60, "every message despite 5 failures", |m| m.len() >= n)
         .await;
+    // Every message has gone; wait for the last batch's record, then count the tries.
+    let start = std::time::Instant::now();
+    while (app
+        .scalar("SELECT COUNT(*) FROM attempts WHERE result = 'sent'")
+        .await as usize)
+        < n
+    {
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the sent attempts were never all recorded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(
         app.scalar("SELECT COUNT(*) FROM attempts WHERE result = 'transient'")
             .await,
@@ -205,7 +218,7 @@ async fn a_failing_gateway_is_retried_and_every_try_recorded() {
     );
     let msgs = app.gw.messages();
     assert_eq!(msgs.len(), n, "nothing sent twice");
-    // Each message carries its attempt id as `ref`, matching a stored attempt.
+    // Each message carries its own message key as `ref`.
     let refs: std::collections::HashSet<&str> = msgs.iter().map(|m| m.reference.as_str()).collect();
     assert_eq!(refs.len(), n);
     app.stop().await;
