@@ -128,6 +128,21 @@ struct Batch {
     records: Vec<Record>,
 }
 
+impl Batch {
+    /// A job that can never send: it ends, and a call-out (not a notice) fails with the reason.
+    fn give_up(&mut self, job: &Job, callout_id: i64, notice: bool, reason: String) {
+        self.finished.push(job.id);
+        if !notice {
+            self.failed.push(callout_id);
+            self.records.push(Record::new(
+                "callout.failed",
+                format!("callout:{callout_id}"),
+                serde_json::json!({ "reason": reason }),
+            ));
+        }
+    }
+}
+
 /// The message key of SPEC §5: this call-out's message sent by this job (one ladder step,
 /// one notice), the same on every retry and failover of it.
 pub fn message_key(callout_id: i64, job_id: i64) -> String {
@@ -214,15 +229,12 @@ async fn load(core: &Core, jobs: Vec<Job>) -> Result<Batch> {
                 tracing::error!(incident.id = c.incident_id, callout.id = c.id, error = %e,
                     "the incident's stored record does not read: this call-out cannot be sent");
                 unreadable.entry(c.incident_id).or_insert_with(|| e.clone());
-                b.finished.push(job.id);
-                if !notice {
-                    b.failed.push(c.id);
-                    b.records.push(Record::new(
-                        "callout.failed",
-                        format!("callout:{}", c.id),
-                        serde_json::json!({"reason": format!("the incident's stored record does not read: {e}")}),
-                    ));
-                }
+                b.give_up(
+                    &job,
+                    c.id,
+                    notice,
+                    format!("the incident's stored record does not read: {e}"),
+                );
                 continue;
             }
         };
@@ -241,15 +253,7 @@ async fn load(core: &Core, jobs: Vec<Job>) -> Result<Batch> {
         }
         let hop = job.task.hop();
         let Some((channel, gateway, to)) = hops.get(hop).cloned() else {
-            b.finished.push(job.id);
-            if !notice {
-                b.failed.push(c.id);
-                b.records.push(Record::new(
-                    "callout.failed",
-                    format!("callout:{}", c.id),
-                    serde_json::json!({"reason": "no channel reaches this person"}),
-                ));
-            }
+            b.give_up(&job, c.id, notice, "no channel reaches this person".into());
             continue;
         };
         let facts = Facts {
