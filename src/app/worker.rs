@@ -113,13 +113,12 @@ async fn poll(core: &Core, worker: &str, job: Job) -> Result<()> {
 /// Ends a job run by this worker, or puts it back at `next`, if its claim is still ours.
 async fn finish(core: &Core, worker: &str, job: &Job, next: Option<i64>) -> Result<()> {
     let mut tx = core.store.begin().await?;
-    if !jobs::still_mine(&mut tx, core.store.backend(), worker, &[job.id])
-        .await?
-        .is_empty()
-    {
-        match next {
-            Some(due) => jobs::reschedule(&mut tx, job.id, due, 0, &job.task, None).await?,
-            None => jobs::delete(&mut tx, &[job.id]).await?,
+    match next {
+        Some(due) => {
+            jobs::reschedule_mine(&mut tx, worker, job.id, due, 0, &job.task, None).await?;
+        }
+        None => {
+            jobs::finish_mine(&mut tx, worker, &[job.id]).await?;
         }
     }
     tx.commit().await?;

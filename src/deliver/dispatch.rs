@@ -435,19 +435,6 @@ async fn record(
     }
 
     let mut tx = core.store.begin().await?;
-    let mut all: Vec<i64> = b.finished.clone();
-    all.extend(reschedules.iter().map(|r| r.0));
-    let mine: std::collections::HashSet<i64> = jobs::still_mine(&mut tx, core.store.backend(), worker, &all)
-        .await?
-        .into_iter()
-        .collect();
-    if mine.len() < all.len() {
-        tracing::warn!(
-            worker,
-            lost = all.len() - mine.len(),
-            "claims taken over by another worker: their jobs are left to it"
-        );
-    }
     attempts::finish(&mut tx, &done).await?;
     let marked = incidents::transition(
         &mut tx,
@@ -468,16 +455,24 @@ async fn record(
         now,
     )
     .await?;
-    let finished: Vec<i64> = b.finished.into_iter().filter(|id| mine.contains(id)).collect();
-    jobs::delete(&mut tx, &finished).await?;
-    let mut woke = false;
-    for (id, due, attempts, task, err) in reschedules.iter().filter(|r| mine.contains(&r.0)) {
-        jobs::reschedule(&mut tx, *id, *due, *attempts, task, err.as_deref()).await?;
-        woke = true;
+    // The jobs last, and only those still ours: see `jobs::finish_mine`.
+    let ended = jobs::finish_mine(&mut tx, worker, &b.finished).await?.len();
+    let mut kept = 0;
+    for (id, due, attempts, task, err) in &reschedules {
+        kept += usize::from(
+            jobs::reschedule_mine(&mut tx, worker, *id, *due, *attempts, task, err.as_deref()).await?,
+        );
+    }
+    if ended + kept < b.finished.len() + reschedules.len() {
+        tracing::warn!(
+            worker,
+            lost = b.finished.len() + reschedules.len() - ended - kept,
+            "claims taken over by another worker: their jobs are left to it"
+        );
     }
     ledger::append(&mut tx, core.store.backend(), now, b.records).await?;
     tx.commit().await?;
-    if woke {
+    if kept > 0 {
         core.wake.notify_waiters();
     }
     Ok(())

@@ -34,18 +34,11 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
     let now = core.now();
     let backend = core.store.backend();
     let mut tx = core.store.begin().await?;
-    if jobs::still_mine(&mut tx, backend, worker, &[job.id])
-        .await?
-        .is_empty()
-    {
-        return tx.commit().await; // another worker took it over
-    }
-    jobs::delete(&mut tx, &[job.id]).await?;
     let Some(c) = (match job.callout_id {
         Some(id) => incidents::callout(&mut tx, id).await?,
         None => None,
     }) else {
-        return tx.commit().await;
+        return done(tx, worker, job.id).await;
     };
     if c.rung != rung {
         tracing::debug!(
@@ -54,11 +47,11 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
             callout.rung = c.rung,
             "stale deadline: the call-out moved on"
         );
-        return tx.commit().await;
+        return done(tx, worker, job.id).await;
     }
     let inc = match incidents::incident(&mut tx, c.incident_id).await {
         Ok(Some(inc)) => inc,
-        Ok(None) => return tx.commit().await,
+        Ok(None) => return done(tx, worker, job.id).await,
         Err(e) => {
             // Not a silent finish: the ladder stops here, and the record says why.
             tracing::error!(incident.id = c.incident_id, callout.id = c.id, error = %format!("{e:#}"),
@@ -72,7 +65,7 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
                 serde_json::json!({"reason": format!("the incident's stored record does not read: {e:#}")}),
             )
             .await?;
-            return tx.commit().await;
+            return done(tx, worker, job.id).await;
         }
     };
     let policy = &inc.policy;
@@ -148,9 +141,20 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
         tracing::debug!(callout.id = c.id, kind = r.kind, "deadline passed");
         ledger::append(&mut tx, backend, now, vec![r]).await?;
     }
-    tx.commit().await?;
+    done(tx, worker, job.id).await?;
     core.wake.notify_waiters();
     Ok(())
+}
+
+/// Ends the deadline job in the same unit of work, as its last statement (call-outs first,
+/// then jobs: the order an answer locks them in). If another worker took the job over, this
+/// one's work is rolled back and left to it.
+async fn done(mut tx: crate::store::Tx, worker: &str, job: i64) -> Result<()> {
+    if jobs::finish_mine(&mut tx, worker, &[job]).await?.is_empty() {
+        tx.rollback().await?;
+        return Ok(());
+    }
+    tx.commit().await
 }
 
 /// The same person again (on `channel` first when the step names one), with a new deadline.

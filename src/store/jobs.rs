@@ -393,22 +393,16 @@ pub async fn renew(pool: &AnyPool, worker: &str, ids: &[i64], until: i64) -> Res
     Ok(n)
 }
 
-/// Which of `ids` are still claimed by `worker` (locked on PostgreSQL until the transaction
-/// ends, so the answer holds until the commit).
-pub async fn still_mine(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    worker: &str,
-    ids: &[i64],
-) -> Result<Vec<i64>> {
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE",
-        Backend::Sqlite => "",
-    };
+/// Deletes the jobs of `ids` still claimed by `worker` (its work is done); returns those
+/// deleted. The claim is checked in the statement itself, so that a unit of work can leave the
+/// jobs table for its last statement: rows are then locked in the order every path uses
+/// (call-outs, then their jobs), and an answer racing a send or a deadline on PostgreSQL waits
+/// instead of deadlocking.
+pub async fn finish_mine(conn: &mut AnyConnection, worker: &str, ids: &[i64]) -> Result<Vec<i64>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(1000) {
         let sql = format!(
-            "SELECT id FROM jobs WHERE claimed_by = $1 AND id IN ({}){lock}",
+            "DELETE FROM jobs WHERE claimed_by = $1 AND id IN ({}) RETURNING id",
             placeholders(2, chunk.len())
         );
         let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(worker);
@@ -420,8 +414,34 @@ pub async fn still_mine(
     Ok(out)
 }
 
-/// Deletes finished jobs (callers pass only jobs whose claim they checked, or jobs of
-/// call-outs being cancelled).
+/// Puts a job back for later (a retry, the next hop, the next poll), releasing its claim,
+/// only while `worker` still holds it; says whether it did.
+pub async fn reschedule_mine(
+    conn: &mut AnyConnection,
+    worker: &str,
+    id: i64,
+    due_at: i64,
+    attempts: i64,
+    task: &Task,
+    error: Option<&str>,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE jobs SET due_at = $1, attempts = $2, payload = $3, last_error = $4, claimed_by = NULL, claimed_until = NULL
+         WHERE id = $5 AND claimed_by = $6",
+    )
+    .bind(due_at)
+    .bind(attempts)
+    .bind(task.payload())
+    .bind(error)
+    .bind(id)
+    .bind(worker)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Deletes jobs (of call-outs being cancelled, or ones this worker finished).
 pub async fn delete(conn: &mut AnyConnection, ids: &[i64]) -> Result<()> {
     for chunk in ids.chunks(1000) {
         let sql = format!("DELETE FROM jobs WHERE id IN ({})", placeholders(1, chunk.len()));
@@ -431,29 +451,6 @@ pub async fn delete(conn: &mut AnyConnection, ids: &[i64]) -> Result<()> {
         }
         q.execute(&mut *conn).await?;
     }
-    Ok(())
-}
-
-/// Puts a job back for later (a retry, the next hop, the next poll), releasing its claim.
-pub async fn reschedule(
-    conn: &mut AnyConnection,
-    id: i64,
-    due_at: i64,
-    attempts: i64,
-    task: &Task,
-    error: Option<&str>,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE jobs SET due_at = $1, attempts = $2, payload = $3, last_error = $4, claimed_by = NULL, claimed_until = NULL
-         WHERE id = $5",
-    )
-    .bind(due_at)
-    .bind(attempts)
-    .bind(task.payload())
-    .bind(error)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
     Ok(())
 }
 
