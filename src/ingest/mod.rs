@@ -217,6 +217,7 @@ pub async fn ingest_document(core: &Core, raw: &[u8], source: &str) -> Result<Ve
 pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, IngestError> {
     let started = std::time::Instant::now();
     let now = core.now();
+    // Parse: a refusal is kept with its reason.
     let alert = match cap::parse(raw) {
         Ok(a) => a,
         Err(e) => {
@@ -225,92 +226,18 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
             return Err(IngestError::Invalid(e));
         }
     };
-    let mut roster_cache = None;
-    let mut msg = prepare(core, alert, &mut roster_cache, now).await?;
-    // Messages that came before this one and reference it (update- or cancel-before-original).
-    let mut waiting = Vec::new();
-    if msg.dispatchable {
-        let a = &msg.alert;
-        for (id, alert) in warnings::waiting_for(&core.store, &a.sender, &a.identifier, &a.sent).await? {
-            let mut w = prepare(core, alert, &mut roster_cache, now).await?;
-            w.warning_id = id;
-            waiting.push(w);
-        }
-    }
-    // A Cancel that came first: the incident is opened and closed at once, calling nobody.
-    if waiting.iter().any(|w| {
-        w.alert.msg_type == MsgType::Cancel && is_drill(w.alert.status) == is_drill(msg.alert.status)
-    }) {
-        msg.planned.clear();
-        msg.open_empty = true;
-    }
-
+    // Prepare: classify and plan, outside any transaction.
+    let (msg, waiting) = prepare_with_waiting(core, alert, now).await?;
     let planned_ms = started.elapsed().as_millis() as u64;
-    let alert = &msg.alert;
-    let mut tx = core.store.begin().await?;
-    if let Some(id) = tx
-        .find_warning(&alert.sender, &alert.identifier, &alert.sent)
-        .await?
-    {
-        tx.rollback().await?;
-        let incidents = incidents::incidents_of_warning(&core.store, id)
-            .await?
-            .into_iter()
-            .map(|i| IncidentRef {
-                id: i.id,
-                code: i.code,
-                callouts: 0,
-            })
-            .collect();
-        return Ok(Outcome {
-            warning_id: id,
-            duplicate: true,
-            incidents,
-            note: Some("already received".into()),
-        });
-    }
-    let warning_id = tx.insert_warning(alert, &msg.class, raw, source, now).await?;
-    msg.warning_id = warning_id;
-    tx.record(
-        "warning.received",
-        format!("warning:{warning_id}"),
-        serde_json::json!({"sender": alert.sender, "identifier": alert.identifier, "sent": alert.sent,
-        "msg_type": alert.msg_type.as_str(), "status": alert.status.as_str(), "colour": msg.class.colour,
-        "hazard": msg.class.hazard, "source": source, "deviations": alert.deviations,
-        "references": alert.references}),
-        now,
-    )
-    .await?;
-    let first = apply(&mut tx, &msg, now).await?;
-    let note = first.note.clone();
-    let mut touched: Vec<(i64, String, usize)> = first.incident.into_iter().collect();
-    for w in &waiting {
-        tx.resolve_refs(w.warning_id, now).await?;
-        let applied = apply(&mut tx, w, now).await?;
-        tracing::info!(warning.id = w.warning_id, waited_for = warning_id, note = ?applied.note, "waiting warning applied");
-        if let Some((id, code, n)) = applied.incident {
-            match touched.iter_mut().find(|t| t.0 == id) {
-                Some(t) => t.2 += n,
-                None => touched.push((id, code, n)),
-            }
-        }
-    }
-    match tx.commit().await {
-        Ok(()) => {}
-        // Two feeds delivering the same warning at once: the unique key decides.
-        Err(e) if format!("{e:#}").to_lowercase().contains("unique") => {
-            let id = warnings::find(&core.store, &alert.sender, &alert.identifier, &alert.sent)
-                .await?
-                .unwrap_or(0);
-            return Ok(Outcome {
-                warning_id: id,
-                duplicate: true,
-                incidents: vec![],
-                note: Some("already received".into()),
-            });
-        }
-        Err(e) => return Err(e.into()),
-    }
+    // Write: one transaction.
+    let (warning_id, touched, note) = match write(core, raw, source, msg, &waiting, now).await? {
+        Written::Duplicate(outcome) => return Ok(outcome),
+        Written::New {
+            warning_id,
+            touched,
+            note,
+        } => (warning_id, touched, note),
+    };
     core.wake.notify_waiters();
     let callouts: usize = touched.iter().map(|t| t.2).sum();
     tracing::info!(
@@ -329,6 +256,127 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
             .collect(),
         note: note.filter(|_| callouts == 0),
     })
+}
+
+/// The message planned, and the messages that came before it and reference it (an Update or
+/// a Cancel that arrived before its original), planned too. A Cancel that came first means the
+/// incident is opened and closed at once, calling nobody.
+async fn prepare_with_waiting(
+    core: &Core,
+    alert: Alert,
+    now: i64,
+) -> Result<(Prepared, Vec<Prepared>), IngestError> {
+    let mut roster_cache = None;
+    let mut msg = prepare(core, alert, &mut roster_cache, now).await?;
+    let mut waiting = Vec::new();
+    if msg.dispatchable {
+        let a = &msg.alert;
+        for (id, alert) in warnings::waiting_for(&core.store, &a.sender, &a.identifier, &a.sent).await? {
+            let mut w = prepare(core, alert, &mut roster_cache, now).await?;
+            w.warning_id = id;
+            waiting.push(w);
+        }
+    }
+    if waiting.iter().any(|w| {
+        w.alert.msg_type == MsgType::Cancel && is_drill(w.alert.status) == is_drill(msg.alert.status)
+    }) {
+        msg.planned.clear();
+        msg.open_empty = true;
+    }
+    Ok((msg, waiting))
+}
+
+/// What writing a message did.
+enum Written {
+    /// Received before (by its sender, identifier and sent): nothing written.
+    Duplicate(Outcome),
+    /// Stored and applied: the incidents it touched (id, code, call-outs made).
+    New {
+        warning_id: i64,
+        touched: Vec<(i64, String, usize)>,
+        note: Option<String>,
+    },
+}
+
+/// Stores the warning, applies it and the messages waiting for it, in one transaction.
+async fn write(
+    core: &Core,
+    raw: &[u8],
+    source: &str,
+    mut msg: Prepared,
+    waiting: &[Prepared],
+    now: i64,
+) -> Result<Written, IngestError> {
+    let alert = &msg.alert;
+    let mut tx = core.store.begin().await?;
+    if let Some(id) = tx
+        .find_warning(&alert.sender, &alert.identifier, &alert.sent)
+        .await?
+    {
+        tx.rollback().await?;
+        let incidents = incidents::incidents_of_warning(&core.store, id)
+            .await?
+            .into_iter()
+            .map(|i| IncidentRef {
+                id: i.id,
+                code: i.code,
+                callouts: 0,
+            })
+            .collect();
+        return Ok(Written::Duplicate(Outcome {
+            warning_id: id,
+            duplicate: true,
+            incidents,
+            note: Some("already received".into()),
+        }));
+    }
+    let warning_id = tx.insert_warning(alert, &msg.class, raw, source, now).await?;
+    tx.record(
+        "warning.received",
+        format!("warning:{warning_id}"),
+        serde_json::json!({"sender": alert.sender, "identifier": alert.identifier, "sent": alert.sent,
+        "msg_type": alert.msg_type.as_str(), "status": alert.status.as_str(), "colour": msg.class.colour,
+        "hazard": msg.class.hazard, "source": source, "deviations": alert.deviations,
+        "references": alert.references}),
+        now,
+    )
+    .await?;
+    msg.warning_id = warning_id;
+    let first = apply(&mut tx, &msg, now).await?;
+    let note = first.note.clone();
+    let mut touched: Vec<(i64, String, usize)> = first.incident.into_iter().collect();
+    for w in waiting {
+        tx.resolve_refs(w.warning_id, now).await?;
+        let applied = apply(&mut tx, w, now).await?;
+        tracing::info!(warning.id = w.warning_id, waited_for = warning_id, note = ?applied.note, "waiting warning applied");
+        if let Some((id, code, n)) = applied.incident {
+            match touched.iter_mut().find(|t| t.0 == id) {
+                Some(t) => t.2 += n,
+                None => touched.push((id, code, n)),
+            }
+        }
+    }
+    match tx.commit().await {
+        Ok(()) => Ok(Written::New {
+            warning_id,
+            touched,
+            note,
+        }),
+        // Two feeds delivering the same warning at once: the unique key decides.
+        Err(e) if format!("{e:#}").to_lowercase().contains("unique") => {
+            let alert = &msg.alert;
+            let id = warnings::find(&core.store, &alert.sender, &alert.identifier, &alert.sent)
+                .await?
+                .unwrap_or(0);
+            Ok(Written::Duplicate(Outcome {
+                warning_id: id,
+                duplicate: true,
+                incidents: vec![],
+                note: Some("already received".into()),
+            }))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Applies one stored message inside the transaction (see the module comment for the rules).
