@@ -14,8 +14,8 @@ use crate::core::Core;
 pub use crate::domain::callout::Answered;
 use crate::domain::{AckMethod, Phone};
 use crate::store::answers::{Ack, Evacuation};
+use crate::store::callouts::Callout;
 use crate::store::inbound::{InboundKind, NewInbound};
-use crate::store::incidents::Callout;
 use crate::store::Tx;
 
 /// Records an answer to a call-out; a second genuine answer changes nothing.

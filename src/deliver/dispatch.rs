@@ -23,7 +23,8 @@ use crate::deliver::message::{self, Facts};
 use crate::domain::callout::State;
 use crate::domain::ChannelKind;
 use crate::store::attempts::{self, Attempt, Outcome};
-use crate::store::incidents::{self, Callout, Incident};
+use crate::store::callouts::{self, Callout};
+use crate::store::incidents::{self, Incident};
 use crate::store::jobs::{self, Job, Task};
 use crate::store::ledger::Record;
 use crate::store::{alloc_ids, ledger};
@@ -176,7 +177,7 @@ async fn load(core: &Core, jobs: Vec<Job>) -> Result<Batch> {
     let now = core.now();
     let mut conn = core.store.pool().acquire().await?;
     let ids: Vec<i64> = jobs.iter().filter_map(|j| j.callout_id).collect();
-    let callouts: HashMap<i64, Callout> = incidents::callouts_by_id(&mut conn, &ids)
+    let callouts: HashMap<i64, Callout> = callouts::callouts_by_id(&mut conn, &ids)
         .await?
         .into_iter()
         .map(|c| (c.id, c))
@@ -436,7 +437,7 @@ async fn record(
 
     let mut tx = core.store.begin().await?;
     attempts::finish(&mut tx, &done).await?;
-    let marked = incidents::transition(
+    let marked = callouts::transition(
         &mut tx,
         &sent,
         &[State::Planned, State::Sending, State::Failed],
@@ -445,8 +446,8 @@ async fn record(
         now,
     )
     .await?;
-    incidents::sent_after_cancel(&mut tx, &sent, &marked, now).await?;
-    incidents::transition(
+    callouts::sent_after_cancel(&mut tx, &sent, &marked, now).await?;
+    callouts::transition(
         &mut tx,
         &b.failed,
         &[State::Planned, State::Sending],

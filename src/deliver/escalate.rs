@@ -17,7 +17,8 @@ use crate::config::Rung;
 use crate::core::Core;
 use crate::domain::callout::{on_deadline, Deadline, State};
 use crate::domain::{ChannelKind, IncidentState, RegionCode};
-use crate::store::incidents::{self, Callout};
+use crate::store::callouts::{self, Callout};
+use crate::store::incidents;
 use crate::store::jobs::{self, Job, NewJob, Task};
 use crate::store::ledger::{self, Record};
 use crate::store::roster;
@@ -35,7 +36,7 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
     let backend = core.store.backend();
     let mut tx = core.store.begin().await?;
     let Some(c) = (match job.callout_id {
-        Some(id) => incidents::callout(&mut tx, id).await?,
+        Some(id) => callouts::callout(&mut tx, id).await?,
         None => None,
     }) else {
         return done(tx, worker, job.id).await;
@@ -129,7 +130,7 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
             Some(escalate(core, &mut tx, step, &to, &targets).await?)
         }
         Deadline::Unreached => {
-            incidents::transition(&mut tx, &[c.id], &[state], State::Unreached, None, now).await?;
+            callouts::transition(&mut tx, &[c.id], &[state], State::Unreached, None, now).await?;
             Some(Record::new(
                 "callout.unreached",
                 format!("callout:{}", c.id),
@@ -166,7 +167,7 @@ async fn repeat(
     now: i64,
     deadline_at: i64,
 ) -> Result<Record> {
-    incidents::set_rung(tx, c.id, next_rung, Some(deadline_at), now).await?;
+    callouts::set_rung(tx, c.id, next_rung, Some(deadline_at), now).await?;
     jobs::insert(
         tx,
         vec![
@@ -202,11 +203,11 @@ async fn escalate(
     targets: &[(Contact, String, String)],
 ) -> Result<Record> {
     let c = s.c;
-    incidents::transition(tx, &[c.id], &[s.state], State::Escalated, None, s.now).await?;
-    incidents::set_rung(tx, c.id, s.next_rung, None, s.now).await?;
+    callouts::transition(tx, &[c.id], &[s.state], State::Escalated, None, s.now).await?;
+    callouts::set_rung(tx, c.id, s.next_rung, None, s.now).await?;
     let mut children = Vec::new();
     for (target, role, why) in targets {
-        let child = incidents::add_callout(
+        let child = callouts::add_callout(
             tx,
             core.store.backend(),
             c.incident_id,

@@ -16,7 +16,8 @@ use crate::answer::inbound::{self, Answered};
 use crate::answer::token::{self, TokenError};
 use crate::core::Core;
 use crate::domain::{AckMethod, Colour, State as CalloutState};
-use crate::store::incidents::{self, Callout, Incident};
+use crate::store::callouts::Callout;
+use crate::store::incidents::{self, Incident};
 
 const PAGE: &str = r#"<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">

@@ -21,7 +21,7 @@ use crate::ingest::{self, IngestError, MessageResult};
 use crate::record::report;
 use crate::respond::{self, RespondError};
 use crate::store::answers::Evacuation;
-use crate::store::{incidents, reports, responses, warnings};
+use crate::store::{callouts, incidents, reports, responses, warnings};
 
 pub async fn post_warning(
     State(core): State<Arc<Core>>,
@@ -106,7 +106,7 @@ pub async fn get_incident(
         .await?
         .ok_or_else(|| ApiError::not_found("no such incident"))?;
     // A code above township level is its own group.
-    let mut by_township: BTreeMap<RegionCode, Vec<&incidents::Callout>> = BTreeMap::new();
+    let mut by_township: BTreeMap<RegionCode, Vec<&callouts::Callout>> = BTreeMap::new();
     for c in &r.callouts {
         let township = c.region_code.township().unwrap_or_else(|| c.region_code.clone());
         by_township.entry(township).or_default().push(c);

@@ -35,7 +35,8 @@ use crate::core::Core;
 use crate::deliver::standdown;
 use crate::domain::{Colour, IncidentState};
 use crate::ingest::revise::{change_label, revise, Existing, Step};
-use crate::store::incidents::{self, Added, Incident, NewIncident};
+use crate::store::callouts::{self, Added};
+use crate::store::incidents::{self, Incident, NewIncident};
 use crate::store::ledger::Record;
 use crate::store::{roster, warnings, Tx};
 use crate::target::plan::{decide, Planned};
@@ -546,7 +547,7 @@ async fn update(tx: &mut Tx, msg: &Prepared, inc: Incident, now: i64) -> anyhow:
     let ids = tx
         .add_callouts(inc.id, &rev.new, &Added::default(), deadline, now)
         .await?;
-    records.extend(incidents::planned_records(inc.id, &rev.new, &ids, deadline));
+    records.extend(callouts::planned_records(inc.id, &rev.new, &ids, deadline));
     let mut made = ids.len();
     if !rev.upgrade.is_empty() {
         let by_id: HashMap<i64, _> = callouts.iter().map(|c| (c.id, c)).collect();
@@ -572,7 +573,7 @@ async fn update(tx: &mut Tx, msg: &Prepared, inc: Incident, now: i64) -> anyhow:
             upgrade: Some(&label),
         };
         let ids = tx.add_callouts(inc.id, &again, &added, deadline, now).await?;
-        records.extend(incidents::planned_records(inc.id, &again, &ids, deadline));
+        records.extend(callouts::planned_records(inc.id, &again, &ids, deadline));
         made += ids.len();
     }
     tx.notify(

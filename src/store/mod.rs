@@ -16,6 +16,7 @@
 
 pub mod answers;
 pub mod attempts;
+pub mod callouts;
 pub mod feeds;
 pub mod inbound;
 pub mod incidents;
@@ -86,7 +87,7 @@ impl Tx {
 }
 
 // TODO(issue 8): deliver/ passes its unit of work to the store's connection-level functions
-// (`incidents::transition(&mut tx, ..)`, `ledger::append`, `insert_rows` …) and writes a few
+// (`callouts::transition(&mut tx, ..)`, `ledger::append`, `insert_rows` …) and writes a few
 // statements of its own; when it moves to `Tx` methods these two impls go.
 impl Deref for Tx {
     type Target = AnyConnection;

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 
-use super::{answers, incidents, roster, Store};
+use super::{answers, callouts, incidents, roster, Store};
 use crate::config::Policy;
 use crate::record::report::{summarise, Report};
 
@@ -11,7 +11,7 @@ pub async fn load(store: &Store, incident_id: i64) -> Result<Option<Report<Polic
     let Some(incident) = incidents::incident(&mut *store.conn().await?, incident_id).await? else {
         return Ok(None);
     };
-    let callouts = incidents::callouts_of_incident(store, incident_id).await?;
+    let callouts = callouts::callouts_of_incident(store, incident_id).await?;
     let evacuations = answers::latest_evacuations(store, incident_id).await?;
     let names = roster::load_regions(store)
         .await

@@ -243,7 +243,7 @@ pub fn contact_of(r: &sqlx::any::AnyRow) -> Result<Contact> {
         region: RegionCode::parse(&region).map_err(bad)?,
         backup: r.try_get(7)?,
         superior: r.try_get(8)?,
-        channels: super::incidents::channel_list(&channels).map_err(bad)?,
+        channels: super::callouts::channel_list(&channels).map_err(bad)?,
         key,
     })
 }

@@ -15,7 +15,7 @@ use crate::config::{Role, Settings};
 use crate::core::{ApiToken, Core, Overrides};
 use crate::domain::State;
 use crate::store::jobs::Kind;
-use crate::store::{incidents, ledger, reports, roster};
+use crate::store::{callouts, ledger, reports, roster};
 use crate::{answer::inbound, answer::token, ingest, record::report, tools::import};
 
 pub struct Options {
@@ -147,7 +147,7 @@ async fn simulate(core: &Core, incident: i64, addr: std::net::SocketAddr, deadli
     let mut last = (0, 0, 0, 0);
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let callouts = incidents::callouts_of_incident(&core.store, incident).await?;
+        let callouts = callouts::callouts_of_incident(&core.store, incident).await?;
         for c in callouts.iter().filter(|c| c.sent_at.is_some()) {
             if !handled.insert(c.id) {
                 continue;

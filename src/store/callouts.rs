@@ -1,0 +1,435 @@
+//! Call-outs as stored: adding them with their first jobs, moving them between states only
+//! from the states a decision was made on, the reads sending, answering and escalating need,
+//! and the notices (解除, 降级) written as jobs. Rows come out as [`Callout`] with every column
+//! parsed; a row that does not read is an error naming it. This file must not decide: what a
+//! deadline or an answer does is `domain::callout`, who hears a stand-down is
+//! `deliver::standdown`.
+
+use anyhow::{anyhow, Result};
+use sqlx::{AnyConnection, Row};
+
+use super::jobs::{self, Kind, Notice};
+use super::ledger::Record;
+use super::{alloc_ids, insert_rows, Backend, Store, Tx, Val};
+use crate::domain::callout::State;
+use crate::domain::{ChannelKind, IncidentState, RegionCode};
+use crate::target::plan::Planned;
+
+pub use crate::domain::Callout;
+
+impl Tx {
+    /// Planned call-outs of an incident (an update), with their first send and deadline jobs;
+    /// the caller writes the ledger entries (`planned_records`).
+    pub async fn add_callouts(
+        &mut self,
+        incident_id: i64,
+        planned: &[Planned],
+        added: &Added<'_>,
+        deadline: i64,
+        now: i64,
+    ) -> Result<Vec<i64>> {
+        let backend = self.backend;
+        add_callouts(self.conn(), backend, incident_id, planned, added, deadline, now).await
+    }
+
+    pub async fn callout(&mut self, id: i64) -> Result<Option<Callout>> {
+        callout(self.conn(), id).await
+    }
+
+    /// Every call-out of an incident, by region.
+    pub async fn callouts_of_incident(&mut self, incident_id: i64) -> Result<Vec<Callout>> {
+        callouts_of_incident_in(self.conn(), incident_id).await
+    }
+
+    /// Call-outs of these contacts in active incidents, newest first, with their incident's
+    /// code (reply matching, SPEC §7).
+    pub async fn open_callouts_of_contacts(&mut self, contact_ids: &[i64]) -> Result<Vec<(Callout, String)>> {
+        open_callouts_of_contacts(self.conn(), contact_ids).await
+    }
+
+    /// A delivery receipt: a sent call-out becomes delivered (any other state stays). True
+    /// when it changed.
+    pub async fn mark_delivered(&mut self, callout_id: i64, now: i64) -> Result<bool> {
+        let changed = transition(
+            self.conn(),
+            &[callout_id],
+            &[State::Sent],
+            State::Delivered,
+            Some("delivered_at"),
+            now,
+        )
+        .await?;
+        Ok(!changed.is_empty())
+    }
+
+    /// Those of these call-outs still awaiting an answer are cancelled with their pending sends
+    /// and deadlines; answered ones keep their answer. Returns those cancelled. (A stand-down,
+    /// or call-outs replaced by a newer one when the colour rose.)
+    pub async fn cancel_unanswered(&mut self, ids: &[i64], now: i64) -> Result<Vec<i64>> {
+        let awaiting: Vec<State> = State::ALL.into_iter().filter(|s| s.awaiting()).collect();
+        let conn = self.conn();
+        let cancelled = transition(conn, ids, &awaiting, State::Cancelled, None, now).await?;
+        jobs::delete_for_callouts(conn, &cancelled, &[Kind::Send, Kind::Deadline]).await?;
+        Ok(cancelled)
+    }
+
+    /// Information notices (no answer expected) to these call-outs' people.
+    pub async fn notify(&mut self, callout_ids: &[i64], notice: Notice, now: i64) -> Result<()> {
+        notify(self.conn(), callout_ids, notice, now).await
+    }
+}
+
+/// What call-outs made by an update carry beyond their plan.
+#[derive(Default)]
+pub struct Added<'a> {
+    /// The call-out each one re-calls (colour raised), parallel to the planned rows.
+    pub parents: &'a [i64],
+    /// "暴雨橙色→红色预警": the message says 【升级】.
+    pub upgrade: Option<&'a str>,
+}
+
+/// Inserts planned call-outs of an incident in batches, with their first send and deadline
+/// jobs; the caller writes the ledger entries (`planned_records`).
+pub(super) async fn add_callouts(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    incident_id: i64,
+    planned: &[Planned],
+    added: &Added<'_>,
+    deadline: i64,
+    now: i64,
+) -> Result<Vec<i64>> {
+    let ids = alloc_ids(conn, backend, "callouts", planned.len()).await?;
+    let rows = planned
+        .iter()
+        .zip(&ids)
+        .enumerate()
+        .map(|(i, (p, cid))| {
+            vec![
+                Val::I(*cid),
+                Val::I(incident_id),
+                Val::I(p.contact_id),
+                Val::from(added.parents.get(i).copied()),
+                Val::from(p.region.as_str()),
+                Val::from(p.place.as_str()),
+                Val::from(p.role.as_str()),
+                Val::from(p.reason.as_str()),
+                Val::from(State::Planned.as_str()),
+                Val::I(deadline),
+                Val::I(now),
+                Val::I(now),
+                Val::from(added.upgrade.map(str::to_string)),
+            ]
+        })
+        .collect();
+    insert_rows(
+        conn,
+        "callouts",
+        &[
+            "id",
+            "incident_id",
+            "contact_id",
+            "parent_id",
+            "region_code",
+            "place",
+            "role",
+            "reason",
+            "state",
+            "deadline_at",
+            "created_at",
+            "updated_at",
+            "upgrade",
+        ],
+        rows,
+    )
+    .await?;
+    let new_jobs = ids
+        .iter()
+        .flat_map(|cid| jobs::first_jobs(*cid, 0, deadline, now))
+        .collect();
+    jobs::insert(conn, new_jobs, now).await?;
+    Ok(ids)
+}
+
+/// The `callout.planned` ledger entries of call-outs `add_callouts` made.
+pub fn planned_records(incident_id: i64, planned: &[Planned], ids: &[i64], deadline: i64) -> Vec<Record> {
+    planned
+        .iter()
+        .zip(ids)
+        .map(|(p, cid)| {
+            Record::new(
+                "callout.planned",
+                format!("callout:{cid}"),
+                serde_json::json!({"incident": incident_id, "contact": p.contact_key, "region": p.region,
+                    "role": p.role, "reason": p.reason, "deadline_at": deadline}),
+            )
+        })
+        .collect()
+}
+
+/// A call-out made by escalation (to a backup or superior) or by hand, with its jobs.
+#[allow(clippy::too_many_arguments)]
+// TODO(issue 8): deliver/escalate.rs calls this with its transaction as a bare connection.
+pub async fn add_callout(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    incident_id: i64,
+    contact_id: i64,
+    parent_id: Option<i64>,
+    rung: i64,
+    (region, place, role, reason): (&str, &str, &str, &str),
+    deadline_at: i64,
+    now: i64,
+) -> Result<i64> {
+    let cid = alloc_ids(conn, backend, "callouts", 1).await?[0];
+    insert_rows(
+        conn,
+        "callouts",
+        &[
+            "id",
+            "incident_id",
+            "contact_id",
+            "parent_id",
+            "rung",
+            "region_code",
+            "place",
+            "role",
+            "reason",
+            "state",
+            "deadline_at",
+            "created_at",
+            "updated_at",
+        ],
+        vec![vec![
+            Val::I(cid),
+            Val::I(incident_id),
+            Val::I(contact_id),
+            Val::from(parent_id),
+            Val::I(rung),
+            Val::from(region),
+            Val::from(place),
+            Val::from(role),
+            Val::from(reason),
+            Val::from(State::Planned.as_str()),
+            Val::I(deadline_at),
+            Val::I(now),
+            Val::I(now),
+        ]],
+    )
+    .await?;
+    jobs::insert(conn, jobs::first_jobs(cid, rung, deadline_at, now).to_vec(), now).await?;
+    Ok(cid)
+}
+
+/// Moves a call-out to ladder rung `rung`; with `deadline_at`, its answer deadline restarts.
+pub async fn set_rung(
+    conn: &mut AnyConnection,
+    id: i64,
+    rung: i64,
+    deadline_at: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE callouts SET rung = $1, deadline_at = COALESCE($2, deadline_at), updated_at = $3 WHERE id = $4",
+    )
+    .bind(rung)
+    .bind(deadline_at)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Sets `state` on call-outs whose current state is one of `from` (so an answer that came in
+/// meanwhile is never overwritten). Returns the ids changed.
+// TODO(issue 8): deliver/ calls this with its transaction as a bare connection.
+pub async fn transition(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+    from: &[State],
+    to: State,
+    stamp_column: Option<&str>,
+    now: i64,
+) -> Result<Vec<i64>> {
+    let mut changed = Vec::new();
+    let from_sql = from
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let stamp = stamp_column.map(|c| format!(", {c} = $2")).unwrap_or_default();
+    for chunk in ids.chunks(1000) {
+        let sql = format!(
+            "UPDATE callouts SET state = $1, updated_at = $2{stamp} WHERE state IN ({from_sql}) AND id IN ({}) RETURNING id",
+            super::placeholders(3, chunk.len())
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(to.as_str()).bind(now);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        changed.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok(changed)
+}
+
+const CALLOUT_SELECT: &str =
+    "SELECT c.id, c.incident_id, c.contact_id, c.parent_id, c.rung, c.region_code, c.place,
+    c.role, c.reason, c.state, c.deadline_at, c.created_at, c.sent_at, c.delivered_at, c.acked_at, c.ack_late,
+    k.key, k.name, k.phone, k.email, k.channels, k.backup_key, k.superior_key, a.method, c.upgrade
+    FROM callouts c JOIN contacts k ON k.id = c.contact_id LEFT JOIN acks a ON a.callout_id = c.id";
+
+fn callout_of(r: &sqlx::any::AnyRow) -> Result<Callout> {
+    let id: i64 = r.try_get(0)?;
+    let bad = |what: String| anyhow!("callout {id}: {what}");
+    let state: String = r.try_get(9)?;
+    let region: String = r.try_get(5)?;
+    let contact_key: String = r.try_get(16)?;
+    let channels: String = r.try_get(20)?;
+    Ok(Callout {
+        id,
+        incident_id: r.try_get(1)?,
+        contact_id: r.try_get(2)?,
+        parent_id: r.try_get(3)?,
+        rung: r.try_get(4)?,
+        region_code: RegionCode::parse(&region).map_err(bad)?,
+        place: r.try_get(6)?,
+        role: r.try_get(7)?,
+        reason: r.try_get(8)?,
+        state: State::parse(&state).ok_or_else(|| bad(format!("unknown state {state:?}")))?,
+        deadline_at: r.try_get(10)?,
+        created_at: r.try_get(11)?,
+        sent_at: r.try_get(12)?,
+        delivered_at: r.try_get(13)?,
+        acked_at: r.try_get(14)?,
+        ack_late: r.try_get::<i64, _>(15)? != 0,
+        channels: channel_list(&channels).map_err(|e| bad(format!("contact {contact_key}: {e}")))?,
+        contact_key,
+        contact_name: r.try_get(17)?,
+        phone: r.try_get(18)?,
+        email: r.try_get(19)?,
+        backup_key: r.try_get(21)?,
+        superior_key: r.try_get(22)?,
+        ack_method: r.try_get(23)?,
+        upgrade: r.try_get(24)?,
+    })
+}
+
+/// A contact's `channels` column, `sms;voice` (empty: the policy's order).
+pub(super) fn channel_list(s: &str) -> Result<Vec<ChannelKind>, String> {
+    s.split(';')
+        .filter(|c| !c.is_empty())
+        .map(|c| ChannelKind::parse(c).ok_or_else(|| format!("unknown channel {c:?}")))
+        .collect()
+}
+
+// TODO(issue 8): deliver/dispatch.rs calls this with a bare connection.
+pub async fn callouts_by_id(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<Callout>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(1000) {
+        let sql = format!(
+            "{CALLOUT_SELECT} WHERE c.id IN ({})",
+            super::placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            out.push(callout_of(&r)?);
+        }
+    }
+    Ok(out)
+}
+
+// TODO(issue 8): deliver/escalate.rs calls this with a bare connection.
+pub async fn callout(conn: &mut AnyConnection, id: i64) -> Result<Option<Callout>> {
+    Ok(callouts_by_id(conn, &[id]).await?.into_iter().next())
+}
+
+/// Every call-out of an incident, by region (outside a unit of work).
+pub async fn callouts_of_incident(store: &Store, incident_id: i64) -> Result<Vec<Callout>> {
+    callouts_of_incident_in(&mut *store.conn().await?, incident_id).await
+}
+
+async fn callouts_of_incident_in(conn: &mut AnyConnection, incident_id: i64) -> Result<Vec<Callout>> {
+    let rows = sqlx::query(&format!(
+        "{CALLOUT_SELECT} WHERE c.incident_id = $1 ORDER BY c.region_code, c.id"
+    ))
+    .bind(incident_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(callout_of).collect()
+}
+
+async fn open_callouts_of_contacts(
+    conn: &mut AnyConnection,
+    contact_ids: &[i64],
+) -> Result<Vec<(Callout, String)>> {
+    if contact_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT i.code, c.id FROM callouts c JOIN incidents i ON i.id = c.incident_id
+         WHERE i.state = $1 AND c.contact_id IN ({}) ORDER BY c.id DESC",
+        super::placeholders(2, contact_ids.len())
+    );
+    let mut q = sqlx::query_as::<_, (String, i64)>(&sql).bind(IncidentState::Active.as_str());
+    for id in contact_ids {
+        q = q.bind(*id);
+    }
+    let pairs = q.fetch_all(&mut *conn).await?;
+    let ids: Vec<i64> = pairs.iter().map(|p| p.1).collect();
+    let mut by_id: std::collections::HashMap<i64, Callout> = callouts_by_id(conn, &ids)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c))
+        .collect();
+    Ok(pairs
+        .into_iter()
+        .filter_map(|(code, id)| by_id.remove(&id).map(|c| (c, code)))
+        .collect())
+}
+
+/// Information notices to these call-outs' people (see [`Tx::notify`]).
+async fn notify(conn: &mut AnyConnection, callout_ids: &[i64], notice: Notice, now: i64) -> Result<()> {
+    let jobs = callout_ids
+        .iter()
+        .map(|c| jobs::NewJob::notice(*c, notice.clone(), now))
+        .collect();
+    jobs::insert(conn, jobs, now).await
+}
+
+/// Call-outs that went out while an answer or a stand-down changed their state (the send was
+/// in flight): they still count as sent, and if their incident is closed meanwhile their person
+/// hears the stand-down too.
+// TODO(issue 8): deliver/dispatch.rs calls this with its transaction as a bare connection.
+pub async fn sent_after_cancel(
+    conn: &mut AnyConnection,
+    sent: &[i64],
+    marked: &[i64],
+    now: i64,
+) -> Result<()> {
+    let marked: std::collections::HashSet<i64> = marked.iter().copied().collect();
+    let missed: Vec<i64> = sent.iter().copied().filter(|id| !marked.contains(id)).collect();
+    for chunk in missed.chunks(1000) {
+        let sql = format!(
+            "UPDATE callouts SET sent_at = $1 WHERE sent_at IS NULL AND id IN ({})
+             RETURNING id, (SELECT state FROM incidents i WHERE i.id = callouts.incident_id)",
+            super::placeholders(2, chunk.len())
+        );
+        let mut q = sqlx::query_as::<_, (i64, String)>(&sql).bind(now);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        let late: Vec<i64> = q
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .filter(|(_, state)| state == IncidentState::Closed.as_str())
+            .map(|(id, _)| id)
+            .collect();
+        notify(conn, &late, Notice::Standdown, now).await?;
+    }
+    Ok(())
+}
