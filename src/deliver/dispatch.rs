@@ -106,14 +106,13 @@ pub fn next_step(
     }
 }
 
-/// One message on its way: the job, its call-out, the hop it goes by, the attempt written.
+/// One message on its way: the job, the hop it goes by, the message, and the attempt written
+/// (which names the call-out and the gateway).
 struct Work {
     job: Job,
-    callout_id: i64,
     notice: bool,
     hop: usize,
     hops: usize,
-    gateway: String,
     out: Outgoing,
     attempt: Attempt,
 }
@@ -300,17 +299,15 @@ async fn load(core: &Core, jobs: Vec<Job>) -> Result<Batch> {
             job_id: job.id,
             message_key: key,
             channel: channel.as_str(),
-            gateway: gateway.clone(),
+            gateway,
             address: out.to.clone(),
             body: out.text.clone(),
             started_at: now,
         };
         b.work.push(Work {
-            callout_id: c.id,
             notice,
             hop,
             hops: hops.len(),
-            gateway,
             out,
             attempt,
             job,
@@ -355,10 +352,10 @@ async fn send(core: &Core, work: Vec<Work>) -> Vec<(Work, Result<String, SendErr
     let concurrency = core.settings.dispatch.batch as usize;
     futures::stream::iter(work)
         .map(|w| async move {
-            let result = match core.gateways.get(&w.gateway) {
+            let result = match core.gateways.get(&w.attempt.gateway) {
                 Some(g) => g.send(&w.out).await,
                 None => Err(SendError::Permanent {
-                    reason: format!("gateway {} is not configured", w.gateway),
+                    reason: format!("gateway {} is not configured", w.attempt.gateway),
                 }),
             };
             (w, result, core.now())
@@ -393,8 +390,8 @@ async fn record(
                 ("sent", false) => "attempt.sent",
                 _ => "attempt.failed",
             },
-            format!("callout:{}", w.callout_id),
-            serde_json::json!({"attempt": w.attempt.id, "channel": w.attempt.channel, "gateway": w.gateway,
+            format!("callout:{}", w.attempt.callout_id),
+            serde_json::json!({"attempt": w.attempt.id, "channel": w.attempt.channel, "gateway": w.attempt.gateway,
                 "gateway_ref": gw_ref, "detail": detail, "ref": w.attempt.message_key}),
         ));
         match next_step(
@@ -408,7 +405,7 @@ async fn record(
             Next::Done => {
                 b.finished.push(w.job.id);
                 if !w.notice {
-                    sent.push(w.callout_id);
+                    sent.push(w.attempt.callout_id);
                 }
             }
             Next::Retry { due_at, attempts } => {
@@ -420,7 +417,7 @@ async fn record(
             Next::GiveUp => {
                 b.finished.push(w.job.id);
                 if !w.notice {
-                    b.failed.push(w.callout_id);
+                    b.failed.push(w.attempt.callout_id);
                 }
             }
         }
