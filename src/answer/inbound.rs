@@ -6,10 +6,8 @@
 //! `domain::callout::on_answer`), and an evacuation count through [`evacuation_in`], which
 //! records the answer the count implies in the same unit of work: both or neither.
 
-use anyhow::Result;
-use serde::{Deserialize, Serialize};
-
 use crate::answer::reply;
+use crate::channel::event::{Event, MessageRef, Outcome, Voice, What};
 use crate::core::Core;
 pub use crate::domain::callout::Answered;
 use crate::domain::{AckMethod, Phone};
@@ -17,6 +15,7 @@ use crate::store::answers::{Ack, Evacuation};
 use crate::store::callouts::Callout;
 use crate::store::inbound::{InboundKind, NewInbound};
 use crate::store::Tx;
+use anyhow::Result;
 
 /// Records an answer to a call-out; a second genuine answer changes nothing.
 pub async fn answer(
@@ -82,8 +81,7 @@ async fn evacuation_in(
 }
 
 /// What became of an inbound SMS (kept in `inbound.outcome`, returned to the gateway).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmsResult {
     /// No contact has this number: kept, nothing else changes.
     UnknownNumber,
@@ -102,7 +100,7 @@ pub enum SmsResult {
 impl SmsResult {
     pub fn as_str(self) -> &'static str {
         match self {
-            SmsResult::UnknownNumber => "unknown-number",
+            SmsResult::UnknownNumber => UNKNOWN_NUMBER,
             SmsResult::NoOpenCallout => "no-open-callout",
             SmsResult::Unparsed => "unparsed",
             SmsResult::Pending => "pending",
@@ -113,20 +111,65 @@ impl SmsResult {
     }
 }
 
-/// What became of an inbound SMS.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SmsOutcome {
-    pub outcome: SmsResult,
-    pub callout_id: Option<i64>,
-    pub incident_code: Option<String>,
-    pub late: Option<bool>,
+/// The outcome of a reply from a number no contact has.
+pub const UNKNOWN_NUMBER: &str = "unknown-number";
+/// The outcome of a report seen before under the same provider id.
+pub const REPLAYED: &str = "replayed";
+
+/// Acts on what a gateway reported: the one function every gateway's callbacks (and the
+/// reconciliation job) end in. Each event is its own unit of work with its ledger entry; an
+/// event whose provider id was seen before is kept as a replay and changes nothing.
+pub async fn heard(core: &Core, gateway: &str, events: &[Event]) -> Result<Vec<Outcome>> {
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        let id = (!e.id.is_empty()).then_some(e.id.as_str());
+        out.push(match &e.what {
+            What::Reply { from, text } => sms_reply(core, gateway, id, from, text).await?,
+            What::Receipt { .. } | What::Voice { .. } => report(core, gateway, id, &e.what).await?,
+        });
+    }
+    Ok(out)
+}
+
+/// A replay: kept (without its id, which the first one holds), nothing else changes.
+async fn replayed(tx: &mut Tx, gateway: &str, kind: InboundKind, body: &str, now: i64) -> Result<Outcome> {
+    let inbound = NewInbound {
+        gateway,
+        kind,
+        sender: None,
+        body,
+        outcome: REPLAYED,
+        callout_id: None,
+        event_id: None,
+    };
+    tx.keep_inbound(&inbound, now).await?;
+    tracing::warn!(gateway, "a report seen before came again: kept, nothing changed");
+    Ok(Outcome {
+        outcome: REPLAYED,
+        callout_id: None,
+        incident_code: None,
+        late: None,
+    })
 }
 
 /// A reply from a phone (SPEC §7): the code in it, or else the newest open call-out of that
 /// number, gets the answer and the evacuation count.
-pub async fn sms_reply(core: &Core, gateway: &str, from: &str, text: &str) -> Result<SmsOutcome> {
+async fn sms_reply(
+    core: &Core,
+    gateway: &str,
+    event_id: Option<&str>,
+    from: &str,
+    text: &str,
+) -> Result<Outcome> {
     let now = core.now();
     let mut tx = core.store.begin().await?;
+    if let Some(id) = event_id {
+        if tx.seen_event(gateway, id).await? {
+            let out = replayed(&mut tx, gateway, InboundKind::Sms, text, now).await?;
+            tx.commit().await?;
+            return Ok(out);
+        }
+    }
     let phone = Phone::parse(from).ok();
     let contacts = match &phone {
         Some(p) => tx.contacts_by_phone(p).await?,
@@ -142,20 +185,17 @@ pub async fn sms_reply(core: &Core, gateway: &str, from: &str, text: &str) -> Re
             .or(open.first()),
         None => open.first(),
     };
-    let mut out = SmsOutcome {
-        outcome: if contacts.is_empty() {
-            SmsResult::UnknownNumber
-        } else if chosen.is_none() {
-            SmsResult::NoOpenCallout
-        } else if parsed.is_none() {
-            SmsResult::Unparsed
-        } else {
-            SmsResult::Pending
-        },
-        callout_id: chosen.map(|c| c.0.id),
-        incident_code: chosen.map(|c| c.1.clone()),
-        late: None,
+    let mut result = if contacts.is_empty() {
+        SmsResult::UnknownNumber
+    } else if chosen.is_none() {
+        SmsResult::NoOpenCallout
+    } else if parsed.is_none() {
+        SmsResult::Unparsed
+    } else {
+        SmsResult::Pending
     };
+    let mut late = None;
+    let callout_id = chosen.map(|c| c.0.id);
     let sender = phone
         .as_ref()
         .map(|p| p.as_str().to_string())
@@ -165,8 +205,9 @@ pub async fn sms_reply(core: &Core, gateway: &str, from: &str, text: &str) -> Re
         kind: InboundKind::Sms,
         sender: Some(&sender),
         body: text,
-        outcome: out.outcome.as_str(),
-        callout_id: out.callout_id,
+        outcome: result.as_str(),
+        callout_id,
+        event_id,
     };
     let inbound_id = tx.keep_inbound(&inbound, now).await?;
     // Every reply the grammar reads is an answer; one with a count is an evacuation report too.
@@ -181,88 +222,143 @@ pub async fn sms_reply(core: &Core, gateway: &str, from: &str, text: &str) -> Re
             Some(moved) => evacuation_in(&mut tx, c, moved, r.threatened, &ack, now).await?,
             None => tx.acknowledge(c.id, &ack, now).await?,
         };
-        if let Answered::Recorded { late } = answered {
-            out.late = Some(late);
+        if let Answered::Recorded { late: l } = answered {
+            late = Some(l);
         }
-        out.outcome = match (r.moved, answered) {
+        result = match (r.moved, answered) {
             (Some(_), _) => SmsResult::Evacuation,
             (None, Answered::Recorded { .. }) => SmsResult::Ack,
             (None, _) => SmsResult::Duplicate,
         };
-        tx.set_inbound_outcome(inbound_id, out.outcome.as_str()).await?;
+        tx.set_inbound_outcome(inbound_id, result.as_str()).await?;
     }
     tx.record(
         "inbound.sms",
         format!("inbound:{inbound_id}"),
         serde_json::json!({"gateway": gateway, "from": phone.as_ref().map(|p| p.masked()),
-            "outcome": out.outcome, "callout": out.callout_id}),
+            "outcome": result.as_str(), "callout": callout_id}),
         now,
     )
     .await?;
     tx.commit().await?;
-    if out.outcome == SmsResult::UnknownNumber {
+    if result == SmsResult::UnknownNumber {
         tracing::warn!(gateway, from = %phone.map(|p| p.masked()).unwrap_or_else(|| "?".into()), "reply from an unknown number kept, nothing changed");
     }
-    Ok(out)
+    Ok(Outcome {
+        outcome: result.as_str(),
+        callout_id,
+        incident_code: chosen.map(|c| c.1.clone()),
+        late,
+    })
 }
 
-/// A delivery receipt or voice result of the generic protocol (SPEC §5).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Receipt {
-    #[serde(default)]
-    pub id: String,
-    #[serde(rename = "ref")]
-    pub reference: String,
-    pub status: String,
-    #[serde(default)]
-    pub detail: Option<String>,
-}
-
-pub async fn receipt(core: &Core, gateway: &str, r: &Receipt) -> Result<&'static str> {
+/// A delivery receipt or a voice result: delivered is never an answer; a key press of 1 is;
+/// a call heard to the end is where the incident's policy says so.
+async fn report(core: &Core, gateway: &str, event_id: Option<&str>, what: &What) -> Result<Outcome> {
     let now = core.now();
     let mut tx = core.store.begin().await?;
-    let attempt = crate::store::attempts::callout_of_ref(&mut tx, gateway, &r.reference).await?;
+    let body = format!("{what:?}");
+    if let Some(id) = event_id {
+        if tx.seen_event(gateway, id).await? {
+            let out = replayed(&mut tx, gateway, InboundKind::Status, &body, now).await?;
+            tx.commit().await?;
+            return Ok(out);
+        }
+    }
+    let message = match what {
+        What::Receipt { message, .. } | What::Voice { message, .. } => message,
+        What::Reply { .. } => unreachable!("replies are read by sms_reply"),
+    };
+    let callout = match message {
+        MessageRef::Key(k) => crate::store::attempts::callout_of_ref(&mut tx, gateway, k).await?,
+        MessageRef::Provider(id) => tx.callout_of_provider_id(gateway, id).await?,
+    };
     let voice = |note| Ack {
         method: AckMethod::Voice,
         note: Some(note),
         actor: None,
         inbound_id: None,
     };
-    let outcome = match (attempt, r.status.as_str()) {
+    let mut late = None;
+    let mut acked = |a: Answered| {
+        if let Answered::Recorded { late: l } = a {
+            late = Some(l);
+            "ack"
+        } else {
+            "duplicate"
+        }
+    };
+    let outcome = match (callout, what) {
         (None, _) => "unknown-ref",
-        (Some(cid), "delivered") => {
+        (Some(cid), What::Receipt { delivered: true, .. }) => {
             tx.mark_delivered(cid, now).await?;
             "delivered"
         }
-        // A key press of 1, or a voice call heard to the end, is an answer (SPEC §2).
-        (Some(cid), "answered") if r.detail.as_deref().map(str::trim) == Some("1") => {
-            tx.acknowledge(cid, &voice("key 1"), now).await?;
-            "ack"
+        (Some(_), What::Receipt { .. }) => "not-delivered",
+        (
+            Some(cid),
+            What::Voice {
+                result: Voice::Keys(k),
+                ..
+            },
+        ) if k.trim().starts_with('1') => acked(tx.acknowledge(cid, &voice("key 1"), now).await?),
+        (
+            Some(_),
+            What::Voice {
+                result: Voice::Keys(_),
+                ..
+            },
+        ) => "other-key",
+        (
+            Some(cid),
+            What::Voice {
+                result: Voice::Heard, ..
+            },
+        ) => {
+            let answers = match tx.callout(cid).await? {
+                Some(c) => tx
+                    .incident(c.incident_id)
+                    .await?
+                    .is_some_and(|inc| inc.policy.heard_answers),
+                None => false,
+            };
+            if answers {
+                acked(tx.acknowledge(cid, &voice("heard in full"), now).await?)
+            } else {
+                "heard"
+            }
         }
-        (Some(cid), "heard") => {
-            tx.acknowledge(cid, &voice("heard in full"), now).await?;
-            "ack"
-        }
-        (Some(_), "failed") => "failed",
-        (Some(_), _) => "ignored",
+        (
+            Some(_),
+            What::Voice {
+                result: Voice::NotReached(_),
+                ..
+            },
+        ) => "not-reached",
+        (Some(_), What::Reply { .. }) => unreachable!(),
     };
-    let body = serde_json::json!({"id": r.id, "ref": r.reference, "status": r.status, "detail": r.detail});
     let inbound = NewInbound {
         gateway,
         kind: InboundKind::Status,
         sender: None,
-        body: &body.to_string(),
+        body: &body,
         outcome,
-        callout_id: attempt,
+        callout_id: callout,
+        event_id,
     };
     let inbound_id = tx.keep_inbound(&inbound, now).await?;
     tx.record(
         "inbound.status",
         format!("inbound:{inbound_id}"),
-        serde_json::json!({"gateway": gateway, "status": r.status, "outcome": outcome, "callout": attempt}),
+        serde_json::json!({"gateway": gateway, "report": body, "outcome": outcome, "callout": callout}),
         now,
     )
     .await?;
     tx.commit().await?;
-    Ok(outcome)
+    Ok(Outcome {
+        outcome,
+        callout_id: callout,
+        incident_code: None,
+        late,
+    })
 }

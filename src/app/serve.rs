@@ -26,17 +26,25 @@ pub async fn serve(
     http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
     let graceful = GracefulShutdown::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_failed(e, &stop).await;
                     continue;
                 }
             },
         };
-        let service = TowerToHyperService::new(router.clone());
+        // The peer address, for the hooks' source-address allow-lists.
+        let routed = tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut r: hyper::Request<hyper::body::Incoming>| {
+                r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                r
+            },
+        );
+        let service = TowerToHyperService::new(routed);
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         // Not orphaned: `graceful.shutdown()` below waits for every watched connection.
         tokio::spawn(async move {

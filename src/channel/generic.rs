@@ -1,6 +1,8 @@
 //! The generic HTTP JSON gateway of SPEC §5: a signed POST per message, a kept-alive
 //! connection pool, a concurrency limit, and the protocol's retry semantics (429 with
-//! Retry-After and 5xx: later; other 4xx: never).
+//! Retry-After and 5xx: later; other 4xx: never); its signed callbacks (`inbound`, `status`,
+//! `voice`) read into events. A signed callback seen again (the same timestamp and body) is a
+//! replay: its id is the digest of what was signed.
 
 use std::time::Duration;
 
@@ -9,6 +11,7 @@ use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretSlice};
 use tokio::sync::Semaphore;
 
+use super::event::{Answer, Callback, Event, MessageRef, Outcome, Refused, Voice, What};
 use super::signature;
 use super::{Channel, Outgoing, SendError};
 use crate::clock::Clock;
@@ -114,6 +117,95 @@ impl Channel for Generic {
             }
         })
     }
+
+    fn callback(&self, req: &Callback) -> Result<Vec<Event>, Refused> {
+        if !matches!(req.rest.as_str(), "inbound" | "status" | "voice") {
+            return Err(Refused::NotFound);
+        }
+        let id = self.verify(req)?;
+        let what = if req.rest == "inbound" {
+            let r: Reply = body(&req.body)?;
+            What::Reply {
+                from: r.from,
+                text: r.text,
+            }
+        } else {
+            let r: Receipt = body(&req.body)?;
+            let message = MessageRef::Key(r.reference);
+            let detail = r.detail.unwrap_or_default();
+            match r.status.as_str() {
+                "delivered" | "failed" => What::Receipt {
+                    message,
+                    delivered: r.status == "delivered",
+                    detail: if detail.is_empty() { r.id } else { detail },
+                },
+                "answered" => What::Voice {
+                    message,
+                    result: Voice::Keys(detail),
+                },
+                "heard" => What::Voice {
+                    message,
+                    result: Voice::Heard,
+                },
+                other => What::Voice {
+                    message,
+                    result: Voice::NotReached(other.chars().take(40).collect()),
+                },
+            }
+        };
+        Ok(vec![Event { id, what }])
+    }
+
+    fn answer(&self, req: &Callback, outcomes: &[Outcome]) -> Answer {
+        let first = outcomes.first();
+        // An unknown number is kept as an inbound message; it changes nothing else (SPEC §8).
+        let status = match first {
+            Some(o) if req.rest == "inbound" && o.outcome == "unknown-number" => 404,
+            _ => 200,
+        };
+        Answer::json(status, serde_json::to_value(first).unwrap_or_default())
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Reply {
+    from: String,
+    text: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Receipt {
+    #[serde(default)]
+    id: String,
+    #[serde(rename = "ref")]
+    reference: String,
+    status: String,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+impl Generic {
+    fn verify(&self, req: &Callback) -> Result<String, Refused> {
+        let ts = req.header(signature::TIMESTAMP_HEADER);
+        signature::verify(
+            self.secret.expose_secret(),
+            ts,
+            req.header(signature::SIGNATURE_HEADER),
+            &req.body,
+            req.now,
+        )
+        .map_err(|e| Refused::Unauthenticated(format!("signature: {e}")))?;
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(ts.unwrap_or_default().trim().as_bytes());
+        h.update(b".");
+        h.update(&req.body);
+        Ok(format!("signed:{}", &hex::encode(h.finalize())[..32]))
+    }
+}
+
+fn body<'a, T: serde::Deserialize<'a>>(b: &'a [u8]) -> Result<T, Refused> {
+    serde_json::from_slice(b).map_err(|e| Refused::BadBody(format!("body: {e}")))
 }
 
 fn clip(s: &str) -> String {

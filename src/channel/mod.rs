@@ -1,11 +1,17 @@
 //! Channels: one trait at the edge (send one message, get the gateway's reference or an error
-//! that says whether retrying can help) and one implementation per gateway kind. Adding a
-//! provider is one file here and one variant in `config::Gateway`.
+//! that says whether retrying can help; ask whether a send whose answer was lost arrived; read
+//! the gateway's callbacks into [`event::Event`]s) and one implementation per gateway kind.
+//! Adding a provider is one file here and one variant in `config::Gateway`. An adapter owns
+//! its provider's wire format and signing; it must not touch the database or decide what a
+//! reply or receipt does (that is `answer::inbound`).
 
+pub mod event;
 mod generic;
+pub mod hook_guard;
 mod loopback;
 pub mod signature;
 mod smtp;
+pub mod template;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +23,8 @@ use secrecy::{ExposeSecret, SecretSlice};
 
 use crate::clock::Clock;
 use crate::config::{self, Settings};
-use crate::domain::ChannelKind;
+use crate::domain::{ChannelKind, Facts};
+use event::{Answer, Callback, Event, Lookup, Outcome, Refused, Unconfirmed};
 
 /// One message to one address, as a gateway sees it.
 #[derive(Debug, Clone)]
@@ -33,6 +40,9 @@ pub struct Outgoing {
     pub subject: String,
     pub text: String,
     pub html: Option<String>,
+    /// What the message says, for providers that fill an approved template's variables
+    /// (`template_params`) instead of sending `text`.
+    pub facts: Arc<Facts>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -43,6 +53,15 @@ pub enum SendError {
         reason: String,
         retry_after: Option<Duration>,
     },
+    /// No answer came (a time-out after the request was written): it may have arrived. Tried
+    /// again later, after asking the gateway ([`Channel::lookup`]).
+    #[error("unanswered: {reason}")]
+    Unanswered { reason: String },
+    /// The provider's limit for this recipient or account is reached (Aliyun
+    /// `isv.BUSINESS_LIMIT_CONTROL`, Tencent's frequency codes, our own caps, an open
+    /// circuit): fail over now, do not hammer.
+    #[error("capped: {reason}")]
+    Capped { reason: String },
     /// This will never work (bad number, refused by the provider …): fail over.
     #[error("permanent: {reason}")]
     Permanent { reason: String },
@@ -51,6 +70,27 @@ pub enum SendError {
 pub trait Channel: Send + Sync {
     /// Sends; `Ok` carries the gateway's message id.
     fn send<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<String, SendError>>;
+
+    /// Whether a send whose answer was lost (a time-out, a crash mid-send) arrived, asked
+    /// before it is sent again. The default cannot tell.
+    fn lookup<'a>(&'a self, _msg: &'a Outgoing) -> BoxFuture<'a, Lookup> {
+        Box::pin(async { Lookup::Unknown })
+    }
+
+    /// Checks a callback (token, signature, source address) and reads it into events.
+    fn callback(&self, _req: &Callback) -> Result<Vec<Event>, Refused> {
+        Err(Refused::NotFound)
+    }
+
+    /// The answer to give the provider for a callback whose events were handled.
+    fn answer(&self, _req: &Callback, outcomes: &[Outcome]) -> Answer {
+        Answer::json(200, serde_json::json!({ "outcomes": outcomes }))
+    }
+
+    /// Receipts the provider did not push, asked of its query API for sends still without one.
+    fn reconcile<'a>(&'a self, _sends: &'a [Unconfirmed]) -> BoxFuture<'a, Vec<Event>> {
+        Box::pin(async { Vec::new() })
+    }
 }
 
 /// The configured gateways by name.
@@ -113,6 +153,7 @@ impl Gateways {
                         *timeout,
                     )?)
                 }
+                other => anyhow::bail!("gateways.{name}: kind {other:?} is not built yet"),
             };
             map.insert(name.clone(), ch);
         }

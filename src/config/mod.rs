@@ -13,12 +13,14 @@ use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
 mod feed;
+mod gateway;
 mod policy;
 
 pub use crate::domain::Level;
 pub use crate::domain::Rung;
 use crate::domain::{ChannelKind, Colour};
 pub use feed::{Feed, FeedKind};
+pub use gateway::*;
 use policy::check_raw_policies;
 pub use policy::{parse_quiet_hours, Policy, Subject};
 
@@ -162,50 +164,6 @@ impl Channels {
             ChannelKind::Webhook => &self.webhook,
         }
     }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum Gateway {
-    Loopback,
-    Generic {
-        url: String,
-        secret_env: Option<String>,
-        secret_file: Option<String>,
-        #[serde(default = "default_concurrency")]
-        concurrency: usize,
-        #[serde(default = "default_timeout", deserialize_with = "duration")]
-        timeout: Duration,
-    },
-    Smtp {
-        host: String,
-        port: u16,
-        #[serde(default)]
-        tls: SmtpTls,
-        from: String,
-        username: Option<String>,
-        password_env: Option<String>,
-        password_file: Option<String>,
-        #[serde(default = "default_timeout", deserialize_with = "duration")]
-        timeout: Duration,
-    },
-}
-
-fn default_concurrency() -> usize {
-    32
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpTls {
-    None,
-    #[default]
-    Starttls,
-    Tls,
 }
 
 impl Settings {

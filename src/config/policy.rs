@@ -51,6 +51,14 @@ pub struct Policy {
     /// Red and orange ignore quiet hours (waking people is the point).
     #[serde(default)]
     pub quiet_hours: Option<String>,
+    /// Whether a voice call heard to the end, with no key pressed, answers (SPEC §2:
+    /// configurable). A key press of 1 always answers.
+    #[serde(default = "yes")]
+    pub heard_answers: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What a policy is matched against: a warning (colour, hazard, event) or a response

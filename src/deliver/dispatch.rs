@@ -9,6 +9,7 @@
 //! this step of its ladder, the same on every try, so a gateway can drop a repeat.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -90,19 +91,25 @@ pub fn next_step(
     };
     match result {
         Ok(_) => Next::Done,
-        Err(SendError::Permanent { .. }) => failover(),
-        Err(SendError::Transient { retry_after, .. }) => match backoff.get(attempts_on_hop as usize) {
-            Some(wait) => {
-                let wait = retry_after
-                    .map_or(*wait, |r| r.max(*wait))
-                    .min(Duration::from_secs(3600));
-                Next::Retry {
-                    due_at: now + wait.as_millis() as i64,
-                    attempts: attempts_on_hop + 1,
+        Err(SendError::Permanent { .. } | SendError::Capped { .. }) => failover(),
+        Err(e @ (SendError::Transient { .. } | SendError::Unanswered { .. })) => {
+            match backoff.get(attempts_on_hop as usize) {
+                Some(wait) => {
+                    let retry_after = match e {
+                        SendError::Transient { retry_after, .. } => *retry_after,
+                        _ => None,
+                    };
+                    let wait = retry_after
+                        .map_or(*wait, |r| r.max(*wait))
+                        .min(Duration::from_secs(3600));
+                    Next::Retry {
+                        due_at: now + wait.as_millis() as i64,
+                        attempts: attempts_on_hop + 1,
+                    }
                 }
+                None => failover(),
             }
-            None => failover(),
-        },
+        }
     }
 }
 
@@ -292,6 +299,7 @@ async fn load(core: &Core, jobs: Vec<Job>) -> Result<Batch> {
             subject: rendered.subject,
             text: rendered.text,
             html: rendered.html,
+            facts: Arc::new(facts),
         };
         let attempt = Attempt {
             id: attempt_id,
@@ -382,6 +390,8 @@ async fn record(
         let (res, gw_ref, detail) = match &result {
             Ok(r) => ("sent", Some(r.clone()), None),
             Err(e @ SendError::Transient { .. }) => ("transient", None, Some(e.to_string())),
+            Err(e @ SendError::Unanswered { .. }) => ("unanswered", None, Some(e.to_string())),
+            Err(e @ SendError::Capped { .. }) => ("capped", None, Some(e.to_string())),
             Err(e @ SendError::Permanent { .. }) => ("permanent", None, Some(e.to_string())),
         };
         b.records.push(Record::new(

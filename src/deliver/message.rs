@@ -3,8 +3,8 @@
 //! person needs to act and answer: warning, place, instruction, "reply 1" and the incident
 //! code; the answer link follows (a reply of "1" needs no link), then the details.
 
+pub use crate::domain::Facts;
 use minijinja::{context, Environment};
-use serde::Serialize;
 
 use crate::store::jobs::Notice;
 
@@ -20,24 +20,6 @@ const EMAIL_HTML: &str = r#"<!doctype html><html lang="zh-CN"><meta charset="utf
 <p><b>地点：</b>{{ place }}</p><p><b>要求：</b>{{ instruction }}</p>
 <p><a href="{{ link }}" style="font-size:1.3em">点此确认收到 / Acknowledge</a>（码 {{ code }}）</p>
 <p>{{ description }}</p></body></html>"#;
-
-/// Everything a message may say about one call-out.
-#[derive(Debug, Clone, Serialize)]
-pub struct Facts {
-    pub signature: String,
-    pub event: String,
-    pub headline: String,
-    pub description: String,
-    pub instruction: String,
-    pub place: String,
-    pub link: String,
-    pub code: String,
-    pub drill: bool,
-    pub evacuation: bool,
-    /// A call-out made again because the colour rose, or a downgrade notice: what changed
-    /// ("暴雨橙色→红色预警").
-    pub change: Option<String>,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {

@@ -2,10 +2,12 @@
 //! Plain data with parsing and display; no IO here.
 
 pub mod callout;
+mod facts;
 mod incident;
 mod ladder;
 
 pub use callout::State;
+pub use facts::Facts;
 pub use incident::{Callout, EvacuationRow, Incident, IncidentState};
 pub use ladder::Rung;
 

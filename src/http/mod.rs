@@ -53,9 +53,7 @@ pub fn router(core: Arc<Core>) -> Router {
             "/api/v1/responses",
             post(api::post_response).get(api::list_responses),
         )
-        .route("/hooks/{gateway}/inbound", post(hooks::inbound))
-        .route("/hooks/{gateway}/status", post(hooks::status))
-        .route("/hooks/{gateway}/voice", post(hooks::status))
+        .route("/hooks/{gateway}/{*rest}", post(hooks::hook))
         .route("/a/{token}", get(answer::show).post(answer::submit))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(core);

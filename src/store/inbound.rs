@@ -34,14 +34,16 @@ pub struct NewInbound<'a> {
     pub body: &'a str,
     pub outcome: &'a str,
     pub callout_id: Option<i64>,
+    /// The provider's id for this report: a second report under it is a replay.
+    pub event_id: Option<&'a str>,
 }
 
 impl Tx {
     /// Keeps an inbound message. Returns its id.
     pub async fn keep_inbound(&mut self, m: &NewInbound<'_>, now: i64) -> Result<i64> {
         Ok(sqlx::query_scalar(
-            "INSERT INTO inbound (gateway, kind, sender, body, outcome, callout_id, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            "INSERT INTO inbound (gateway, kind, sender, body, outcome, callout_id, received_at, event_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         )
         .bind(m.gateway)
         .bind(m.kind.as_str())
@@ -50,8 +52,20 @@ impl Tx {
         .bind(m.outcome)
         .bind(m.callout_id)
         .bind(now)
+        .bind(m.event_id)
         .fetch_one(self.conn())
         .await?)
+    }
+
+    /// Whether this gateway reported this event before.
+    pub async fn seen_event(&mut self, gateway: &str, event_id: &str) -> Result<bool> {
+        let n: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM inbound WHERE gateway = $1 AND event_id = $2")
+                .bind(gateway)
+                .bind(event_id)
+                .fetch_optional(self.conn())
+                .await?;
+        Ok(n.is_some())
     }
 
     /// What became of an inbound message, once known.
@@ -62,6 +76,17 @@ impl Tx {
             .execute(self.conn())
             .await?;
         Ok(())
+    }
+
+    /// The call-out of a send the provider knows by its own id (`BizId`, `CallId`, a SID).
+    pub async fn callout_of_provider_id(&mut self, gateway: &str, provider_id: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT callout_id FROM attempts WHERE gateway = $1 AND gateway_ref = $2 LIMIT 1",
+        )
+        .bind(gateway)
+        .bind(provider_id)
+        .fetch_optional(self.conn())
+        .await?)
     }
 
     /// The call-out of the attempt a gateway's receipt names (our attempt id is the `ref` we

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{shutdown_signal, App};
+use crate::channel::event::{Event, What};
 use crate::config::{Role, Settings};
 use crate::core::{ApiToken, Core, Overrides};
 use crate::domain::State;
@@ -165,11 +166,17 @@ async fn simulate(core: &Core, incident: i64, addr: std::net::SocketAddr, deadli
                     .send()
                     .await?
                     .error_for_status()?;
-            } else if c.role == "village_leader" {
-                let moved = 20 + (c.id * 37) % 180;
-                inbound::sms_reply(core, "loopback", &phone, &format!("已转移{moved}人")).await?;
             } else {
-                inbound::sms_reply(core, "loopback", &phone, "收到").await?;
+                let text = if c.role == "village_leader" {
+                    format!("已转移{}人", 20 + (c.id * 37) % 180)
+                } else {
+                    "收到".to_string()
+                };
+                let reply = Event {
+                    id: String::new(),
+                    what: What::Reply { from: phone, text },
+                };
+                inbound::heard(core, "loopback", &[reply]).await?;
             }
         }
         let open =

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::gateway;
 use crate::helpers::{demo_cap, spawn, token_in, Db, FEED, OPERATOR, VIEWER};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,6 +142,43 @@ async fn forged_tokens_unsigned_hooks_and_strangers_change_nothing() {
             .await,
         35
     );
+    // A captured signed 「转移 50」 replayed after a later 「转移 20」 changes nothing.
+    let signed = |text: &str, at: i64| {
+        gateway::signed(
+            &serde_json::json!({"from": msgs[0].to, "text": text, "at": at}),
+            at,
+        )
+    };
+    let post = |(body, headers): (Vec<u8>, [(&'static str, String); 2])| {
+        let mut req = app
+            .http
+            .post(format!("{}/hooks/fake/inbound", app.base))
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (
+                status,
+                r.json::<serde_json::Value>().await.unwrap()["outcome"].clone(),
+            )
+        }
+    };
+    let now = app.core.clock.now_secs();
+    let fifty = signed("转移 50", now - 2);
+    assert_eq!(post(fifty.clone()).await, (200, "evacuation".into()));
+    assert_eq!(post(signed("转移 20", now - 1)).await, (200, "evacuation".into()));
+    assert_eq!(post(fifty).await, (200, "replayed".into()));
+    let moved = "SELECT moved FROM evacuations ORDER BY id DESC LIMIT 1";
+    assert_eq!(app.scalar(moved).await, 20);
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM inbound WHERE outcome = 'replayed'")
+            .await,
+        1
+    );
+
     // The page itself works on a phone without JavaScript: a form, no script.
     let page = app
         .http

@@ -80,10 +80,10 @@ async fn page(app: &TestApp, m: &Sent, form: &[(&str, &str)]) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-async fn voice(app: &TestApp, m: &Sent, status: &str) -> (u16, serde_json::Value) {
+async fn voice(app: &TestApp, m: &Sent, status: &str, id: &str) -> (u16, serde_json::Value) {
     let now = app.core.clock.now();
     let (body, headers) = gateway::signed(
-        &serde_json::json!({"id": "v-1", "ref": m.reference, "status": status}),
+        &serde_json::json!({"id": id, "ref": m.reference, "status": status}),
         now.timestamp(),
     );
     let mut req = app
@@ -145,9 +145,9 @@ async fn answer_paths(db: Db) {
         assert_eq!(status, 200);
         assert!(html.contains(expect), "{html}");
     }
-    for _ in 0..2 {
-        let (status, out) = voice(&app, heard, "heard").await;
-        assert_eq!((status, out["outcome"].as_str()), (200, Some("ack")), "{out}");
+    for (id, expect) in [("v-1", "ack"), ("v-2", "duplicate")] {
+        let (status, out) = voice(&app, heard, "heard", id).await;
+        assert_eq!((status, out["outcome"].as_str()), (200, Some(expect)), "{out}");
     }
     for expect in [
         serde_json::json!({"recorded": {"late": false}}),
