@@ -1,5 +1,5 @@
 //! The generic HTTP JSON gateway of SPEC §5: a signed POST per message, a kept-alive
-//! connection pool, a concurrency limit, and the protocol's retry semantics (429 with
+//! connection pool (its concurrency is the guard's, `channel/guard.rs`), and the protocol's retry semantics (429 with
 //! Retry-After and 5xx: later; other 4xx: never); its signed callbacks (`inbound`, `status`,
 //! `voice`) read into events. A signed callback seen again (the same timestamp and body) is a
 //! replay: its id is the digest of what was signed.
@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Result;
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretSlice};
-use tokio::sync::Semaphore;
 
 use super::event::{Answer, Callback, Event, MessageRef, Outcome, Refused, Voice, What};
 use super::signature;
@@ -21,7 +20,6 @@ pub struct Generic {
     url: String,
     secret: SecretSlice<u8>,
     client: reqwest::Client,
-    permits: Semaphore,
     clock: Clock,
 }
 
@@ -42,7 +40,6 @@ impl Generic {
             url: url.to_string(),
             secret,
             client,
-            permits: Semaphore::new(concurrency.max(1)),
             clock,
         })
     }
@@ -61,10 +58,6 @@ struct Body<'a> {
 impl Channel for Generic {
     fn send<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<String, SendError>> {
         Box::pin(async move {
-            let _permit = self.permits.acquire().await.map_err(|_| SendError::Transient {
-                reason: "gateway shutting down".into(),
-                retry_after: None,
-            })?;
             let body = serde_json::to_vec(&Body {
                 to: &msg.to,
                 text: &msg.text,
@@ -87,9 +80,19 @@ impl Channel for Generic {
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| SendError::Transient {
-                    reason: without_url(e),
-                    retry_after: None,
+                .map_err(|e| {
+                    // A time-out once connected may have reached the gateway: asked (or, with
+                    // the idempotent `ref`, harmless) before it goes again.
+                    if e.is_timeout() && !e.is_connect() {
+                        SendError::Unanswered {
+                            reason: without_url(e),
+                        }
+                    } else {
+                        SendError::Transient {
+                            reason: without_url(e),
+                            retry_after: None,
+                        }
+                    }
                 })?;
             let status = resp.status();
             let retry_after = resp

@@ -7,6 +7,7 @@
 
 pub mod event;
 mod generic;
+mod guard;
 pub mod hook_guard;
 mod loopback;
 pub mod signature;
@@ -93,24 +94,27 @@ pub trait Channel: Send + Sync {
     }
 }
 
-/// The configured gateways by name.
+/// The configured gateways by name, each behind its [`guard::Guarded`] limits, with the
+/// per-recipient caps dispatch counts in the database.
 #[derive(Clone, Default)]
 pub struct Gateways {
     map: HashMap<String, Arc<dyn Channel>>,
+    caps: HashMap<String, Vec<config::Cap>>,
 }
 
 impl Gateways {
     pub fn build(settings: &Settings, clock: &Clock) -> Result<Gateways> {
         let mut map: HashMap<String, Arc<dyn Channel>> = HashMap::new();
+        let mut caps = HashMap::new();
         for (name, g) in &settings.gateways {
             let ch: Arc<dyn Channel> = match g {
-                config::Gateway::Loopback => Arc::new(loopback::Loopback),
+                config::Gateway::Loopback { .. } => Arc::new(loopback::Loopback),
                 config::Gateway::Generic {
                     url,
                     secret_env,
                     secret_file,
-                    concurrency,
                     timeout,
+                    limits,
                 } => {
                     let secret = config::secret(
                         &format!("gateways.{name}.secret"),
@@ -123,7 +127,7 @@ impl Gateways {
                     Arc::new(generic::Generic::new(
                         url,
                         bytes(&secret),
-                        *concurrency,
+                        limits.concurrency,
                         *timeout,
                         clock.clone(),
                     )?)
@@ -137,6 +141,7 @@ impl Gateways {
                     password_env,
                     password_file,
                     timeout,
+                    ..
                 } => {
                     let password = config::secret(
                         &format!("gateways.{name}.password"),
@@ -155,30 +160,22 @@ impl Gateways {
                 }
                 other => anyhow::bail!("gateways.{name}: kind {other:?} is not built yet"),
             };
-            map.insert(name.clone(), ch);
+            caps.insert(name.clone(), g.caps(name)?);
+            map.insert(
+                name.clone(),
+                Arc::new(guard::Guarded::new(ch, &g.limits(), clock.clone())),
+            );
         }
-        Ok(Gateways { map })
+        Ok(Gateways { map, caps })
+    }
+
+    /// The per-recipient caps of a gateway (none: uncapped).
+    pub fn caps(&self, name: &str) -> &[config::Cap] {
+        self.caps.get(name).map(Vec::as_slice).unwrap_or_default()
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Channel>> {
         self.map.get(name)
-    }
-
-    /// The secret a gateway signs its callbacks with (generic gateways only).
-    pub fn callback_secret(settings: &Settings, name: &str) -> Result<Option<SecretSlice<u8>>> {
-        match settings.gateways.get(name) {
-            Some(config::Gateway::Generic {
-                secret_env,
-                secret_file,
-                ..
-            }) => Ok(config::secret(
-                &format!("gateways.{name}.secret"),
-                secret_env.as_deref(),
-                secret_file.as_deref(),
-            )?
-            .map(|s| bytes(&s))),
-            _ => Ok(None),
-        }
     }
 }
 

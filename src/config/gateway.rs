@@ -13,15 +13,18 @@ use super::duration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Gateway {
-    Loopback,
+    Loopback {
+        #[serde(default)]
+        limits: Limits,
+    },
     Generic {
         url: String,
         secret_env: Option<String>,
         secret_file: Option<String>,
-        #[serde(default = "default_concurrency")]
-        concurrency: usize,
         #[serde(default = "default_timeout", deserialize_with = "duration")]
         timeout: Duration,
+        #[serde(default)]
+        limits: Limits,
     },
     Smtp {
         host: String,
@@ -34,6 +37,8 @@ pub enum Gateway {
         password_file: Option<String>,
         #[serde(default = "default_timeout", deserialize_with = "duration")]
         timeout: Duration,
+        #[serde(default)]
+        limits: Limits,
     },
     AliyunSms(AliyunSms),
     AliyunVoice(AliyunVoice),
@@ -219,8 +224,46 @@ pub enum WebhookPreset {
     Dingtalk,
 }
 
+/// A per-recipient cap: at most `max` sends to one address within any `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cap {
+    pub max: u32,
+    pub window: Duration,
+}
+
+impl Cap {
+    /// `"COUNT/WINDOW"`: `"50/24h"`, `"1/1m"`.
+    pub fn parse(s: &str) -> Option<Cap> {
+        let (n, w) = s.split_once('/')?;
+        Some(Cap {
+            max: n.trim().parse().ok()?,
+            window: humantime::parse_duration(w.trim()).ok()?,
+        })
+    }
+}
+
 impl Gateway {
-    /// The gateway's limits (loopback, generic and SMTP: the defaults).
+    /// The per-recipient caps in force: the configured ones, or the kind's default. Windows
+    /// are rolling, which never lets through more than a provider's clock-aligned window.
+    pub fn caps(&self, name: &str) -> anyhow::Result<Vec<Cap>> {
+        let given = self.limits().caps;
+        let list: Vec<String> = match given {
+            Some(c) => c,
+            None => self.default_caps().iter().map(|s| s.to_string()).collect(),
+        };
+        list.iter()
+            .enumerate()
+            .map(|(i, c)| {
+                Cap::parse(c).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "gateways.{name}.limits.caps[{i}]: {c:?} is not COUNT/WINDOW (e.g. \"50/24h\")"
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The gateway's limits.
     pub fn limits(&self) -> Limits {
         match self {
             Gateway::AliyunSms(g) => g.limits.clone(),
@@ -228,11 +271,9 @@ impl Gateway {
             Gateway::TencentSms(g) => g.limits.clone(),
             Gateway::TwilioSms(g) | Gateway::TwilioVoice(g) => g.limits.clone(),
             Gateway::Webhook(g) => g.limits.clone(),
-            Gateway::Generic { concurrency, .. } => Limits {
-                concurrency: *concurrency,
-                ..Limits::default()
-            },
-            Gateway::Loopback | Gateway::Smtp { .. } => Limits::default(),
+            Gateway::Generic { limits, .. } | Gateway::Loopback { limits } | Gateway::Smtp { limits, .. } => {
+                limits.clone()
+            }
         }
     }
 

@@ -17,6 +17,7 @@ use futures::StreamExt;
 
 use super::lease;
 use crate::answer::token;
+use crate::channel::event::Lookup;
 use crate::channel::{Outgoing, SendError};
 use crate::config::Settings;
 use crate::core::Core;
@@ -122,6 +123,12 @@ struct Work {
     hops: usize,
     out: Outgoing,
     attempt: Attempt,
+    /// The last try's answer was lost: ask the gateway before sending again.
+    check: bool,
+    /// A per-recipient cap this send would break: not sent, fails over.
+    capped: Option<String>,
+    /// The gateway had it already (found by asking): not sent again.
+    found: bool,
 }
 
 /// What loading a batch decided before anything is sent.
@@ -312,6 +319,7 @@ async fn load(core: &Core, jobs: Vec<Job>) -> Result<Batch> {
             body: out.text.clone(),
             started_at: now,
         };
+        let check = matches!(&job.task, Task::Send(s) if s.check);
         b.work.push(Work {
             notice,
             hop,
@@ -319,6 +327,9 @@ async fn load(core: &Core, jobs: Vec<Job>) -> Result<Batch> {
             out,
             attempt,
             job,
+            check,
+            capped: None,
+            found: false,
         });
     }
     for (incident, e) in unreadable {
@@ -343,26 +354,98 @@ async fn begin(core: &Core, b: &mut Batch) -> Result<()> {
     let mut tx = core.store.begin().await?;
     let job_ids: Vec<i64> = b.work.iter().map(|w| w.job.id).collect();
     let lost = attempts::lose_in_flight(&mut tx, &job_ids, now).await?;
-    if lost > 0 {
+    if !lost.is_empty() {
         tracing::warn!(
-            attempts = lost,
-            "sends cut off by a crash go again under the same ref (their gateway's answer was lost)"
+            attempts = lost.len(),
+            "sends cut off by a crash go again under the same ref, after asking their gateway"
         );
+        for w in b.work.iter_mut().filter(|w| lost.contains(&w.job.id)) {
+            w.check = true;
+        }
     }
+    apply_caps(core, &mut tx, &mut b.work, now).await?;
     let started: Vec<Attempt> = b.work.iter().map(|w| w.attempt.clone()).collect();
     attempts::start(&mut tx, &started).await?;
     tx.commit().await?;
     Ok(())
 }
 
+/// Marks the sends that would break a gateway's per-recipient cap (counted in the database, so
+/// every instance and every restart sees the same count, this batch's own sends included).
+async fn apply_caps(core: &Core, conn: &mut sqlx::AnyConnection, work: &mut [Work], now: i64) -> Result<()> {
+    let mut by_gateway: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, w) in work.iter().enumerate() {
+        if !core.gateways.caps(&w.attempt.gateway).is_empty() {
+            by_gateway.entry(w.attempt.gateway.as_str()).or_default().push(i);
+        }
+    }
+    let mut verdicts = Vec::new();
+    for (gateway, idx) in by_gateway {
+        let caps = core.gateways.caps(gateway);
+        let longest = caps
+            .iter()
+            .map(|c| c.window.as_millis() as i64)
+            .max()
+            .unwrap_or(0);
+        let addresses: Vec<&str> = idx.iter().map(|i| work[*i].attempt.address.as_str()).collect();
+        let mut prior: HashMap<String, Vec<i64>> = HashMap::new();
+        for (a, at) in attempts::sends_since(conn, gateway, &addresses, now - longest).await? {
+            prior.entry(a).or_default().push(at);
+        }
+        for i in idx {
+            let sent = prior.entry(work[i].attempt.address.clone()).or_default();
+            match breaks_cap(caps, sent, now) {
+                Some(reason) => verdicts.push((i, reason)),
+                None => sent.push(now),
+            }
+        }
+    }
+    for (i, reason) in verdicts {
+        work[i].capped = Some(reason);
+    }
+    Ok(())
+}
+
+/// The cap a send now would break, given when this address was sent to before (pure).
+pub fn breaks_cap(caps: &[crate::config::Cap], sent: &[i64], now: i64) -> Option<String> {
+    caps.iter().find_map(|c| {
+        let window = c.window.as_millis() as i64;
+        let n = sent.iter().filter(|at| **at > now - window).count();
+        (n >= c.max as usize).then(|| {
+            format!(
+                "per-recipient cap {}/{} reached",
+                c.max,
+                humantime::format_duration(c.window)
+            )
+        })
+    })
+}
+
 /// Sends every message of the batch, concurrently up to the batch size.
 async fn send(core: &Core, work: Vec<Work>) -> Vec<(Work, Result<String, SendError>, i64)> {
     let concurrency = core.settings.dispatch.batch as usize;
     futures::stream::iter(work)
-        .map(|w| async move {
-            let result = match core.gateways.get(&w.attempt.gateway) {
-                Some(g) => g.send(&w.out).await,
-                None => Err(SendError::Permanent {
+        .map(|mut w| async move {
+            let result = match (core.gateways.get(&w.attempt.gateway), &w.capped) {
+                (_, Some(reason)) => Err(SendError::Capped {
+                    reason: reason.clone(),
+                }),
+                (Some(g), None) => {
+                    // A send whose answer was lost: the gateway may have it (SPEC §5 allows
+                    // that one duplicate; asking first makes it rare).
+                    let known = match w.check {
+                        true => g.lookup(&w.out).await,
+                        false => Lookup::Unknown,
+                    };
+                    match known {
+                        Lookup::Accepted(id) => {
+                            w.found = true;
+                            Ok(id)
+                        }
+                        Lookup::Absent | Lookup::Unknown => g.send(&w.out).await,
+                    }
+                }
+                (None, None) => Err(SendError::Permanent {
                     reason: format!("gateway {} is not configured", w.attempt.gateway),
                 }),
             };
@@ -388,6 +471,11 @@ async fn record(
     let mut reschedules = Vec::new();
     for (w, result, finished_at) in results {
         let (res, gw_ref, detail) = match &result {
+            Ok(r) if w.found => (
+                "sent",
+                Some(r.clone()),
+                Some("the gateway had it already (asked after a lost answer): not sent again".to_string()),
+            ),
             Ok(r) => ("sent", Some(r.clone()), None),
             Err(e @ SendError::Transient { .. }) => ("transient", None, Some(e.to_string())),
             Err(e @ SendError::Unanswered { .. }) => ("unanswered", None, Some(e.to_string())),
@@ -419,7 +507,11 @@ async fn record(
                 }
             }
             Next::Retry { due_at, attempts } => {
-                reschedules.push((w.job.id, due_at, attempts, w.job.task.clone(), detail.clone()))
+                let task = match &result {
+                    Err(SendError::Unanswered { .. }) => w.job.task.checked(),
+                    _ => w.job.task.clone(),
+                };
+                reschedules.push((w.job.id, due_at, attempts, task, detail.clone()))
             }
             Next::Failover { hop } => {
                 reschedules.push((w.job.id, now, 0, w.job.task.at_hop(hop), detail.clone()))
@@ -521,6 +613,52 @@ mod tests {
             Next::Failover { hop: 1 }
         );
         assert_eq!(next_step(&transient(None), 2, 1, 2, &BACKOFF, 0), Next::GiveUp);
+    }
+
+    #[test]
+    fn caps_count_rolling_windows() {
+        let caps = [
+            crate::config::Cap::parse("1/1m").unwrap(),
+            crate::config::Cap::parse("5/1h").unwrap(),
+        ];
+        let min = 60_000;
+        assert_eq!(breaks_cap(&caps, &[], 10 * min), None);
+        assert!(breaks_cap(&caps, &[10 * min - 1000], 10 * min)
+            .unwrap()
+            .contains("1/1m"));
+        assert_eq!(
+            breaks_cap(&caps, &[9 * min], 10 * min),
+            None,
+            "a minute later it may go"
+        );
+        let five: Vec<i64> = (0..5).map(|i| i * 10 * min).collect();
+        assert!(breaks_cap(&caps, &five, 59 * min).unwrap().contains("5/1h"));
+        assert_eq!(
+            breaks_cap(&caps, &five, 61 * min),
+            None,
+            "the first left the hour"
+        );
+    }
+
+    #[test]
+    fn capped_and_unanswered_sends() {
+        let capped = Err(SendError::Capped {
+            reason: "50/24h".into(),
+        });
+        assert_eq!(
+            next_step(&capped, 0, 0, 2, &BACKOFF, 0),
+            Next::Failover { hop: 1 }
+        );
+        let lost = Err(SendError::Unanswered {
+            reason: "timed out".into(),
+        });
+        assert_eq!(
+            next_step(&lost, 0, 0, 2, &BACKOFF, 0),
+            Next::Retry {
+                due_at: 5000,
+                attempts: 1
+            }
+        );
     }
 
     #[test]

@@ -171,7 +171,15 @@ async fn repeat(
     jobs::insert(
         tx,
         vec![
-            NewJob::send(c.id, jobs::Send { hop: 0, channel }, now),
+            NewJob::send(
+                c.id,
+                jobs::Send {
+                    hop: 0,
+                    channel,
+                    check: false,
+                },
+                now,
+            ),
             NewJob::deadline(c.id, next_rung, deadline_at),
         ],
         now,

@@ -103,24 +103,50 @@ pub async fn finish(conn: &mut AnyConnection, done: &[(Attempt, Outcome)]) -> Re
 }
 
 /// Attempts of these jobs still `sending`: a crash cut them off before their answer was
-/// recorded. They become `lost` (the message goes again, under the same key); returns how
-/// many there were.
-pub async fn lose_in_flight(conn: &mut AnyConnection, job_ids: &[i64], now: i64) -> Result<u64> {
-    let mut n = 0;
+/// recorded. They become `lost` (the message goes again, under the same key, after asking the
+/// gateway); returns the jobs they belonged to.
+pub async fn lose_in_flight(conn: &mut AnyConnection, job_ids: &[i64], now: i64) -> Result<Vec<i64>> {
+    let mut lost = Vec::new();
     for chunk in job_ids.chunks(1000) {
         let sql = format!(
             "UPDATE attempts SET result = 'lost', finished_at = $1,
                     detail = 'the gateway''s answer was lost (the daemon stopped mid-send); sent again under the same ref'
-             WHERE result = 'sending' AND job_id IN ({})",
+             WHERE result = 'sending' AND job_id IN ({}) RETURNING job_id",
             placeholders(2, chunk.len())
         );
-        let mut q = sqlx::query(&sql).bind(now);
+        let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(now);
         for id in chunk {
             q = q.bind(*id);
         }
-        n += q.execute(&mut *conn).await?.rows_affected();
+        lost.extend(q.fetch_all(&mut *conn).await?);
     }
-    Ok(n)
+    Ok(lost)
+}
+
+/// When each of these addresses was sent to through this gateway since `since` (ms): what
+/// per-recipient caps count. A send refused by a cap, or that failed before reaching the
+/// gateway, does not count; one whose answer was lost does.
+pub async fn sends_since(
+    conn: &mut AnyConnection,
+    gateway: &str,
+    addresses: &[&str],
+    since: i64,
+) -> Result<Vec<(String, i64)>> {
+    let mut out = Vec::new();
+    for chunk in addresses.chunks(500) {
+        let sql = format!(
+            "SELECT address, started_at FROM attempts
+             WHERE gateway = $1 AND started_at >= $2 AND address IN ({})
+               AND result IN ('sending', 'sent', 'unanswered', 'lost')",
+            placeholders(3, chunk.len())
+        );
+        let mut q = sqlx::query_as::<_, (String, i64)>(&sql).bind(gateway).bind(since);
+        for a in chunk {
+            q = q.bind(*a);
+        }
+        out.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok(out)
 }
 
 /// The call-out a gateway's receipt is about, by the message key it echoes as `ref`

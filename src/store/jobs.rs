@@ -68,6 +68,10 @@ pub struct Send {
     pub hop: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<ChannelKind>,
+    /// The last try's answer was lost (a time-out): ask the gateway whether it arrived
+    /// before sending again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check: bool,
 }
 
 /// What one job does.
@@ -173,12 +177,24 @@ impl Task {
         }
     }
 
+    /// The same task, to be asked about at the gateway before it is sent again.
+    pub fn checked(&self) -> Task {
+        match self {
+            Task::Send(s) => Task::Send(Send {
+                check: true,
+                ..s.clone()
+            }),
+            other => other.clone(),
+        }
+    }
+
     /// The same task on route `hop` (failover).
     pub fn at_hop(&self, hop: usize) -> Task {
         match self {
             Task::Send(s) => Task::Send(Send {
                 hop,
                 channel: s.channel,
+                check: false,
             }),
             Task::Notice { notice, .. } => Task::Notice {
                 hop,
@@ -537,6 +553,7 @@ mod tests {
             Task::Send(Send {
                 hop: 2,
                 channel: Some(ChannelKind::Voice),
+                check: true,
             }),
             Task::Send(Send::default()),
             Task::Deadline { rung: 3 },
@@ -566,7 +583,8 @@ mod tests {
             Task::read(Kind::Send, r#"{"hop": 0, "channel": "voice"}"#).unwrap(),
             Task::Send(Send {
                 hop: 0,
-                channel: Some(ChannelKind::Voice)
+                channel: Some(ChannelKind::Voice),
+                check: false,
             })
         );
         assert_eq!(

@@ -84,6 +84,7 @@ sms = ["fake"]
 kind = "generic"
 url = "{gw_url}"
 secret_env = "JIAOYING_TEST_GW_SECRET"
+[gateways.fake.limits]
 concurrency = 4
 [[auth.tokens]]
 name = "feed"

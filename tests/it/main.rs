@@ -13,6 +13,7 @@ mod gateway;
 mod helpers;
 mod import;
 mod ladder;
+mod limits;
 mod preview;
 mod queue;
 mod respond;

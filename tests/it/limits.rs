@@ -1,0 +1,112 @@
+//! Limits as the providers enforce them (issue 9 §3): a per-recipient cap counted in the
+//! database sends the over-cap call-outs through the next gateway instead of the capped one;
+//! a gateway that keeps failing opens its circuit, and its call-outs fail over at once instead
+//! of hammering it.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use jiaoying::clock::Clock;
+
+use crate::gateway::Fake;
+use crate::helpers::{demo_cap_at, spawn_at, t0, Db, TestApp, FEED};
+
+const LEADERS: &str = r#"
+[[policy]]
+name = "red"
+colours = ["red"]
+hazards = ["*"]
+roles = ["township_leader"]
+channels = ["sms"]
+deadline = "24h"
+"#;
+
+async fn until(what: &str, secs: u64, f: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until every call-out's send is recorded (no send job left).
+async fn settled(app: &TestApp) {
+    let start = Instant::now();
+    while app.scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'send'").await > 0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "sends still pending");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn with_spare(limits: &str) -> (TestApp, Fake) {
+    let clock = Clock::starting_at(t0());
+    let (spare, spare_url) = Fake::start(clock.clone()).await;
+    let extra = format!(
+        "{LEADERS}\n[channels]\nsms = [\"fake\", \"spare\"]\n[gateways.fake.limits]\n{limits}\n\
+         [gateways.spare]\nkind = \"generic\"\nurl = \"{spare_url}\"\nsecret_env = \"JIAOYING_TEST_GW_SECRET\"\n"
+    );
+    let app = spawn_at(Db::Sqlite, &extra, clock).await.unwrap();
+    (app, spare)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_recipient_goes_through_the_next_gateway() {
+    let (app, spare) = with_spare("caps = [\"1/1h\"]").await;
+    let (s, _) = app.post_cap(&demo_cap_at(t0()), FEED).await;
+    assert_eq!(s, 202);
+    settled(&app).await;
+    let n = app.gw.messages().len();
+    assert!(n > 10, "the first warning reaches every township leader ({n})");
+    assert!(spare.messages().is_empty());
+
+    // A second warning within the hour calls the same people: the cap holds them off `fake`.
+    app.advance(Duration::from_secs(600));
+    let (s, _) = app
+        .post_cap(&demo_cap_at(t0() + chrono::Duration::minutes(10)), FEED)
+        .await;
+    assert_eq!(s, 202);
+    settled(&app).await;
+    assert_eq!(
+        app.gw.messages().len(),
+        n,
+        "nobody over the cap went through the capped gateway"
+    );
+    assert_eq!(spare.messages().len(), n, "everyone reached through the next one");
+    let capped = app
+        .scalar("SELECT COUNT(*) FROM attempts WHERE gateway = 'fake' AND result = 'capped'")
+        .await;
+    assert_eq!(capped as usize, n);
+
+    // An hour after the first, the cap has room again.
+    app.advance(Duration::from_secs(3600));
+    let (s, _) = app
+        .post_cap(&demo_cap_at(t0() + chrono::Duration::minutes(70)), FEED)
+        .await;
+    assert_eq!(s, 202);
+    settled(&app).await;
+    assert_eq!(app.gw.messages().len(), 2 * n);
+    assert_eq!(spare.messages().len(), n);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_gateway_is_opened_like_a_circuit_and_not_hammered() {
+    let (app, spare) = with_spare("concurrency = 1\nbreaker_failures = 3\nbreaker_cooldown = \"1h\"").await;
+    app.gw.fail_next.store(1000, Ordering::SeqCst);
+    let (s, _) = app.post_cap(&demo_cap_at(t0()), FEED).await;
+    assert_eq!(s, 202);
+    settled(&app).await;
+    let n = spare.messages().len();
+    assert!(n > 10, "everyone reached through the spare ({n})");
+    until("all sent", 5, || spare.messages().len() == n).await;
+    let hammered = 1000 - app.gw.fail_next.load(Ordering::SeqCst);
+    assert_eq!(hammered, 3, "the failing gateway got {hammered} requests, not 3");
+    let open = app
+        .scalar("SELECT COUNT(*) FROM attempts WHERE gateway = 'fake' AND result = 'capped' AND detail LIKE '%circuit open%'")
+        .await;
+    assert!(open as usize >= n - 3, "{open} sends skipped the open circuit");
+    app.stop().await;
+}
