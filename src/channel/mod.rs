@@ -5,6 +5,7 @@
 //! its provider's wire format and signing; it must not touch the database or decide what a
 //! reply or receipt does (that is `answer::inbound`).
 
+pub mod acs3;
 pub mod event;
 mod generic;
 pub mod hook_guard;
