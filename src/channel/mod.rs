@@ -6,6 +6,8 @@
 //! reply or receipt does (that is `answer::inbound`).
 
 pub mod acs3;
+mod aliyun_sms;
+mod aliyun_voice;
 pub mod event;
 mod generic;
 pub mod hook_guard;
@@ -153,6 +155,12 @@ impl Gateways {
                         password,
                         *timeout,
                     )?)
+                }
+                config::Gateway::AliyunSms(c) => {
+                    Arc::new(aliyun_sms::AliyunSms::new(name, c, clock.clone())?)
+                }
+                config::Gateway::AliyunVoice(c) => {
+                    Arc::new(aliyun_voice::AliyunVoice::new(name, c, clock.clone())?)
                 }
                 other => anyhow::bail!("gateways.{name}: kind {other:?} is not built yet"),
             };
