@@ -229,9 +229,18 @@ impl Channel for AliyunVoice {
     }
 }
 
+/// The call a report is about: its CallId (what `send` returned), else our key from `OutId`.
+fn call_ref(call_id: &str, out_id: &str) -> MessageRef {
+    match key_of_out_id(out_id.trim()) {
+        Some(k) if call_id.trim().is_empty() => MessageRef::Key(k),
+        _ => MessageRef::Provider(call_id.trim().to_string()),
+    }
+}
+
 /// VoiceReport: the call record, sent when the call ends.
 #[derive(serde::Deserialize)]
 struct VoiceReport {
+    #[serde(default, deserialize_with = "text")]
     call_id: String,
     #[serde(default, deserialize_with = "text")]
     status_code: String,
@@ -240,6 +249,8 @@ struct VoiceReport {
     /// In the older doc only; a key pressed during the call.
     #[serde(default, deserialize_with = "text")]
     dtmf: String,
+    #[serde(default, deserialize_with = "text")]
+    out_id: String,
 }
 
 impl VoiceReport {
@@ -257,9 +268,16 @@ impl VoiceReport {
             Voice::NotReached(format!("{} {words}", self.status_code))
         };
         Event {
-            id: format!("voice-report:{}", self.call_id),
+            id: format!(
+                "voice-report:{}",
+                if self.call_id.is_empty() {
+                    &self.out_id
+                } else {
+                    &self.call_id
+                }
+            ),
             what: What::Voice {
-                message: MessageRef::Provider(self.call_id),
+                message: call_ref(&self.call_id, &self.out_id),
                 result,
             },
         }
@@ -269,6 +287,7 @@ impl VoiceReport {
 /// VoiceCallReport: intermediate states; only 300000 (a key) is an event.
 #[derive(serde::Deserialize)]
 struct VoiceCallReport {
+    #[serde(default, deserialize_with = "text")]
     call_id: String,
     #[serde(default, deserialize_with = "text")]
     status_code: String,
@@ -276,6 +295,8 @@ struct VoiceCallReport {
     dtmf: String,
     #[serde(default, deserialize_with = "text")]
     status_time: String,
+    #[serde(default, deserialize_with = "text")]
+    out_id: String,
 }
 
 impl VoiceCallReport {
@@ -289,7 +310,7 @@ impl VoiceCallReport {
                     self.dtmf.trim()
                 ),
                 what: What::Voice {
-                    message: MessageRef::Provider(self.call_id),
+                    message: call_ref(&self.call_id, &self.out_id),
                     result: Voice::Keys(self.dtmf.trim().to_string()),
                 },
             }),
