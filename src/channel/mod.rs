@@ -5,6 +5,9 @@
 //! its provider's wire format and signing; it must not touch the database or decide what a
 //! reply or receipt does (that is `answer::inbound`).
 
+pub mod acs3;
+mod aliyun_sms;
+mod aliyun_voice;
 pub mod event;
 mod generic;
 mod guard;
@@ -157,6 +160,12 @@ impl Gateways {
                         password,
                         *timeout,
                     )?)
+                }
+                config::Gateway::AliyunSms(c) => {
+                    Arc::new(aliyun_sms::AliyunSms::new(name, c, clock.clone())?)
+                }
+                config::Gateway::AliyunVoice(c) => {
+                    Arc::new(aliyun_voice::AliyunVoice::new(name, c, clock.clone())?)
                 }
                 other => anyhow::bail!("gateways.{name}: kind {other:?} is not built yet"),
             };

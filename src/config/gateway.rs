@@ -139,6 +139,9 @@ pub struct AliyunVoice {
     pub ack_tts_code: Option<String>,
     #[serde(default = "play_times")]
     pub play_times: u8,
+    /// How long IvrCall waits for a key after the prompt (its `Timeout`).
+    #[serde(default = "key_timeout", deserialize_with = "duration")]
+    pub key_timeout: Duration,
     /// The environment variable holding the hooks' URL token (`/hooks/NAME/TOKEN/…`): the
     /// provider signs no callback.
     pub hook_token_env: Option<String>,
@@ -310,4 +313,8 @@ fn twilio_language() -> String {
 
 fn play_times() -> u8 {
     2
+}
+
+fn key_timeout() -> Duration {
+    Duration::from_secs(10)
 }

@@ -15,6 +15,7 @@ mod import;
 mod ladder;
 mod limits;
 mod preview;
+mod provider_aliyun;
 mod queue;
 mod respond;
 mod updates;
