@@ -11,7 +11,10 @@ pub mod hook_guard;
 mod loopback;
 pub mod signature;
 mod smtp;
+pub mod tc3;
 pub mod template;
+mod tencent_sms;
+mod webhook;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -153,6 +156,10 @@ impl Gateways {
                         *timeout,
                     )?)
                 }
+                config::Gateway::TencentSms(c) => {
+                    Arc::new(tencent_sms::TencentSms::new(name, c, clock.clone())?)
+                }
+                config::Gateway::Webhook(c) => Arc::new(webhook::Webhook::new(name, c, clock.clone())?),
                 other => anyhow::bail!("gateways.{name}: kind {other:?} is not built yet"),
             };
             map.insert(name.clone(), ch);
