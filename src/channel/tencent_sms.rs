@@ -382,7 +382,7 @@ impl Channel for TencentSms {
                         id: report_id(&r.sid, &r.report_status),
                         what: What::Receipt {
                             delivered: r.report_status == "SUCCESS",
-                            detail: clip(&format!("{} {}", r.errmsg, r.description).trim().to_string()),
+                            detail: clip(format!("{} {}", r.errmsg, r.description).trim()),
                             message: MessageRef::Provider(r.sid),
                         },
                     })
