@@ -15,7 +15,10 @@ pub mod hook_guard;
 mod loopback;
 pub mod signature;
 mod smtp;
+pub mod tc3;
 pub mod template;
+mod tencent_sms;
+mod webhook;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -167,6 +170,10 @@ impl Gateways {
                 config::Gateway::AliyunVoice(c) => {
                     Arc::new(aliyun_voice::AliyunVoice::new(name, c, clock.clone())?)
                 }
+                config::Gateway::TencentSms(c) => {
+                    Arc::new(tencent_sms::TencentSms::new(name, c, clock.clone())?)
+                }
+                config::Gateway::Webhook(c) => Arc::new(webhook::Webhook::new(name, c, clock.clone())?),
                 other => anyhow::bail!("gateways.{name}: kind {other:?} is not built yet"),
             };
             caps.insert(name.clone(), g.caps(name)?);

@@ -169,6 +169,10 @@ pub struct TencentSms {
     /// The template's variables in order, each a minijinja expression over the message facts.
     #[serde(default)]
     pub template_params: Vec<String>,
+    /// Characters each rendered variable is cut to (Tencent's per-variable limit is
+    /// unconfirmed; the whole message must stay within 500).
+    #[serde(default = "tencent_param_limit")]
+    pub param_limit: usize,
     /// The environment variable holding the hooks' URL token (`/hooks/NAME/TOKEN/…`): the
     /// provider signs no callback.
     pub hook_token_env: Option<String>,
@@ -206,10 +210,15 @@ pub struct Twilio {
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
     /// The robot's URL (`endpoint` like every kind).
+    #[serde(default)]
     pub endpoint: String,
+    /// The environment variable holding the URL instead, for robots whose URL is their only
+    /// secret (WeCom's `?key=`, DingTalk's `access_token`): it wins over `endpoint`.
+    pub endpoint_env: Option<String>,
     #[serde(default)]
     pub preset: WebhookPreset,
-    /// DingTalk's signing secret (加签), from the environment.
+    /// DingTalk's signing secret (加签), from the environment; with the `json` preset, the
+    /// secret of the generic protocol's `X-Jiaoying-Signature`.
     pub secret_env: Option<String>,
     #[serde(default = "default_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
@@ -301,6 +310,10 @@ fn aliyun_voice_endpoint() -> String {
 
 fn tencent_sms_endpoint() -> String {
     "https://sms.tencentcloudapi.com/".into()
+}
+
+fn tencent_param_limit() -> usize {
+    20
 }
 
 fn twilio_endpoint() -> String {

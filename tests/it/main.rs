@@ -16,6 +16,7 @@ mod ladder;
 mod limits;
 mod preview;
 mod provider_aliyun;
+mod provider_tencent;
 mod queue;
 mod respond;
 mod updates;
