@@ -12,6 +12,9 @@ mod loopback;
 pub mod signature;
 mod smtp;
 pub mod template;
+pub mod twilio_signature;
+mod twilio_sms;
+mod twilio_voice;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -153,6 +156,18 @@ impl Gateways {
                         *timeout,
                     )?)
                 }
+                config::Gateway::TwilioSms(g) => Arc::new(twilio_sms::TwilioSms::new(
+                    name,
+                    g,
+                    &settings.http.public_url,
+                    clock.clone(),
+                )?),
+                config::Gateway::TwilioVoice(g) => Arc::new(twilio_voice::TwilioVoice::new(
+                    name,
+                    g,
+                    &settings.http.public_url,
+                    clock.clone(),
+                )?),
                 other => anyhow::bail!("gateways.{name}: kind {other:?} is not built yet"),
             };
             map.insert(name.clone(), ch);
