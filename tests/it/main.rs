@@ -14,6 +14,7 @@ mod helpers;
 mod import;
 mod ladder;
 mod preview;
+mod provider_twilio;
 mod queue;
 mod respond;
 mod updates;
