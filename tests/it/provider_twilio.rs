@@ -274,6 +274,22 @@ async fn signed(app: &TestApp, path: &str, params: &[(&str, &str)]) -> (u16, Str
     callback(app, path, params, Some(sig)).await
 }
 
+/// Waits until `sql` counts `want`, or panics after a minute.
+async fn settled(app: &TestApp, sql: &str, want: i64) {
+    let start = Instant::now();
+    loop {
+        let n = app.scalar(sql).await;
+        if n == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {want} from {sql}; have {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn text(app: &TestApp, sql: &str) -> String {
     sqlx::query_scalar::<_, String>(sql)
         .fetch_one(app.db())
@@ -302,10 +318,13 @@ async fn sms_messages_inbound_and_status() {
             .unwrap()
             .starts_with("https://jy.example/hooks/tw/status?ref=c"));
     }
-    let sent = app
-        .scalar("SELECT COUNT(*) FROM attempts WHERE gateway = 'tw' AND result = 'sent' AND gateway_ref LIKE 'SM%'")
-        .await;
-    assert_eq!(sent, callouts);
+    // The attempts are written once the batch is sent: the callbacks below need them.
+    settled(
+        &app,
+        "SELECT COUNT(*) FROM attempts WHERE gateway = 'tw' AND result = 'sent' AND gateway_ref LIKE 'SM%'",
+        callouts,
+    )
+    .await;
 
     // 2. An inbound SMS, signed: acknowledges; again: replayed; unsigned or mis-signed: 401.
     let phone = get(&msgs[0].form, "To").unwrap().to_string();
@@ -411,6 +430,12 @@ async fn voice_call_gathers_a_key() {
     assert!(callable > 100);
     let calls = fake.wait_for("Calls.json", callable as usize).await;
     assert_eq!(calls.len() as i64, callable);
+    settled(
+        &app,
+        "SELECT COUNT(*) FROM attempts WHERE gateway = 'twv' AND result = 'sent' AND gateway_ref LIKE 'CA%'",
+        callable,
+    )
+    .await;
     assert_eq!(fake.bad_auth.load(Ordering::SeqCst), 0);
     // Those few have their SMS.
     let sms = fake
@@ -521,6 +546,12 @@ async fn twilio_errors_are_permanent_or_capped_and_fail_over() {
     assert_eq!(msgs.len() as i64, callouts);
     assert!(fake.all("Messages.json").is_empty());
     assert_eq!(fake.bad_auth.load(Ordering::SeqCst), 0);
+    settled(
+        &app,
+        "SELECT COUNT(*) FROM attempts WHERE gateway = 'fake' AND result = 'sent'",
+        callouts,
+    )
+    .await;
     let permanent = app
         .scalar("SELECT COUNT(*) FROM attempts WHERE gateway = 'tw' AND result = 'permanent' AND detail LIKE '%21211%'")
         .await;
