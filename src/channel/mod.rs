@@ -19,6 +19,9 @@ pub mod tc3;
 pub mod template;
 mod tencent_sms;
 mod webhook;
+pub mod twilio_signature;
+mod twilio_sms;
+mod twilio_voice;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -174,6 +177,18 @@ impl Gateways {
                     Arc::new(tencent_sms::TencentSms::new(name, c, clock.clone())?)
                 }
                 config::Gateway::Webhook(c) => Arc::new(webhook::Webhook::new(name, c, clock.clone())?),
+                config::Gateway::TwilioSms(g) => Arc::new(twilio_sms::TwilioSms::new(
+                    name,
+                    g,
+                    &settings.http.public_url,
+                    clock.clone(),
+                )?),
+                config::Gateway::TwilioVoice(g) => Arc::new(twilio_voice::TwilioVoice::new(
+                    name,
+                    g,
+                    &settings.http.public_url,
+                    clock.clone(),
+                )?),
                 other => anyhow::bail!("gateways.{name}: kind {other:?} is not built yet"),
             };
             caps.insert(name.clone(), g.caps(name)?);

@@ -17,6 +17,7 @@ mod limits;
 mod preview;
 mod provider_aliyun;
 mod provider_tencent;
+mod provider_twilio;
 mod queue;
 mod respond;
 mod updates;
