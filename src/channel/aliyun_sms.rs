@@ -14,7 +14,6 @@ use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::Semaphore;
 
 use super::acs3;
 use super::event::{Answer, Callback, Event, Lookup, MessageRef, Outcome, Refused, Unconfirmed, What};
@@ -38,7 +37,6 @@ pub(super) struct Rpc {
     key_id: String,
     secret: SecretString,
     client: reqwest::Client,
-    permits: Semaphore,
     clock: Clock,
 }
 
@@ -95,7 +93,6 @@ impl Rpc {
             key_id,
             secret,
             client,
-            permits: Semaphore::new(concurrency.max(1)),
             clock,
         })
     }
@@ -112,10 +109,6 @@ impl Rpc {
         action: &str,
         query: Vec<(String, String)>,
     ) -> Result<(u16, Value), SendError> {
-        let _permit = self.permits.acquire().await.map_err(|_| SendError::Transient {
-            reason: "gateway shutting down".into(),
-            retry_after: None,
-        })?;
         let date = self.clock.now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let nonce = format!("{:032x}", rand::random::<u128>());
         let headers = acs3::rpc_headers(

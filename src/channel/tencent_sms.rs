@@ -13,7 +13,6 @@ use anyhow::{bail, Context, Result};
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
 
 use super::event::{Answer, Callback, Event, Lookup, MessageRef, Outcome, Refused, Unconfirmed, What};
 use super::hook_guard::HookGuard;
@@ -46,7 +45,6 @@ pub struct TencentSms {
     param_limit: usize,
     guard: HookGuard,
     client: reqwest::Client,
-    permits: Semaphore,
     clock: Clock,
 }
 
@@ -99,7 +97,6 @@ impl TencentSms {
             param_limit: c.param_limit,
             guard: HookGuard::new(&key, c.hook_token_env.as_deref(), &c.allow_from)?,
             client,
-            permits: Semaphore::new(c.limits.concurrency.max(1)),
             clock,
         })
     }
@@ -324,10 +321,6 @@ fn report_id(serial: &str, status: &str) -> String {
 impl Channel for TencentSms {
     fn send<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<String, SendError>> {
         Box::pin(async move {
-            let _permit = self.permits.acquire().await.map_err(|_| SendError::Transient {
-                reason: "gateway shutting down".into(),
-                retry_after: None,
-            })?;
             let body = serde_json::to_vec(&SendSms {
                 phone_number_set: [&msg.to],
                 sms_sdk_app_id: &self.sdk_app_id,

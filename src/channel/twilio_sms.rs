@@ -19,7 +19,6 @@ use anyhow::{bail, Context, Result};
 use futures::future::BoxFuture;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
 
 use super::event::{Answer, Callback, Event, Lookup, MessageRef, Outcome, Refused, What};
 use super::twilio_signature;
@@ -49,7 +48,6 @@ pub(super) struct Api {
     account_sid: String,
     token: SecretString,
     client: reqwest::Client,
-    permits: Semaphore,
     public_url: String,
     pub(super) clock: Clock,
 }
@@ -78,7 +76,6 @@ impl Api {
             account_sid: g.account_sid.trim().to_string(),
             token: SecretString::from(token.trim().to_string()),
             client,
-            permits: Semaphore::new(g.limits.concurrency.max(1)),
             public_url: public_url.trim_end_matches('/').to_string(),
             clock,
         })
@@ -96,10 +93,6 @@ impl Api {
 
     /// Creates a resource (`Messages.json`, `Calls.json`); `Ok` is its `sid`.
     pub(super) async fn create(&self, resource: &str, form: &[(&str, String)]) -> Result<String, SendError> {
-        let _permit = self.permits.acquire().await.map_err(|_| SendError::Transient {
-            reason: "gateway shutting down".into(),
-            retry_after: None,
-        })?;
         let resp = self
             .client
             .post(format!("{}/{resource}", self.account_url))

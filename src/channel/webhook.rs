@@ -15,7 +15,6 @@ use hmac::{Hmac, Mac};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
-use tokio::sync::Semaphore;
 
 use super::signature;
 use super::{Channel, Outgoing, SendError};
@@ -28,7 +27,6 @@ pub struct Webhook {
     preset: WebhookPreset,
     secret: Option<SecretString>,
     client: reqwest::Client,
-    permits: Semaphore,
     clock: Clock,
 }
 
@@ -67,7 +65,6 @@ impl Webhook {
             preset: c.preset,
             secret,
             client,
-            permits: Semaphore::new(c.limits.concurrency.max(1)),
             clock,
         })
     }
@@ -163,10 +160,6 @@ fn robot_error(preset: WebhookPreset, code: i64, msg: &str) -> SendError {
 impl Channel for Webhook {
     fn send<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<String, SendError>> {
         Box::pin(async move {
-            let _permit = self.permits.acquire().await.map_err(|_| SendError::Transient {
-                reason: "gateway shutting down".into(),
-                retry_after: None,
-            })?;
             let body = serde_json::to_vec(&self.body(msg)).map_err(|e| SendError::Permanent {
                 reason: e.to_string(),
             })?;
@@ -274,7 +267,6 @@ mod tests {
             preset,
             secret: secret.map(|s| s.to_string().into()),
             client: reqwest::Client::new(),
-            permits: Semaphore::new(1),
             clock: Clock::system(),
         }
     }
