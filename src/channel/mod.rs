@@ -18,10 +18,10 @@ mod smtp;
 pub mod tc3;
 pub mod template;
 mod tencent_sms;
-mod webhook;
 pub mod twilio_signature;
 mod twilio_sms;
 mod twilio_voice;
+mod webhook;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -134,6 +134,14 @@ pub struct Dispatch {
 #[serde(deny_unknown_fields)]
 pub struct Escalation {
     pub ladder: Vec<Rung>,
+    /// How long a person already called waits before one message names every place that
+    /// escalated to them meanwhile (one call per step, not one per silent village).
+    #[serde(default = "bundle_window", deserialize_with = "duration")]
+    pub bundle_window: Duration,
+}
+
+fn bundle_window() -> Duration {
+    Duration::from_secs(30)
 }
 
 #[derive(Debug, Clone, Deserialize)]

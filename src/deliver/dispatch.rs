@@ -92,8 +92,11 @@ pub fn next_step(
     };
     match result {
         Ok(_) => Next::Done,
-        Err(SendError::Permanent { .. } | SendError::Capped { .. }) => failover(),
-        Err(e @ (SendError::Transient { .. } | SendError::Unanswered { .. })) => {
+        Err(SendError::Permanent { .. }) => failover(),
+        // A cap or an open circuit: another route now if there is one, else later (the window
+        // may pass, the circuit may close) as long as the backoff lasts.
+        Err(SendError::Capped { .. }) if hop + 1 < hops => failover(),
+        Err(e @ (SendError::Transient { .. } | SendError::Unanswered { .. } | SendError::Capped { .. })) => {
             match backoff.get(attempts_on_hop as usize) {
                 Some(wait) => {
                     let retry_after = match e {
@@ -649,6 +652,15 @@ mod tests {
             next_step(&capped, 0, 0, 2, &BACKOFF, 0),
             Next::Failover { hop: 1 }
         );
+        // The last route capped: later, while the backoff lasts, then given up.
+        assert_eq!(
+            next_step(&capped, 0, 1, 2, &BACKOFF, 0),
+            Next::Retry {
+                due_at: 5000,
+                attempts: 1
+            }
+        );
+        assert_eq!(next_step(&capped, 2, 1, 2, &BACKOFF, 0), Next::GiveUp);
         let lost = Err(SendError::Unanswered {
             reason: "timed out".into(),
         });

@@ -15,6 +15,7 @@ use sqlx::AnyConnection;
 
 use crate::config::Rung;
 use crate::core::Core;
+use crate::deliver::message;
 use crate::domain::callout::{on_deadline, Deadline, State};
 use crate::domain::{ChannelKind, IncidentState, RegionCode};
 use crate::store::callouts::{self, Callout};
@@ -202,7 +203,7 @@ struct Step<'a> {
 }
 
 /// The backup, the superior or the duty holders get call-outs of their own (children of
-/// this one); this one becomes `escalated`.
+/// this one), or join the one they already have open; this one becomes `escalated`.
 async fn escalate(
     core: &Core,
     tx: &mut AnyConnection,
@@ -214,7 +215,33 @@ async fn escalate(
     callouts::transition(tx, &[c.id], &[s.state], State::Escalated, None, s.now).await?;
     callouts::set_rung(tx, c.id, s.next_rung, None, s.now).await?;
     let mut children = Vec::new();
+    let mut joined = Vec::new();
     for (target, role, why) in targets {
+        // One person, one open call-out per incident: someone already waiting for an answer is
+        // not called again; this place joins their call-out, and one message names them all.
+        if let Some(host) = callouts::open_callout_of(tx, c.incident_id, target.id).await? {
+            let places = callouts::join(tx, &host, c.id, &c.place, message::waiting_places, s.now).await?;
+            let window = core.settings.escalation.bundle_window.as_millis() as i64;
+            jobs::insert_once(
+                tx,
+                NewJob {
+                    task: Task::Send(jobs::Send::default()),
+                    callout_id: Some(host.id),
+                    due_at: s.now + window,
+                    dedupe_key: Some(format!("bundle:{}", host.id)),
+                },
+                s.now,
+            )
+            .await?;
+            tracing::debug!(
+                callout.id = c.id,
+                host = host.id,
+                places = places.len(),
+                "escalation joined an open call-out"
+            );
+            joined.push(host.id);
+            continue;
+        }
         let child = callouts::add_callout(
             tx,
             core.store.backend(),
@@ -234,7 +261,7 @@ async fn escalate(
         "callout.escalated",
         format!("callout:{}", c.id),
         serde_json::json!({"to": to, "contact": contacts.first(), "contacts": contacts,
-            "new_callout": children.first(), "new_callouts": children, "rung": s.next_rung}),
+            "new_callout": children.first(), "new_callouts": children, "joined": joined, "rung": s.next_rung}),
     ))
 }
 

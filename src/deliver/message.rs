@@ -21,6 +21,24 @@ const EMAIL_HTML: &str = r#"<!doctype html><html lang="zh-CN"><meta charset="utf
 <p><a href="{{ link }}" style="font-size:1.3em">点此确认收到 / Acknowledge</a>（码 {{ code }}）</p>
 <p>{{ description }}</p></body></html>"#;
 
+/// The place of a call-out several places wait on (escalations that joined one person's call-out):
+/// 「3处未应答：松岭村、旺坡村、木棉村…」, the list cut so the first SMS segment still carries the
+/// instruction and the code.
+pub fn waiting_places(places: &[String]) -> String {
+    const LIST: usize = 24;
+    let mut list = String::new();
+    for (i, p) in places.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "、" };
+        if list.chars().count() + sep.chars().count() + p.chars().count() > LIST {
+            list.push('…');
+            break;
+        }
+        list.push_str(sep);
+        list.push_str(p);
+    }
+    format!("{}处未应答：{list}", places.len())
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
     pub subject: String,
@@ -172,6 +190,26 @@ mod tests {
             evacuation: true,
             change: None,
         }
+    }
+
+    #[test]
+    fn places_waiting_on_one_person_are_counted_and_cut() {
+        let places: Vec<String> = [
+            "松岭村",
+            "旺坡村",
+            "木棉村",
+            "大坡村",
+            "新塘村",
+            "石头村",
+            "六王村",
+            "黎村",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(waiting_places(&places[..2]), "2处未应答：松岭村、旺坡村");
+        let all = waiting_places(&places);
+        assert!(all.starts_with("8处未应答：松岭村、旺坡村、木棉村"), "{all}");
+        assert!(all.ends_with('…') && all.chars().count() <= 6 + 25, "{all}");
     }
 
     #[test]

@@ -433,3 +433,70 @@ pub async fn sent_after_cancel(
     }
     Ok(())
 }
+
+/// The call-out of this person in this incident still waiting for an answer, if any (one
+/// person, one open call-out per incident: an escalation reaching them joins it).
+pub async fn open_callout_of(
+    conn: &mut AnyConnection,
+    incident_id: i64,
+    contact_id: i64,
+) -> Result<Option<Callout>> {
+    let awaiting = State::ALL
+        .into_iter()
+        .filter(|s| s.awaiting())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "{CALLOUT_SELECT} WHERE c.incident_id = $1 AND c.contact_id = $2 AND c.state IN ({awaiting})
+         ORDER BY c.id DESC LIMIT 1"
+    );
+    let row = sqlx::query(&sql)
+        .bind(incident_id)
+        .bind(contact_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|r| callout_of(&r)).transpose()
+}
+
+/// `joined` (an escalated call-out, about `place`) now waits on `host`: kept, and the host's
+/// place becomes `summary` of every place waiting on it (its own first). Returns those places.
+pub async fn join(
+    conn: &mut AnyConnection,
+    host: &Callout,
+    joined: i64,
+    place: &str,
+    summary: impl Fn(&[String]) -> String,
+    now: i64,
+) -> Result<Vec<String>> {
+    let mut places: Vec<String> = sqlx::query_scalar(
+        "SELECT place FROM callout_joins WHERE host_id = $1 ORDER BY joined_id IS NOT NULL, at",
+    )
+    .bind(host.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    if places.is_empty() {
+        sqlx::query("INSERT INTO callout_joins (host_id, joined_id, place, at) VALUES ($1, NULL, $2, $3)")
+            .bind(host.id)
+            .bind(&host.place)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        places.push(host.place.clone());
+    }
+    sqlx::query("INSERT INTO callout_joins (host_id, joined_id, place, at) VALUES ($1, $2, $3, $4)")
+        .bind(host.id)
+        .bind(joined)
+        .bind(place)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    places.push(place.to_string());
+    sqlx::query("UPDATE callouts SET place = $1, updated_at = $2 WHERE id = $3")
+        .bind(summary(&places))
+        .bind(now)
+        .bind(host.id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(places)
+}

@@ -66,3 +66,99 @@ async fn an_unanswered_call_out_escalates_to_the_county_duty_leader() {
         app.stop().await;
     }
 }
+
+/// One person, one call per step (SPEC §2): the villages of 容县 that stay silent all escalate
+/// to its one duty leader, who gets one call-out naming the places waiting on them (not one per
+/// village), answers once for all, and appears once in the unreached list when nobody answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalations_reaching_one_person_join_one_call_out() {
+    let policy =
+        POLICY.replace("deadline = \"1s\"", "deadline = \"1m\"") + "[escalation]\nbundle_window = \"10s\"\n";
+    let clock = Clock::frozen(beijing("2026-07-15 10:00:00"));
+    let app = spawn_at(Db::Sqlite, &policy, clock.clone()).await.unwrap();
+    let (s, b) = app.post_cap(&demo_cap_at(clock.now()), FEED).await;
+    assert_eq!(s, 202, "{b}");
+    let villages = app.scalar("SELECT COUNT(*) FROM callouts").await;
+    let rong = app
+        .scalar("SELECT COUNT(*) FROM callouts WHERE region_code LIKE '450921%'")
+        .await;
+    assert!(rong > 3, "{rong} villages of 容县");
+    app.gw
+        .wait_until(30, "the first wave", |m| m.len() as i64 == villages)
+        .await;
+
+    app.advance(Duration::from_secs(61));
+    let started = Instant::now();
+    while app
+        .scalar("SELECT COUNT(*) FROM callouts WHERE state = 'escalated'")
+        .await
+        < villages
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "villages not all escalated"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let most = "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM callouts GROUP BY contact_id) t";
+    assert_eq!(
+        app.scalar(most).await,
+        1,
+        "someone has two call-outs in one incident"
+    );
+    let host =
+        "SELECT c.id FROM callouts c JOIN contacts k ON k.id = c.contact_id WHERE k.key = 'c-450921-duty'";
+    let host = app.scalar(host).await;
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM callout_joins WHERE host_id = {host} AND joined_id IS NOT NULL"
+        ))
+        .await,
+        rong - 1,
+        "every other silent village of 容县 joined the first one's escalation"
+    );
+    let phone: String = sqlx::query_scalar("SELECT phone FROM contacts WHERE key = 'c-450921-duty'")
+        .fetch_one(app.db())
+        .await
+        .unwrap();
+    let phone = phone.split(';').next().unwrap().to_string();
+    let phone = if phone.starts_with('+') { phone } else { format!("+86{phone}") };
+
+    // One message, after the bundling window, names the places waiting on the duty leader.
+    app.advance(Duration::from_secs(11));
+    let msgs = app
+        .gw
+        .wait_until(30, "the bundled message", |m| {
+            m.iter()
+                .any(|m| m.to == phone && m.text.contains(&format!("{rong}处未应答")))
+        })
+        .await;
+    let to_leader = msgs.iter().filter(|m| m.to == phone).count();
+    assert!(to_leader <= 2, "the duty leader got {to_leader} messages");
+
+    // One answer answers them all; the others, silent, are unreached once each.
+    let (s, out) = app.reply(&phone, "收到").await;
+    assert_eq!((s, out["outcome"].as_str()), (200, Some("ack")), "{out}");
+    assert_eq!(out["callout_id"].as_i64(), Some(host));
+    app.advance(Duration::from_secs(121));
+    let started = Instant::now();
+    while app
+        .scalar("SELECT COUNT(*) FROM callouts WHERE state NOT IN ('escalated', 'acknowledged', 'unreached')")
+        .await
+        > 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the ladder did not end"
+        );
+        app.advance(Duration::from_secs(61));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let twice = "SELECT COUNT(*) - COUNT(DISTINCT contact_id) FROM callouts WHERE state = 'unreached'";
+    assert_eq!(
+        app.scalar(twice).await,
+        0,
+        "someone is twice in the unreached list"
+    );
+    app.stop().await;
+}
