@@ -10,7 +10,7 @@ use crate::answer::reply;
 use crate::channel::event::{Event, MessageRef, Outcome, Voice, What};
 use crate::core::Core;
 pub use crate::domain::callout::Answered;
-use crate::domain::{AckMethod, Phone};
+use crate::domain::{AckMethod, Knock, Phone};
 use crate::store::answers::{Ack, Evacuation};
 use crate::store::callouts::Callout;
 use crate::store::inbound::{InboundKind, NewInbound};
@@ -80,6 +80,38 @@ async fn evacuation_in(
     Ok(answered)
 }
 
+/// A door-knock task's result, in the caller's unit of work: the task is answered, the result
+/// kept, and the person at the door acknowledged by the knock when it reached them.
+async fn knock_in(tx: &mut Tx, task: &Callout, k: Knock, ack: &Ack<'_>, now: i64) -> Result<Answered> {
+    let answered = tx.acknowledge(task.id, ack, now).await?;
+    if let Some(door) = task.parent_id {
+        tx.record_knock(task.incident_id, task.id, door, k, ack.method.as_str(), now)
+            .await?;
+        if k.reaches() {
+            let by_door = Ack {
+                method: AckMethod::Door,
+                note: Some(k.zh()),
+                actor: Some(&task.contact_key),
+                inbound_id: ack.inbound_id,
+            };
+            tx.acknowledge(door, &by_door, now).await?;
+        }
+    }
+    Ok(answered)
+}
+
+/// A door-knock result through the answer page (a link in the task's message).
+pub async fn report_knock(core: &Core, task_id: i64, k: Knock) -> Result<Answered> {
+    let mut tx = core.store.begin().await?;
+    let Some(task) = tx.callout(task_id).await?.filter(|c| c.knock) else {
+        tx.rollback().await?;
+        return Ok(Answered::NoSuchCallout);
+    };
+    let answered = knock_in(&mut tx, &task, k, &Ack::by(AckMethod::Link), core.now()).await?;
+    tx.commit().await?;
+    Ok(answered)
+}
+
 /// What became of an inbound SMS (kept in `inbound.outcome`, returned to the gateway).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmsResult {
@@ -93,6 +125,8 @@ pub enum SmsResult {
     Pending,
     Ack,
     Evacuation,
+    /// A door-knock task's result.
+    Knock,
     /// The call-out was answered already.
     Duplicate,
 }
@@ -106,6 +140,7 @@ impl SmsResult {
             SmsResult::Pending => "pending",
             SmsResult::Ack => "ack",
             SmsResult::Evacuation => "evacuation",
+            SmsResult::Knock => "knock",
             SmsResult::Duplicate => "duplicate",
         }
     }
@@ -210,8 +245,26 @@ async fn sms_reply(
         event_id,
     };
     let inbound_id = tx.keep_inbound(&inbound, now).await?;
+    // A door-knock task answered with its result: the task is answered, the result kept, and
+    // the person at the door reached (or not) by it.
+    let knocked = chosen
+        .filter(|(c, _)| c.knock)
+        .and_then(|(c, _)| Some((c, Knock::read(text)?)));
+    if let Some((task, k)) = knocked {
+        let ack = Ack {
+            method: AckMethod::Sms,
+            note: Some(text),
+            actor: None,
+            inbound_id: Some(inbound_id),
+        };
+        if let Answered::Recorded { late: l } = knock_in(&mut tx, task, k, &ack, now).await? {
+            late = Some(l);
+        }
+        result = SmsResult::Knock;
+        tx.set_inbound_outcome(inbound_id, result.as_str()).await?;
+    }
     // Every reply the grammar reads is an answer; one with a count is an evacuation report too.
-    if let (Some(r), Some((c, _))) = (&parsed, chosen) {
+    if let (Some(r), Some((c, _)), None) = (&parsed, chosen, knocked) {
         let ack = Ack {
             method: AckMethod::Sms,
             note: Some(text),

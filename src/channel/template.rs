@@ -52,7 +52,7 @@ impl Params {
 
 /// The names an expression may use.
 pub const VARIABLES: &str =
-    "signature, event, headline, description, instruction, place, link, code, drill, evacuation, change, text";
+    "signature, event, headline, description, instruction, place, link, code, drill, evacuation, change, knock, text";
 
 fn context(f: &Facts, text: &str) -> minijinja::Value {
     minijinja::context! {
@@ -79,6 +79,7 @@ fn sample_facts() -> Facts {
         drill: false,
         evacuation: true,
         change: None,
+        knock: None,
     }
 }
 

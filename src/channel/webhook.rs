@@ -292,6 +292,7 @@ mod tests {
                 drill: false,
                 evacuation: false,
                 change: None,
+                knock: None,
             }),
         }
     }

@@ -289,6 +289,7 @@ async fn load(core: &Core, jobs: Vec<Job>) -> Result<Batch> {
             drill: inc.drill,
             evacuation: policy.evacuation,
             change: c.upgrade.clone(),
+            knock: c.knock.then(|| c.reason.clone()),
         };
         let notice_kind = match &job.task {
             Task::Notice { notice, .. } => Some(notice),

@@ -90,6 +90,7 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
             Rung::Backup => backup.is_some(),
             Rung::Superior => superior.is_some(),
             Rung::Duty { role } => on_duty.get(role).is_some_and(|w| !w.is_empty()),
+            Rung::Knock { role } => superior.is_some() || on_duty.get(role).is_some_and(|w| !w.is_empty()),
             Rung::Repeat { .. } => true,
         })
     };
@@ -116,6 +117,31 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
                         (t, role.clone(), why)
                     })
                     .collect(),
+                // The one who knocks: the information officer over the region, else the
+                // superior; told whose door, with the number that did not answer.
+                Rung::Knock { role } => {
+                    let phone = c.phone.as_deref().unwrap_or("无电话");
+                    let why = format!(
+                        "上门叫应：{}（{}，{phone}）未应答",
+                        c.contact_name,
+                        role_label(&c.role)
+                    );
+                    let knockers: Vec<Contact> = on_duty
+                        .remove(role)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(t, _)| t)
+                        .collect();
+                    let knockers = if knockers.is_empty() {
+                        superior.into_iter().collect()
+                    } else {
+                        knockers
+                    };
+                    knockers
+                        .into_iter()
+                        .map(|t| (t.clone(), t.role.clone(), why.clone()))
+                        .collect()
+                }
                 _ => superior
                     .into_iter()
                     .map(|t| (t.clone(), t.role.clone(), format!("{who}，报上级")))
@@ -219,20 +245,32 @@ async fn escalate(
     for (target, role, why) in targets {
         // One person, one open call-out per incident: someone already waiting for an answer is
         // not called again; this place joins their call-out, and one message names them all.
-        if let Some(host) = callouts::open_callout_of(tx, c.incident_id, target.id).await? {
-            let places = callouts::join(tx, &host, c.id, &c.place, message::waiting_places, s.now).await?;
-            let window = core.settings.escalation.bundle_window.as_millis() as i64;
-            jobs::insert_once(
-                tx,
-                NewJob {
-                    task: Task::Send(jobs::Send::default()),
-                    callout_id: Some(host.id),
-                    due_at: s.now + window,
-                    dedupe_key: Some(format!("bundle:{}", host.id)),
-                },
-                s.now,
-            )
-            .await?;
+        // (A door-knock task is a task of its own: it names one door.)
+        let knock = matches!(to, Rung::Knock { .. });
+        let open = match knock {
+            true => None,
+            false => callouts::open_callout_of(tx, c.incident_id, target.id).await?,
+        };
+        if let Some(host) = open {
+            let places = callouts::join(tx, &host, c, message::waiting_places, s.now).await?;
+            // Well inside the answer deadline, whatever the configured window.
+            let window =
+                (core.settings.escalation.bundle_window.as_millis() as i64).min((s.deadline_at - s.now) / 4);
+            // Someone already given up on is not called again: the place is listed with theirs
+            // for the operator who phones them.
+            if host.state.awaiting() {
+                jobs::insert_once(
+                    tx,
+                    NewJob {
+                        task: Task::Send(jobs::Send::default()),
+                        callout_id: Some(host.id),
+                        due_at: s.now + window,
+                        dedupe_key: Some(format!("bundle:{}", host.id)),
+                    },
+                    s.now,
+                )
+                .await?;
+            }
             tracing::debug!(
                 callout.id = c.id,
                 host = host.id,
@@ -250,10 +288,12 @@ async fn escalate(
             Some(c.id),
             s.next_rung,
             (c.region_code.as_str(), &c.place, role, why),
+            knock.then_some("knock"),
             s.deadline_at,
             s.now,
         )
         .await?;
+        callouts::inherit_places(tx, c.id, child, s.now).await?;
         children.push(child);
     }
     let contacts: Vec<&str> = targets.iter().map(|t| t.0.key.as_str()).collect();
@@ -273,7 +313,7 @@ async fn on_duty_ahead(conn: &mut AnyConnection, ladder: &[Rung], c: &Callout, n
         .iter()
         .skip(c.rung as usize)
         .filter_map(|r| match r {
-            Rung::Duty { role } => Some(role),
+            Rung::Duty { role } | Rung::Knock { role } => Some(role),
             _ => None,
         })
         .collect();

@@ -124,6 +124,7 @@ mod tests {
             superior_key: None,
             ack_method: None,
             upgrade: None,
+            knock: false,
         }
     }
 

@@ -19,4 +19,6 @@ pub struct Facts {
     /// A call-out made again because the colour rose, or a downgrade notice: what changed
     /// ("暴雨橙色→红色预警").
     pub change: Option<String>,
+    /// A door-knock task: whose door, and why (上门叫应：… 未应答).
+    pub knock: Option<String>,
 }

@@ -82,6 +82,8 @@ pub struct Callout {
     pub ack_method: Option<String>,
     /// Set on a call-out made again because the colour rose ("暴雨橙色→红色预警").
     pub upgrade: Option<String>,
+    /// A door-knock task (上门叫应): its person goes to the door of the parent call-out's.
+    pub knock: bool,
 }
 
 /// `sms;voice`: the roster's spelling of a channel order.

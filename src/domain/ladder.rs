@@ -5,7 +5,7 @@ use serde::Deserialize;
 use super::ChannelKind;
 
 /// One step of an escalation ladder (SPEC §2 policy), written as a string in the config:
-/// `repeat`, `repeat:voice`, `backup`, `superior`, `duty:county_duty`.
+/// `repeat`, `repeat:voice`, `backup`, `superior`, `duty:county_duty`, `knock`, `knock:ROLE`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Rung {
@@ -18,10 +18,16 @@ pub enum Rung {
     /// Whoever holds `role` (e.g. `county_duty`) over the call-out's region on shift when the
     /// step fires (resolved then, not at planning).
     Duty { role: String },
+    /// A door-knock task (上门叫应), the last rung: whoever holds `role` (the village disaster
+    /// information officer by default) over the region, else the person's superior, is told
+    /// to go to the door and answers with the result.
+    Knock { role: String },
 }
 
 impl Rung {
     pub const REPEAT: Rung = Rung::Repeat { channel: None };
+    /// Who knocks when `knock` names no role.
+    pub const KNOCKER: &'static str = "info_officer";
 }
 
 impl std::str::FromStr for Rung {
@@ -40,8 +46,12 @@ impl std::str::FromStr for Rung {
             ("backup", None) => Ok(Rung::Backup),
             ("superior", None) => Ok(Rung::Superior),
             ("duty", Some(r)) if !r.is_empty() => Ok(Rung::Duty { role: r.to_string() }),
+            ("knock", None) => Ok(Rung::Knock {
+                role: Rung::KNOCKER.into(),
+            }),
+            ("knock", Some(r)) if !r.is_empty() => Ok(Rung::Knock { role: r.to_string() }),
             _ => Err(format!(
-                "unknown step {s:?} (repeat, repeat:CHANNEL, backup, superior, duty:ROLE)"
+                "unknown step {s:?} (repeat, repeat:CHANNEL, backup, superior, duty:ROLE, knock, knock:ROLE)"
             )),
         }
     }
@@ -62,6 +72,8 @@ impl From<Rung> for String {
             Rung::Backup => "backup".into(),
             Rung::Superior => "superior".into(),
             Rung::Duty { role } => format!("duty:{role}"),
+            Rung::Knock { role } if role == Rung::KNOCKER => "knock".into(),
+            Rung::Knock { role } => format!("knock:{role}"),
         }
     }
 }

@@ -4,11 +4,13 @@
 pub mod callout;
 mod facts;
 mod incident;
+mod knock;
 mod ladder;
 
 pub use callout::State;
 pub use facts::Facts;
 pub use incident::{Callout, EvacuationRow, Incident, IncidentState};
+pub use knock::Knock;
 pub use ladder::Rung;
 
 use std::fmt;
@@ -352,6 +354,8 @@ pub enum AckMethod {
     Link,
     Voice,
     Operator,
+    /// Reached at the door by a door-knock task (上门叫应).
+    Door,
 }
 
 impl AckMethod {
@@ -361,6 +365,7 @@ impl AckMethod {
             AckMethod::Link => "link",
             AckMethod::Voice => "voice",
             AckMethod::Operator => "operator",
+            AckMethod::Door => "door",
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The answer page a call-out links to (`/a/TOKEN`): the warning, the instruction, a 收到
-//! button and an evacuation-count form. Plain HTML forms, no JavaScript, readable on a phone;
+//! button (for a door-knock task, its three results) and an evacuation-count form. Plain HTML forms, no JavaScript, readable on a phone;
 //! Chinese first with English beside it. Forged tokens get 403, expired ones 410.
 
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::answer::inbound::{self, Answered};
 use crate::answer::token::{self, TokenError};
 use crate::core::Core;
-use crate::domain::{AckMethod, Colour, State as CalloutState};
+use crate::domain::{AckMethod, Colour, Knock, State as CalloutState};
 use crate::store::callouts::Callout;
 use crate::store::incidents::{self, Incident};
 
@@ -42,9 +42,14 @@ input{font-size:1.2rem;padding:.5rem;width:8rem}
 <h2>{{ incident.title }}</h2>
 <p><b>{{ callout.contact_name }}</b>（{{ callout.place }}）</p>
 {% if incident.instruction %}<p><b>要求：</b>{{ incident.instruction }}</p>{% endif %}
+{% if callout.knock %}
+<p><b>【上门叫应】</b>{{ callout.knock }} <span class="en">door-knock task: go to this door</span></p>
+{% if not acked %}{% for k in knocks %}<form method="post"><input type="hidden" name="action" value="knock"><input type="hidden" name="result" value="{{ k.0 }}">
+<button type="submit">{{ k.1 }}</button></form>{% endfor %}{% endif %}
+{% endif %}
 {% if acked %}
 <p class="done">✔ 已收到{% if callout.acked_at_text %}（{{ callout.acked_at_text }}）{% endif %}。谢谢！<br><span class="en">Acknowledged. Thank you.</span></p>
-{% else %}
+{% elif not callout.knock %}
 <form method="post"><input type="hidden" name="action" value="ack">
 <button type="submit">收到 / Received</button></form>
 {% endif %}
@@ -119,12 +124,15 @@ fn render(c: &Callout, i: &Incident, message: Option<&str>, status: StatusCode) 
                 .format("%m-%d %H:%M")
                 .to_string()
         });
-    let callout =
-        context! { contact_name => c.contact_name, place => c.place, acked_at_text, upgrade => c.upgrade };
+    let knock = c.knock.then_some(c.reason.as_str());
+    let callout = context! { contact_name => c.contact_name, place => c.place, acked_at_text, upgrade => c.upgrade, knock };
+    let knocks = [Knock::Reached, Knock::NotHome, Knock::Moved]
+        .map(|k| (k.as_str(), format!("{} / {}", k.zh(), k.as_str())));
     page(
         context! {
             title => format!("{} · 叫应", i.event), incident => i, callout, drill => i.drill,
             colour => i.colour.map_or("none", Colour::as_str), acked => c.state == CalloutState::Acknowledged, message,
+            knocks,
         },
         status,
     )
@@ -142,6 +150,8 @@ pub struct Submit {
     action: String,
     moved: Option<String>,
     threatened: Option<String>,
+    /// A door-knock task's result (`reached`, `not-home`, `moved`).
+    result: Option<String>,
 }
 
 pub async fn submit(
@@ -180,6 +190,19 @@ pub async fn submit(
             _ => {
                 let msg = "人数须为 0 至 10,000,000 的整数 / a whole number please";
                 return render(&c, &i, Some(msg), StatusCode::UNPROCESSABLE_ENTITY);
+            }
+        },
+        "knock" if c.knock => match f.result.as_deref().and_then(Knock::parse) {
+            Some(k) => inbound::report_knock(&core, c.id, k)
+                .await
+                .map(|_| "已记录上门叫应结果 / door-knock result recorded"),
+            None => {
+                return render(
+                    &c,
+                    &i,
+                    Some("请选择结果 / choose a result"),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                )
             }
         },
         _ => return render(&c, &i, Some("未知操作 / unknown action"), StatusCode::BAD_REQUEST),

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::domain::callout::State;
 use crate::domain::RegionCode;
-use crate::domain::{Callout, EvacuationRow, Incident};
+use crate::domain::{Callout, EvacuationRow, Incident, Knock};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Counts {
@@ -31,6 +31,7 @@ pub struct RegionRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct Person {
     pub callout_id: i64,
+    pub contact_key: String,
     pub name: String,
     pub role: String,
     pub place: String,
@@ -52,15 +53,46 @@ pub struct Report<P> {
     pub answer_seconds: Option<[f64; 3]>,
     /// Every step of the ladder used up, or failed everywhere: a person must phone them.
     pub unreached: Vec<Person>,
+    /// Door-knock tasks (上门叫应) and what the knocker found.
+    pub door_knocks: Vec<DoorKnock>,
     pub callouts: Vec<Callout>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DoorKnock {
+    pub task_id: i64,
+    /// The call-out of the person at the door.
+    pub callout_id: Option<i64>,
+    pub knocker: String,
+    /// Whose door (上门叫应：name (role, phone) 未应答).
+    pub door: String,
+    pub place: String,
+    /// None: no result reported (yet).
+    pub result: Option<Knock>,
+    pub at: Option<i64>,
 }
 
 pub fn summarise<P>(
     incident: Incident<P>,
     callouts: Vec<Callout>,
     evacuations: &[EvacuationRow],
+    knocks: &[(i64, Knock, i64)],
     names: &BTreeMap<RegionCode, String>,
 ) -> Report<P> {
+    let results: BTreeMap<i64, (Knock, i64)> = knocks.iter().map(|(t, k, at)| (*t, (*k, *at))).collect();
+    let door_knocks = callouts
+        .iter()
+        .filter(|c| c.knock)
+        .map(|c| DoorKnock {
+            task_id: c.id,
+            callout_id: c.parent_id,
+            knocker: c.contact_name.clone(),
+            door: c.reason.clone(),
+            place: c.place.clone(),
+            result: results.get(&c.id).map(|r| r.0),
+            at: results.get(&c.id).map(|r| r.1),
+        })
+        .collect();
     let mut totals = Counts::default();
     let mut counties: BTreeMap<RegionCode, Counts> = BTreeMap::new();
     let mut townships: BTreeMap<RegionCode, Counts> = BTreeMap::new();
@@ -94,8 +126,14 @@ pub fn summarise<P>(
         if let Some(at) = c.acked_at {
             times.push((at - c.created_at) as f64 / 1000.0);
         }
-        if matches!(state, State::Unreached | State::Failed) {
+        // One row per person: a door-knock task they left unanswered joins their own row.
+        if let Some(p) = unreached.iter_mut().find(|p: &&mut Person| {
+            matches!(state, State::Unreached | State::Failed) && p.contact_key == c.contact_key
+        }) {
+            p.place = format!("{}；{}", p.place, c.place);
+        } else if matches!(state, State::Unreached | State::Failed) {
             unreached.push(Person {
+                contact_key: c.contact_key.clone(),
                 callout_id: c.id,
                 name: c.contact_name.clone(),
                 role: c.role.clone(),
@@ -131,6 +169,7 @@ pub fn summarise<P>(
         townships: rows(townships),
         answer_seconds,
         unreached,
+        door_knocks,
         callouts,
     }
 }
@@ -191,12 +230,12 @@ mod tests {
 
     #[test]
     fn drills_are_marked_in_the_report_and_its_table() {
-        let r = summarise(incident(true), vec![], &[], &BTreeMap::new());
+        let r = summarise(incident(true), vec![], &[], &[], &BTreeMap::new());
         assert_eq!(r.mark, Some(DRILL));
         assert!(table(&r).starts_with("【演练】"), "{}", table(&r));
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["mark"], DRILL);
-        let r = summarise(incident(false), vec![], &[], &BTreeMap::new());
+        let r = summarise(incident(false), vec![], &[], &[], &BTreeMap::new());
         assert!(r.mark.is_none() && !table(&r).contains("演练"));
     }
 }

@@ -13,7 +13,7 @@ use sqlx::{AnyConnection, Row};
 use super::jobs::{self, Kind};
 use super::{ledger, Store, Tx};
 use crate::domain::callout::{on_answer, Answer, Answered, State};
-use crate::domain::{AckMethod, RegionCode};
+use crate::domain::{AckMethod, Knock, RegionCode};
 
 pub use crate::domain::EvacuationRow;
 
@@ -144,6 +144,43 @@ impl Tx {
         .await?;
         Ok(id)
     }
+
+    /// A door-knock task's result, with its ledger entry (`task` is the knock task, `callout`
+    /// the call-out of the person at the door). Returns its id.
+    pub async fn record_knock(
+        &mut self,
+        incident_id: i64,
+        task: i64,
+        callout: i64,
+        result: Knock,
+        method: &str,
+        now: i64,
+    ) -> Result<i64> {
+        let backend = self.backend;
+        let conn = self.conn();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO knocks (incident_id, task_id, callout_id, result, method, at)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(incident_id)
+        .bind(task)
+        .bind(callout)
+        .bind(result.as_str())
+        .bind(method)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?;
+        ledger::record(
+            conn,
+            backend,
+            now,
+            "knock.result",
+            format!("callout:{callout}"),
+            serde_json::json!({"id": id, "task": task, "result": result, "method": method}),
+        )
+        .await?;
+        Ok(id)
+    }
 }
 
 /// A call-out's state and answer deadline.
@@ -182,6 +219,24 @@ pub async fn latest_evacuations(store: &Store, incident_id: i64) -> Result<Vec<E
                 threatened: r.try_get(4)?,
                 at: r.try_get(5)?,
             })
+        })
+        .collect()
+}
+
+/// The latest result of each door-knock task of an incident: (task, result, at).
+pub async fn knock_results(store: &Store, incident_id: i64) -> Result<Vec<(i64, Knock, i64)>> {
+    let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT k.task_id, k.result, k.at FROM knocks k
+         WHERE k.incident_id = $1 AND k.id = (SELECT MAX(id) FROM knocks x WHERE x.task_id = k.task_id)",
+    )
+    .bind(incident_id)
+    .fetch_all(&mut *store.conn().await?)
+    .await?;
+    rows.into_iter()
+        .map(|(task, result, at)| {
+            let k = Knock::parse(&result)
+                .ok_or_else(|| anyhow!("knock of task {task}: unknown result {result:?}"))?;
+            Ok((task, k, at))
         })
         .collect()
 }

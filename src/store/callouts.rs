@@ -178,6 +178,7 @@ pub async fn add_callout(
     parent_id: Option<i64>,
     rung: i64,
     (region, place, role, reason): (&str, &str, &str, &str),
+    task: Option<&str>,
     deadline_at: i64,
     now: i64,
 ) -> Result<i64> {
@@ -199,6 +200,7 @@ pub async fn add_callout(
             "deadline_at",
             "created_at",
             "updated_at",
+            "task",
         ],
         vec![vec![
             Val::I(cid),
@@ -214,6 +216,7 @@ pub async fn add_callout(
             Val::I(deadline_at),
             Val::I(now),
             Val::I(now),
+            Val::from(task.map(str::to_string)),
         ]],
     )
     .await?;
@@ -276,7 +279,7 @@ pub async fn transition(
 const CALLOUT_SELECT: &str =
     "SELECT c.id, c.incident_id, c.contact_id, c.parent_id, c.rung, c.region_code, c.place,
     c.role, c.reason, c.state, c.deadline_at, c.created_at, c.sent_at, c.delivered_at, c.acked_at, c.ack_late,
-    k.key, k.name, k.phone, k.email, k.channels, k.backup_key, k.superior_key, a.method, c.upgrade
+    k.key, k.name, k.phone, k.email, k.channels, k.backup_key, k.superior_key, a.method, c.upgrade, c.task
     FROM callouts c JOIN contacts k ON k.id = c.contact_id LEFT JOIN acks a ON a.callout_id = c.id";
 
 fn callout_of(r: &sqlx::any::AnyRow) -> Result<Callout> {
@@ -312,6 +315,7 @@ fn callout_of(r: &sqlx::any::AnyRow) -> Result<Callout> {
         superior_key: r.try_get(22)?,
         ack_method: r.try_get(23)?,
         upgrade: r.try_get(24)?,
+        knock: r.try_get::<Option<String>, _>(25)?.as_deref() == Some("knock"),
     })
 }
 
@@ -434,8 +438,9 @@ pub async fn sent_after_cancel(
     Ok(())
 }
 
-/// The call-out of this person in this incident still waiting for an answer, if any (one
-/// person, one open call-out per incident: an escalation reaching them joins it).
+/// The call-out of this person in this incident that is not answered, if any: still waiting,
+/// or given up on (unreached): one person, one call-out per incident; an escalation reaching
+/// them joins it. (A door-knock task is not a call-out to join: it names one door.)
 pub async fn open_callout_of(
     conn: &mut AnyConnection,
     incident_id: i64,
@@ -443,12 +448,12 @@ pub async fn open_callout_of(
 ) -> Result<Option<Callout>> {
     let awaiting = State::ALL
         .into_iter()
-        .filter(|s| s.awaiting())
+        .filter(|s| s.awaiting() || *s == State::Unreached)
         .map(|s| format!("'{}'", s.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "{CALLOUT_SELECT} WHERE c.incident_id = $1 AND c.contact_id = $2 AND c.state IN ({awaiting})
+        "{CALLOUT_SELECT} WHERE c.incident_id = $1 AND c.contact_id = $2 AND c.task IS NULL AND c.state IN ({awaiting})
          ORDER BY c.id DESC LIMIT 1"
     );
     let row = sqlx::query(&sql)
@@ -459,39 +464,52 @@ pub async fn open_callout_of(
     row.map(|r| callout_of(&r)).transpose()
 }
 
-/// `joined` (an escalated call-out, about `place`) now waits on `host`: kept, and the host's
-/// place becomes `summary` of every place waiting on it (its own first). Returns those places.
+/// The places waiting on a call-out that others joined, its own first (empty: none joined).
+async fn places_waiting(conn: &mut AnyConnection, id: i64) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT place FROM callout_joins WHERE host_id = $1 ORDER BY joined_id IS NOT NULL, at",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// `joined` (an escalated call-out) now waits on `host`: its places (its own, or those that
+/// had joined it) are kept, and the host's place becomes `summary` of every place waiting on
+/// it (its own first). Returns those places.
 pub async fn join(
     conn: &mut AnyConnection,
     host: &Callout,
-    joined: i64,
-    place: &str,
+    joined: &Callout,
     summary: impl Fn(&[String]) -> String,
     now: i64,
 ) -> Result<Vec<String>> {
-    let mut places: Vec<String> = sqlx::query_scalar(
-        "SELECT place FROM callout_joins WHERE host_id = $1 ORDER BY joined_id IS NOT NULL, at",
-    )
-    .bind(host.id)
-    .fetch_all(&mut *conn)
-    .await?;
+    let insert = "INSERT INTO callout_joins (host_id, joined_id, place, at) VALUES ($1, $2, $3, $4)";
+    let mut places = places_waiting(conn, host.id).await?;
     if places.is_empty() {
-        sqlx::query("INSERT INTO callout_joins (host_id, joined_id, place, at) VALUES ($1, NULL, $2, $3)")
+        sqlx::query(insert)
             .bind(host.id)
+            .bind(None::<i64>)
             .bind(&host.place)
             .bind(now)
             .execute(&mut *conn)
             .await?;
         places.push(host.place.clone());
     }
-    sqlx::query("INSERT INTO callout_joins (host_id, joined_id, place, at) VALUES ($1, $2, $3, $4)")
-        .bind(host.id)
-        .bind(joined)
-        .bind(place)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    places.push(place.to_string());
+    let mut theirs = places_waiting(conn, joined.id).await?;
+    if theirs.is_empty() {
+        theirs.push(joined.place.clone());
+    }
+    for place in theirs {
+        sqlx::query(insert)
+            .bind(host.id)
+            .bind(joined.id)
+            .bind(&place)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        places.push(place);
+    }
     sqlx::query("UPDATE callouts SET place = $1, updated_at = $2 WHERE id = $3")
         .bind(summary(&places))
         .bind(now)
@@ -499,4 +517,19 @@ pub async fn join(
         .execute(&mut *conn)
         .await?;
     Ok(places)
+}
+
+/// An escalation's call-out carries the places waiting on the one it escalates (so that a
+/// list is never nested in a list when it joins another).
+pub async fn inherit_places(conn: &mut AnyConnection, from: i64, to: i64, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO callout_joins (host_id, joined_id, place, at)
+         SELECT $1, joined_id, place, $2 FROM callout_joins WHERE host_id = $3",
+    )
+    .bind(to)
+    .bind(now)
+    .bind(from)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

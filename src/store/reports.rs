@@ -13,11 +13,12 @@ pub async fn load(store: &Store, incident_id: i64) -> Result<Option<Report<Polic
     };
     let callouts = callouts::callouts_of_incident(store, incident_id).await?;
     let evacuations = answers::latest_evacuations(store, incident_id).await?;
+    let knocks = answers::knock_results(store, incident_id).await?;
     let names = roster::load_regions(store)
         .await
         .context("region names")?
         .into_iter()
         .map(|r| (r.code, r.name))
         .collect();
-    Ok(Some(summarise(incident, callouts, &evacuations, &names)))
+    Ok(Some(summarise(incident, callouts, &evacuations, &knocks, &names)))
 }

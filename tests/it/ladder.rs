@@ -122,7 +122,11 @@ async fn escalations_reaching_one_person_join_one_call_out() {
         .await
         .unwrap();
     let phone = phone.split(';').next().unwrap().to_string();
-    let phone = if phone.starts_with('+') { phone } else { format!("+86{phone}") };
+    let phone = if phone.starts_with('+') {
+        phone
+    } else {
+        format!("+86{phone}")
+    };
 
     // One message, after the bundling window, names the places waiting on the duty leader.
     app.advance(Duration::from_secs(11));
@@ -160,5 +164,99 @@ async fn escalations_reaching_one_person_join_one_call_out() {
         0,
         "someone is twice in the unreached list"
     );
+    app.stop().await;
+}
+
+/// The last rung (上门叫应): a village leader who stays silent gets the village's disaster
+/// information officer sent to the door; the officer answers the task with the result (by SMS
+/// or the link), which reaches the leader (reached, moved) or not (not at home), and the report
+/// lists each door and its result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_door_knock_task_is_the_last_rung_and_its_result_is_recorded() {
+    let policy = POLICY
+        .replace("deadline = \"1s\"", "deadline = \"1m\"")
+        .replace("ladder = [\"duty:county_duty\"]", "ladder = [\"knock\"]");
+    let clock = Clock::frozen(beijing("2026-07-15 10:00:00"));
+    let app = spawn_at(Db::Sqlite, &policy, clock.clone()).await.unwrap();
+    let (s, b) = app.post_cap(&demo_cap_at(clock.now()), FEED).await;
+    assert_eq!(s, 202, "{b}");
+    let villages = app.scalar("SELECT COUNT(*) FROM callouts").await;
+    app.gw
+        .wait_until(30, "the first wave", |m| m.len() as i64 == villages)
+        .await;
+    app.advance(Duration::from_secs(61));
+    let tasks = app
+        .gw
+        .wait_until(30, "door-knock tasks", |m| {
+            m.iter().filter(|m| m.text.contains("【上门叫应】")).count() >= 3
+        })
+        .await;
+    let tasks: Vec<_> = tasks.iter().filter(|m| m.text.contains("【上门叫应】")).collect();
+    assert!(
+        tasks[0].text.contains("未应答，请立即上门叫应"),
+        "{}",
+        tasks[0].text
+    );
+    let task_of = |to: &str| {
+        format!(
+            "SELECT c.id FROM callouts c JOIN contacts k ON k.id = c.contact_id
+             WHERE c.task = 'knock' AND k.role = 'info_officer' AND k.phone LIKE '%{}%'",
+            to.trim_start_matches("+86")
+        )
+    };
+    let door_state = |task: i64| {
+        format!("SELECT p.state FROM callouts c JOIN callouts p ON p.id = c.parent_id WHERE c.id = {task}")
+    };
+    let state = |sql: String| {
+        let app = &app;
+        async move {
+            sqlx::query_scalar::<_, String>(&sql)
+                .fetch_one(app.db())
+                .await
+                .unwrap()
+        }
+    };
+
+    // By SMS: 3 = already moved (the leader counts as reached); 2 = not at home (not reached).
+    let (s, out) = app.reply(&tasks[0].to, "3").await;
+    assert_eq!((s, out["outcome"].as_str()), (200, Some("knock")), "{out}");
+    let t0 = app.scalar(&task_of(&tasks[0].to)).await;
+    assert_eq!(state(door_state(t0)).await, "acknowledged");
+    let (s, out) = app.reply(&tasks[1].to, "2 家里没人").await;
+    assert_eq!((s, out["outcome"].as_str()), (200, Some("knock")), "{out}");
+    let t1 = app.scalar(&task_of(&tasks[1].to)).await;
+    assert_eq!(state(door_state(t1)).await, "escalated");
+    // By the link in the task's message.
+    let token = crate::helpers::token_in(&tasks[2].text);
+    let r = app
+        .http
+        .post(format!("{}/a/{token}", app.base))
+        .form(&[("action", "knock"), ("result", "reached")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("已记录上门叫应结果"));
+    let t2 = app.scalar(&task_of(&tasks[2].to)).await;
+    assert_eq!(state(door_state(t2)).await, "acknowledged");
+    let method = format!(
+        "SELECT a.method FROM acks a JOIN callouts c ON c.parent_id = a.callout_id WHERE c.id = {t2}"
+    );
+    assert_eq!(state(method).await, "door");
+
+    let (s, report) = app
+        .get(&format!("/api/v1/incidents/{}/report", 1), crate::helpers::VIEWER)
+        .await;
+    assert_eq!(s, 200, "{report}");
+    let knocks = report["door_knocks"].as_array().unwrap();
+    let result = |t: i64| {
+        knocks
+            .iter()
+            .find(|k| k["task_id"] == t)
+            .map(|k| k["result"].clone())
+    };
+    assert_eq!(result(t0), Some("moved".into()));
+    assert_eq!(result(t1), Some("not-home".into()));
+    assert_eq!(result(t2), Some("reached".into()));
     app.stop().await;
 }

@@ -730,6 +730,7 @@ fn outgoing(key: &str, to: &str) -> Outgoing {
             drill: false,
             evacuation: false,
             change: None,
+            knock: None,
         }),
     }
 }

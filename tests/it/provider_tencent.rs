@@ -469,6 +469,7 @@ fn outgoing(key: &str, to: &str) -> Outgoing {
             drill: false,
             evacuation: false,
             change: None,
+            knock: None,
         }),
     }
 }
