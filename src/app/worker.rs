@@ -81,6 +81,18 @@ async fn round(
                     .map_err(|e| anyhow::anyhow!("ending response {response} at its until: {e}"))?;
                 finish(core, worker, &job, None).await?;
             }
+            Task::Round { response, round } => {
+                let (response, round) = (*response, *round);
+                lease::renewing(
+                    core,
+                    worker,
+                    &[job.id],
+                    crate::respond::round(core, response, round),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("round {round} of response {response}: {e}"))?;
+                finish(core, worker, &job, None).await?;
+            }
             Task::FeedPoll { .. } => match polls.as_deref_mut() {
                 Some(set) => {
                     let (core, worker) = (core.clone(), worker.to_string());

@@ -52,7 +52,7 @@ impl Params {
 
 /// The names an expression may use.
 pub const VARIABLES: &str =
-    "signature, event, headline, description, instruction, place, link, code, drill, evacuation, change, knock, text";
+    "signature, event, headline, description, instruction, place, link, code, drill, evacuation, change, knock, round, text";
 
 fn context(f: &Facts, text: &str) -> minijinja::Value {
     minijinja::context! {
@@ -80,6 +80,7 @@ fn sample_facts() -> Facts {
         evacuation: true,
         change: None,
         knock: None,
+        round: None,
     }
 }
 

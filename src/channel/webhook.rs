@@ -293,6 +293,7 @@ mod tests {
                 evacuation: false,
                 change: None,
                 knock: None,
+                round: None,
             }),
         }
     }

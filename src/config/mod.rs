@@ -248,6 +248,9 @@ impl Settings {
             if p.deadline.is_zero() {
                 bail!("policy[{i}] ({}).deadline: must be positive", p.name);
             }
+            if let Some(Err(e)) = p.round_schedule() {
+                bail!("policy[{i}] ({}).rounds: {e}", p.name);
+            }
         }
         for (key, d) in [
             ("request_timeout", self.http.request_timeout),
@@ -365,6 +368,9 @@ mod tests {
                 Rung::Superior,
                 Rung::Duty {
                     role: "county_duty".into()
+                },
+                Rung::Knock {
+                    role: Rung::KNOCKER.into()
                 }
             ]
         );

@@ -55,6 +55,33 @@ pub struct Policy {
     /// configurable). A key press of 1 always answers.
     #[serde(default = "yes")]
     pub heard_answers: bool,
+    /// Scheduled rounds during an active response (雨前、雨中、雨后 三调度): a `cron`
+    /// expression with seconds first, in Beijing time (`"0 0 8,14,20 * * *"`); each round calls
+    /// `round_roles` for a status report (rainfall, people moved, dangers seen) until the
+    /// response ends.
+    #[serde(default)]
+    pub rounds: Option<String>,
+    /// Whom a round calls; empty: the policy's `roles`.
+    #[serde(default)]
+    pub round_roles: Vec<String>,
+}
+
+impl Policy {
+    /// The rounds' schedule, read in Beijing time.
+    pub fn round_schedule(&self) -> Option<Result<cron::Schedule, String>> {
+        self.rounds.as_deref().map(|r| {
+            r.parse::<cron::Schedule>()
+                .map_err(|e| format!("{r:?} is not a cron schedule with seconds first ({e})"))
+        })
+    }
+
+    /// When the round after `now_ms` is due (Beijing time), if there is one.
+    pub fn next_round(&self, now_ms: i64) -> Option<i64> {
+        let schedule = self.round_schedule()?.ok()?;
+        let tz = chrono::FixedOffset::east_opt(8 * 3600)?;
+        let now = chrono::DateTime::from_timestamp_millis(now_ms)?.with_timezone(&tz);
+        schedule.after(&now).next().map(|t| t.timestamp_millis())
+    }
 }
 
 fn yes() -> bool {

@@ -290,6 +290,7 @@ async fn load(core: &Core, jobs: Vec<Job>) -> Result<Batch> {
             evacuation: policy.evacuation,
             change: c.upgrade.clone(),
             knock: c.knock.then(|| c.reason.clone()),
+            round: c.round,
         };
         let notice_kind = match &job.task {
             Task::Notice { notice, .. } => Some(notice),

@@ -10,6 +10,7 @@ use crate::store::jobs::Notice;
 
 const SMS: &str = "{{ signature }}{% if drill %}【演练】{% endif %}{% if change %}【升级】{{ change }}{% else %}{{ event }}{% endif %}：{{ place }}{{ action }}，回1确认（码{{ code }}）{{ link }} {% if evacuation %}转移后回“转移+人数”。{% endif %}{{ headline }}";
 const KNOCK: &str = "{{ signature }}{% if drill %}【演练】{% endif %}【上门叫应】{{ event }}：{{ place }}{{ knock }}，请立即上门叫应，回1已叫应、2不在家、3已转移（码{{ code }}）{{ link }}";
+const ROUND: &str = "{{ signature }}{% if drill %}【演练】{% endif %}【调度】{{ event }}第{{ round }}轮：请报告{{ place }}雨情、已转移人数和险情，回“收到”或“转移+人数”（码{{ code }}）{{ link }}";
 const STANDDOWN: &str =
     "{{ signature }}{% if drill %}【演练】{% endif %}{{ event }}解除：{{ place }}警报解除，码{{ code }}。";
 const DOWNGRADE: &str = "{{ signature }}{% if drill %}【演练】{% endif %}【降级】{{ change }}：{{ place }}预警已调整为{{ event }}，请按新级别防御，无需回复（码{{ code }}）。";
@@ -63,6 +64,7 @@ impl Default for Templates {
         for (name, src) in [
             ("sms.txt", SMS),
             ("knock.txt", KNOCK),
+            ("round.txt", ROUND),
             ("standdown.txt", STANDDOWN),
             ("downgrade.txt", DOWNGRADE),
             ("email_subject.txt", EMAIL_SUBJECT),
@@ -98,7 +100,14 @@ impl Templates {
     pub fn callout(&self, f: &Facts) -> Rendered {
         Rendered {
             subject: self.render("email_subject.txt", f),
-            text: self.render(if f.knock.is_some() { "knock.txt" } else { "sms.txt" }, f),
+            text: self.render(
+                match (&f.knock, f.round) {
+                    (Some(_), _) => "knock.txt",
+                    (None, Some(_)) => "round.txt",
+                    _ => "sms.txt",
+                },
+                f,
+            ),
             html: None,
         }
     }
@@ -123,6 +132,7 @@ impl Templates {
             &Facts {
                 change: change.or_else(|| Some(f.event.clone())),
                 knock: None,
+                round: None,
                 ..f.clone()
             },
         );
@@ -144,7 +154,7 @@ impl Templates {
         match notice {
             Some(notice) => self.notice(f, notice),
             None if email => self.email(f),
-            None => match custom.filter(|_| f.change.is_none() && f.knock.is_none()) {
+            None => match custom.filter(|_| f.change.is_none() && f.knock.is_none() && f.round.is_none()) {
                 Some(src) => self.custom(src, f),
                 None => self.callout(f),
             },
@@ -193,6 +203,7 @@ mod tests {
             evacuation: true,
             change: None,
             knock: None,
+            round: None,
         }
     }
 

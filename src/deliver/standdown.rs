@@ -125,6 +125,7 @@ mod tests {
             ack_method: None,
             upgrade: None,
             knock: false,
+            round: None,
         }
     }
 

@@ -21,4 +21,6 @@ pub struct Facts {
     pub change: Option<String>,
     /// A door-knock task: whose door, and why (上门叫应：… 未应答).
     pub knock: Option<String>,
+    /// A scheduled round's status request (三调度): its number.
+    pub round: Option<i64>,
 }

@@ -84,6 +84,8 @@ pub struct Callout {
     pub upgrade: Option<String>,
     /// A door-knock task (上门叫应): its person goes to the door of the parent call-out's.
     pub knock: bool,
+    /// A scheduled round's status request (三调度): its number.
+    pub round: Option<i64>,
 }
 
 /// `sms;voice`: the roster's spelling of a channel order.

@@ -226,6 +226,7 @@ async fn update(tx: &mut Tx, msg: &Prepared, inc: Incident, now: i64) -> anyhow:
         let added = Added {
             parents: &rev.upgrade,
             upgrade: Some(&label),
+            task: None,
         };
         let ids = tx.add_callouts(inc.id, &again, &added, deadline, now).await?;
         records.extend(callouts::planned_records(inc.id, &again, &ids, deadline));

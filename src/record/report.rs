@@ -55,7 +55,18 @@ pub struct Report<P> {
     pub unreached: Vec<Person>,
     /// Door-knock tasks (上门叫应) and what the knocker found.
     pub door_knocks: Vec<DoorKnock>,
+    /// Scheduled rounds of a response (三调度), per round and township: asked and answered.
+    pub rounds: Vec<RoundRow>,
     pub callouts: Vec<Callout>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundRow {
+    pub round: i64,
+    pub code: String,
+    pub name: String,
+    pub asked: usize,
+    pub answered: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -79,6 +90,25 @@ pub fn summarise<P>(
     knocks: &[(i64, Knock, i64)],
     names: &BTreeMap<RegionCode, String>,
 ) -> Report<P> {
+    let mut rounds: BTreeMap<(i64, RegionCode), (usize, usize)> = BTreeMap::new();
+    for c in callouts.iter() {
+        if let Some(n) = c.round {
+            let town = c.region_code.township().unwrap_or_else(|| c.region_code.clone());
+            let e = rounds.entry((n, town)).or_default();
+            e.0 += 1;
+            e.1 += usize::from(c.state == State::Acknowledged);
+        }
+    }
+    let rounds = rounds
+        .into_iter()
+        .map(|((round, code), (asked, answered))| RoundRow {
+            round,
+            name: names.get(&code).cloned().unwrap_or_else(|| code.to_string()),
+            code: code.to_string(),
+            asked,
+            answered,
+        })
+        .collect();
     let results: BTreeMap<i64, (Knock, i64)> = knocks.iter().map(|(t, k, at)| (*t, (*k, *at))).collect();
     let door_knocks = callouts
         .iter()
@@ -170,6 +200,7 @@ pub fn summarise<P>(
         answer_seconds,
         unreached,
         door_knocks,
+        rounds,
         callouts,
     }
 }

@@ -150,6 +150,11 @@ async fn activate(core: &Core, req: &Request, actor: &str) -> Result<Outcome, Re
         };
         let (iid, code) = tx.create_incident(&new, &planned, now).await?;
         tx.set_response_incident(id, iid).await?;
+        // The scheduled rounds (三调度), if the policy has them: the first one, then each
+        // round schedules the next until the response ends.
+        if let Some(due) = p.next_round(now) {
+            jobs::insert_once(&mut tx, NewJob::round(id, 1, due), now).await?;
+        }
         incident = Some((iid, code));
     }
     tx.record(
@@ -216,6 +221,68 @@ pub async fn end(core: &Core, id: i64, actor: &str) -> Result<Outcome, RespondEr
         incident: r.incident_id,
         cancelled,
     })
+}
+
+/// Round `n` of response `id`'s scheduled rounds (三调度, 雨前、雨中、雨后): the round's roles
+/// over the response's regions are asked for a status report (rainfall, people moved, dangers
+/// seen), answered by SMS or link like any call-out; the next round is scheduled in the same
+/// unit of work. A response that has ended (or whose incident was stood down) calls no more
+/// rounds. The job queue makes one instance run each round, once.
+pub async fn round(core: &Core, id: i64, n: i64) -> Result<(), RespondError> {
+    let now = core.now();
+    // Read the roster before the write transaction (SQLite has one connection).
+    let regions = roster::load_regions(&core.store).await?;
+    let contacts = roster::load_contacts(&core.store).await?;
+    let mut tx = core.store.begin().await?;
+    let r = tx.response(id).await?.ok_or(RespondError::NotFound(id))?;
+    let inc = match r.incident_id.filter(|_| r.is_active(now)) {
+        Some(iid) => tx.incident(iid).await?,
+        None => None,
+    };
+    let Some(inc) = inc.filter(|i| i.state == crate::domain::IncidentState::Active) else {
+        tx.rollback().await?;
+        tracing::info!(
+            response.id = id,
+            round = n,
+            "the response has ended: no more rounds"
+        );
+        return Ok(());
+    };
+    let mut p = inc.policy.clone();
+    if !p.round_roles.is_empty() {
+        p.roles = p.round_roles.clone();
+        p.risk_point_roles.clear();
+    }
+    let names: BTreeMap<_, _> = regions.iter().map(|r| (r.code.clone(), r.name.clone())).collect();
+    let planned = plan(&covered(&r.regions, &regions), &contacts, &p, &names);
+    let deadline = now + p.deadline.as_millis() as i64;
+    let task = format!("round:{n}");
+    let added = crate::store::callouts::Added {
+        parents: &[],
+        upgrade: None,
+        task: Some(&task),
+    };
+    let ids = tx.add_callouts(inc.id, &planned, &added, deadline, now).await?;
+    let mut records = crate::store::callouts::planned_records(inc.id, &planned, &ids, deadline);
+    let next = p.next_round(now);
+    records.push(Record::new(
+        "response.round",
+        format!("response:{id}"),
+        serde_json::json!({"round": n, "incident": inc.id, "callouts": ids.len(), "next_at": next}),
+    ));
+    tx.append(records, now).await?;
+    if let Some(due) = next {
+        jobs::insert_once(&mut tx, NewJob::round(id, n + 1, due), now).await?;
+    }
+    tx.commit().await?;
+    core.wake.notify_waiters();
+    tracing::info!(
+        response.id = id,
+        round = n,
+        callouts = ids.len(),
+        "scheduled round called"
+    );
+    Ok(())
 }
 
 /// The expiry job of a response has come (`until`): it ends as if an operator had ended it,

@@ -80,11 +80,13 @@ pub async fn start(conn: &mut AnyConnection, attempts: &[Attempt]) -> Result<()>
 }
 
 /// Completes attempts written by [`start`]: the `sending` row is replaced by the finished one
-/// in the caller's transaction, so nobody ever sees both or neither.
+/// in the caller's transaction, so nobody ever sees both or neither. One that another worker
+/// marked `lost` meanwhile (this worker's claim ran out mid-send) is replaced too: what the
+/// gateway answered is better than "lost", and the row must not block the whole record.
 pub async fn finish(conn: &mut AnyConnection, done: &[(Attempt, Outcome)]) -> Result<()> {
     for chunk in done.chunks(1000) {
         let sql = format!(
-            "DELETE FROM attempts WHERE result = 'sending' AND id IN ({})",
+            "DELETE FROM attempts WHERE result IN ('sending', 'lost') AND id IN ({})",
             placeholders(1, chunk.len())
         );
         let mut q = sqlx::query(&sql);

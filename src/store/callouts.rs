@@ -86,6 +86,9 @@ pub struct Added<'a> {
     pub parents: &'a [i64],
     /// "暴雨橙色→红色预警": the message says 【升级】.
     pub upgrade: Option<&'a str>,
+    /// A task rather than a call-out about a warning: `round:N`, a scheduled round's status
+    /// request (三调度).
+    pub task: Option<&'a str>,
 }
 
 /// Inserts planned call-outs of an incident in batches, with their first send and deadline
@@ -119,6 +122,7 @@ pub(super) async fn add_callouts(
                 Val::I(now),
                 Val::I(now),
                 Val::from(added.upgrade.map(str::to_string)),
+                Val::from(added.task.map(str::to_string)),
             ]
         })
         .collect();
@@ -139,6 +143,7 @@ pub(super) async fn add_callouts(
             "created_at",
             "updated_at",
             "upgrade",
+            "task",
         ],
         rows,
     )
@@ -289,6 +294,7 @@ fn callout_of(r: &sqlx::any::AnyRow) -> Result<Callout> {
     let region: String = r.try_get(5)?;
     let contact_key: String = r.try_get(16)?;
     let channels: String = r.try_get(20)?;
+    let task: Option<String> = r.try_get(25)?;
     Ok(Callout {
         id,
         incident_id: r.try_get(1)?,
@@ -315,7 +321,11 @@ fn callout_of(r: &sqlx::any::AnyRow) -> Result<Callout> {
         superior_key: r.try_get(22)?,
         ack_method: r.try_get(23)?,
         upgrade: r.try_get(24)?,
-        knock: r.try_get::<Option<String>, _>(25)?.as_deref() == Some("knock"),
+        knock: task.as_deref() == Some("knock"),
+        round: task
+            .as_deref()
+            .and_then(|t| t.strip_prefix("round:"))
+            .and_then(|n| n.parse().ok()),
     })
 }
 

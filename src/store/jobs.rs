@@ -24,15 +24,17 @@ pub enum Kind {
     Notice,
     ResponseExpiry,
     FeedPoll,
+    Round,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Send,
         Kind::Deadline,
         Kind::Notice,
         Kind::ResponseExpiry,
         Kind::FeedPoll,
+        Kind::Round,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +44,7 @@ impl Kind {
             Kind::Notice => "notice",
             Kind::ResponseExpiry => "response_expiry",
             Kind::FeedPoll => "feed_poll",
+            Kind::Round => "round",
         }
     }
 
@@ -94,6 +97,11 @@ pub enum Task {
     FeedPoll {
         feed: String,
     },
+    /// Round `round` of an active response's scheduled rounds (三调度).
+    Round {
+        response: i64,
+        round: i64,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -115,6 +123,11 @@ struct ExpiryPayload {
 struct FeedPayload {
     feed: String,
 }
+#[derive(Serialize, Deserialize)]
+struct RoundPayload {
+    response: i64,
+    round: i64,
+}
 
 impl Task {
     pub fn kind(&self) -> Kind {
@@ -124,6 +137,7 @@ impl Task {
             Task::Notice { .. } => Kind::Notice,
             Task::ResponseExpiry { .. } => Kind::ResponseExpiry,
             Task::FeedPoll { .. } => Kind::FeedPoll,
+            Task::Round { .. } => Kind::Round,
         }
     }
 
@@ -137,6 +151,10 @@ impl Task {
             }),
             Task::ResponseExpiry { response } => serde_json::to_value(ExpiryPayload { response: *response }),
             Task::FeedPoll { feed } => serde_json::to_value(FeedPayload { feed: feed.clone() }),
+            Task::Round { response, round } => serde_json::to_value(RoundPayload {
+                response: *response,
+                round: *round,
+            }),
         };
         v.expect("job payloads are plain data").to_string()
     }
@@ -164,6 +182,13 @@ impl Task {
             Kind::FeedPoll => {
                 let p: FeedPayload = serde_json::from_str(payload).map_err(bad)?;
                 Task::FeedPoll { feed: p.feed }
+            }
+            Kind::Round => {
+                let p: RoundPayload = serde_json::from_str(payload).map_err(bad)?;
+                Task::Round {
+                    response: p.response,
+                    round: p.round,
+                }
             }
         })
     }
@@ -248,6 +273,16 @@ impl NewJob {
             callout_id: Some(callout_id),
             due_at,
             dedupe_key: None,
+        }
+    }
+
+    /// Round `round` of a response's scheduled rounds (三调度), once whatever the instances.
+    pub fn round(response: i64, round: i64, due_at: i64) -> NewJob {
+        NewJob {
+            task: Task::Round { response, round },
+            callout_id: None,
+            due_at,
+            dedupe_key: Some(format!("round:{response}:{round}")),
         }
     }
 
@@ -569,6 +604,10 @@ mod tests {
             },
             Task::ResponseExpiry { response: 7 },
             Task::FeedPoll { feed: "cma".into() },
+            Task::Round {
+                response: 4,
+                round: 2,
+            },
         ];
         for t in tasks {
             assert_eq!(Task::read(t.kind(), &t.payload()).unwrap(), t);

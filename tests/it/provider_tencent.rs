@@ -470,6 +470,7 @@ fn outgoing(key: &str, to: &str) -> Outgoing {
             evacuation: false,
             change: None,
             knock: None,
+            round: None,
         }),
     }
 }

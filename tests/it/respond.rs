@@ -402,3 +402,116 @@ async fn bad_input_is_refused_and_until_lapses() {
     assert_eq!(by.as_deref(), Some("until"));
     app.stop().await;
 }
+
+/// Scheduled rounds during a response (雨前、雨中、雨后 三调度): each round of the policy's cron
+/// schedule asks the round's roles for a status report, answered like any call-out; ending the
+/// response stops the rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_rounds_call_for_status_until_the_response_ends() {
+    let policies = POLICIES.replace(
+        "roles = [\"township_leader\", \"village_leader\"]",
+        "roles = [\"township_leader\", \"village_leader\"]\nrounds = \"0 0 8,14,20 * * *\"\nround_roles = [\"township_leader\"]",
+    );
+    let clock = jiaoying::clock::Clock::frozen(beijing("2026-07-15 07:00:00"));
+    let app = spawn_at(Db::Sqlite, &policies, clock.clone()).await.unwrap();
+    let leaders: HashSet<String> = crate::flow::roster()
+        .into_iter()
+        .filter(|p| p.role == "township_leader" && REGIONS.iter().any(|c| p.region.starts_with(c)))
+        .map(|p| p.phone)
+        .collect();
+    assert!(leaders.len() > 3, "{leaders:?}");
+    let (status, body) = post_response(
+        &app,
+        serde_json::json!({"hazard": "防汛", "level": "Ⅱ级", "regions": REGIONS}),
+        OPERATOR,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let rid = body["response"].as_i64().unwrap();
+    let first = body["callouts"].as_u64().unwrap() as usize;
+    app.gw
+        .wait_until(30, "the activation call-outs", |m| m.len() >= first)
+        .await;
+    let round = |n: i64| format!("第{n}轮");
+    let rounds_to = |msgs: &[crate::gateway::Sent], n: i64| -> HashSet<String> {
+        msgs.iter()
+            .filter(|m| m.text.contains("【调度】") && m.text.contains(&round(n)))
+            .map(|m| m.to.clone())
+            .collect()
+    };
+    assert!(
+        rounds_to(&app.gw.messages(), 1).is_empty(),
+        "no round before 08:00"
+    );
+
+    // 08:00: round 1 asks every township leader for a status report.
+    app.advance(std::time::Duration::from_secs(3600));
+    let msgs = app
+        .gw
+        .wait_until(30, "round 1", |m| rounds_to(m, 1).len() >= leaders.len())
+        .await;
+    assert_eq!(rounds_to(&msgs, 1), leaders);
+    let one = leaders.iter().next().unwrap();
+    let (s, out) = app.reply(one, "转移 30").await;
+    assert_eq!((s, out["outcome"].as_str()), (200, Some("evacuation")), "{out}");
+    let task: Option<String> = sqlx::query_scalar("SELECT task FROM callouts WHERE id = $1")
+        .bind(out["callout_id"].as_i64().unwrap())
+        .fetch_one(app.db())
+        .await
+        .unwrap();
+    assert_eq!(
+        task.as_deref(),
+        Some("round:1"),
+        "the answer went to the round's call-out"
+    );
+
+    // 14:00: round 2; then the response ends and 20:00 calls nobody.
+    app.advance(std::time::Duration::from_secs(6 * 3600));
+    app.gw
+        .wait_until(30, "round 2", |m| rounds_to(m, 2).len() >= leaders.len())
+        .await;
+    let (s, _) = post_response(&app, serde_json::json!({"end": rid}), OPERATOR).await;
+    assert_eq!(s, 200);
+    app.advance(std::time::Duration::from_secs(6 * 3600));
+    let started = std::time::Instant::now();
+    while app.scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'round'").await > 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the round 3 job is still there"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        rounds_to(&app.gw.messages(), 3).is_empty(),
+        "a round after the response ended"
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM ledger WHERE kind = 'response.round'")
+            .await,
+        2
+    );
+    // The report keeps the rounds per township: asked, answered.
+    let (s, report) = app
+        .get(&format!("/api/v1/incidents/{}/report", body["incident"]), VIEWER)
+        .await;
+    assert_eq!(s, 200, "{report}");
+    let rows = report["rounds"].as_array().unwrap();
+    let asked = |n: i64| {
+        rows.iter()
+            .filter(|r| r["round"] == n)
+            .map(|r| r["asked"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(
+        (asked(1), asked(2)),
+        (leaders.len() as u64, leaders.len() as u64),
+        "{rows:?}"
+    );
+    let answered: u64 = rows
+        .iter()
+        .filter(|r| r["round"] == 1)
+        .map(|r| r["answered"].as_u64().unwrap())
+        .sum();
+    assert_eq!(answered, 1);
+    app.stop().await;
+}
