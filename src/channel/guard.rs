@@ -64,9 +64,9 @@ impl Channel for Guarded {
             let admitted = self.lock().admit(self.clock.now_ms());
             if let Err(until) = admitted {
                 let threshold = self.lock().threshold;
-                return Err(SendError::Capped {
+                return Err(SendError::CircuitOpen {
                     reason: format!(
-                        "circuit open: the gateway failed {threshold} times in a row; one probe after {} ms",
+                        "the gateway failed {threshold} times in a row; one probe after {} ms",
                         until - self.clock.now_ms()
                     ),
                 });
@@ -120,6 +120,7 @@ pub enum Health {
 fn result_kind(r: &Result<String, SendError>) -> Health {
     match r {
         Ok(_) | Err(SendError::Permanent { .. }) | Err(SendError::Capped { .. }) => Health::Answered,
+        Err(SendError::CircuitOpen { .. }) => Health::Failed,
         Err(SendError::Transient { .. }) | Err(SendError::Unanswered { .. }) => Health::Failed,
     }
 }

@@ -72,6 +72,10 @@ pub enum SendError {
     /// circuit): fail over now, do not hammer.
     #[error("capped: {reason}")]
     Capped { reason: String },
+    /// Our circuit breaker holds this gateway open (it kept failing): another route now, else
+    /// later, when it is probed again.
+    #[error("circuit open: {reason}")]
+    CircuitOpen { reason: String },
     /// This will never work (bad number, refused by the provider …): fail over.
     #[error("permanent: {reason}")]
     Permanent { reason: String },

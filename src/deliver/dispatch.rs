@@ -92,28 +92,28 @@ pub fn next_step(
     };
     match result {
         Ok(_) => Next::Done,
-        Err(SendError::Permanent { .. }) => failover(),
-        // A cap or an open circuit: another route now if there is one, else later (the window
-        // may pass, the circuit may close) as long as the backoff lasts.
-        Err(SendError::Capped { .. }) if hop + 1 < hops => failover(),
-        Err(e @ (SendError::Transient { .. } | SendError::Unanswered { .. } | SendError::Capped { .. })) => {
-            match backoff.get(attempts_on_hop as usize) {
-                Some(wait) => {
-                    let retry_after = match e {
-                        SendError::Transient { retry_after, .. } => *retry_after,
-                        _ => None,
-                    };
-                    let wait = retry_after
-                        .map_or(*wait, |r| r.max(*wait))
-                        .min(Duration::from_secs(3600));
-                    Next::Retry {
-                        due_at: now + wait.as_millis() as i64,
-                        attempts: attempts_on_hop + 1,
-                    }
+        // A provider's or our own per-recipient cap: another route, never a hammering retry.
+        Err(SendError::Permanent { .. } | SendError::Capped { .. }) => failover(),
+        // An open circuit: another route now if there is one, else later (when it is probed).
+        Err(SendError::CircuitOpen { .. }) if hop + 1 < hops => failover(),
+        Err(
+            e @ (SendError::Transient { .. } | SendError::Unanswered { .. } | SendError::CircuitOpen { .. }),
+        ) => match backoff.get(attempts_on_hop as usize) {
+            Some(wait) => {
+                let retry_after = match e {
+                    SendError::Transient { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                let wait = retry_after
+                    .map_or(*wait, |r| r.max(*wait))
+                    .min(Duration::from_secs(3600));
+                Next::Retry {
+                    due_at: now + wait.as_millis() as i64,
+                    attempts: attempts_on_hop + 1,
                 }
-                None => failover(),
             }
-        }
+            None => failover(),
+        },
     }
 }
 
@@ -485,6 +485,7 @@ async fn record(
             Err(e @ SendError::Transient { .. }) => ("transient", None, Some(e.to_string())),
             Err(e @ SendError::Unanswered { .. }) => ("unanswered", None, Some(e.to_string())),
             Err(e @ SendError::Capped { .. }) => ("capped", None, Some(e.to_string())),
+            Err(e @ SendError::CircuitOpen { .. }) => ("circuit-open", None, Some(e.to_string())),
             Err(e @ SendError::Permanent { .. }) => ("permanent", None, Some(e.to_string())),
         };
         b.records.push(Record::new(
@@ -654,15 +655,20 @@ mod tests {
             next_step(&capped, 0, 0, 2, &BACKOFF, 0),
             Next::Failover { hop: 1 }
         );
-        // The last route capped: later, while the backoff lasts, then given up.
+        assert_eq!(next_step(&capped, 0, 1, 2, &BACKOFF, 0), Next::GiveUp);
+        // The last route's circuit open: later, while the backoff lasts, then given up.
+        let open = Err(SendError::CircuitOpen {
+            reason: "5 failures".into(),
+        });
+        assert_eq!(next_step(&open, 0, 0, 2, &BACKOFF, 0), Next::Failover { hop: 1 });
         assert_eq!(
-            next_step(&capped, 0, 1, 2, &BACKOFF, 0),
+            next_step(&open, 0, 1, 2, &BACKOFF, 0),
             Next::Retry {
                 due_at: 5000,
                 attempts: 1
             }
         );
-        assert_eq!(next_step(&capped, 2, 1, 2, &BACKOFF, 0), Next::GiveUp);
+        assert_eq!(next_step(&open, 2, 1, 2, &BACKOFF, 0), Next::GiveUp);
         let lost = Err(SendError::Unanswered {
             reason: "timed out".into(),
         });
