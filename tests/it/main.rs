@@ -12,6 +12,7 @@ mod flow;
 mod gateway;
 mod helpers;
 mod import;
+mod instances;
 mod ladder;
 mod limits;
 mod preview;
