@@ -1,5 +1,6 @@
 //! The durable job table: every piece of time-based work is a row with `due_at` — a send and
-//! its retries, an answer deadline, a notice, a response level's expiry, a feed's next poll.
+//! its retries, an answer deadline, a notice, a response level's expiry, a feed's next poll,
+//! a gateway's next reconciliation.
 //! Workers claim due rows under a lease (`claimed_until`), renew it while the work runs, and
 //! finish or reschedule only rows whose claim is still theirs; a worker that dies lets its
 //! lease run out and another takes the rows over. PostgreSQL instances claim with
@@ -24,15 +25,17 @@ pub enum Kind {
     Notice,
     ResponseExpiry,
     FeedPoll,
+    Reconcile,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Send,
         Kind::Deadline,
         Kind::Notice,
         Kind::ResponseExpiry,
         Kind::FeedPoll,
+        Kind::Reconcile,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl Kind {
             Kind::Notice => "notice",
             Kind::ResponseExpiry => "response_expiry",
             Kind::FeedPoll => "feed_poll",
+            Kind::Reconcile => "reconcile",
         }
     }
 
@@ -94,6 +98,10 @@ pub enum Task {
     FeedPoll {
         feed: String,
     },
+    /// The next time a gateway's query API is asked for receipts that never came.
+    Reconcile {
+        gateway: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -115,6 +123,10 @@ struct ExpiryPayload {
 struct FeedPayload {
     feed: String,
 }
+#[derive(Serialize, Deserialize)]
+struct ReconcilePayload {
+    gateway: String,
+}
 
 impl Task {
     pub fn kind(&self) -> Kind {
@@ -124,6 +136,7 @@ impl Task {
             Task::Notice { .. } => Kind::Notice,
             Task::ResponseExpiry { .. } => Kind::ResponseExpiry,
             Task::FeedPoll { .. } => Kind::FeedPoll,
+            Task::Reconcile { .. } => Kind::Reconcile,
         }
     }
 
@@ -137,6 +150,9 @@ impl Task {
             }),
             Task::ResponseExpiry { response } => serde_json::to_value(ExpiryPayload { response: *response }),
             Task::FeedPoll { feed } => serde_json::to_value(FeedPayload { feed: feed.clone() }),
+            Task::Reconcile { gateway } => serde_json::to_value(ReconcilePayload {
+                gateway: gateway.clone(),
+            }),
         };
         v.expect("job payloads are plain data").to_string()
     }
@@ -164,6 +180,10 @@ impl Task {
             Kind::FeedPoll => {
                 let p: FeedPayload = serde_json::from_str(payload).map_err(bad)?;
                 Task::FeedPoll { feed: p.feed }
+            }
+            Kind::Reconcile => {
+                let p: ReconcilePayload = serde_json::from_str(payload).map_err(bad)?;
+                Task::Reconcile { gateway: p.gateway }
             }
         })
     }
@@ -268,6 +288,17 @@ impl NewJob {
             callout_id: None,
             due_at,
             dedupe_key: Some(format!("feed-poll:{feed}")),
+        }
+    }
+
+    pub fn reconcile(gateway: &str, due_at: i64) -> NewJob {
+        NewJob {
+            task: Task::Reconcile {
+                gateway: gateway.to_string(),
+            },
+            callout_id: None,
+            due_at,
+            dedupe_key: Some(format!("reconcile:{gateway}")),
         }
     }
 }
@@ -569,6 +600,9 @@ mod tests {
             },
             Task::ResponseExpiry { response: 7 },
             Task::FeedPoll { feed: "cma".into() },
+            Task::Reconcile {
+                gateway: "ali".into(),
+            },
         ];
         for t in tasks {
             assert_eq!(Task::read(t.kind(), &t.payload()).unwrap(), t);
@@ -603,5 +637,6 @@ mod tests {
         assert!(e.contains("deadline payload") && e.contains("rung"), "{e}");
         assert!(Task::read(Kind::Notice, r#"{"notice": "evacuate"}"#).is_err());
         assert!(Task::read(Kind::FeedPoll, "not json").is_err());
+        assert!(Task::read(Kind::Reconcile, "{}").is_err());
     }
 }
