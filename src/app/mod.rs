@@ -22,9 +22,10 @@ pub struct App {
 
 impl App {
     pub async fn bind(core: Arc<Core>) -> Result<App> {
-        // Before serving: each feed's poll job exists, and jobs this version cannot run are
-        // pointed out to the operator.
+        // Before serving: each feed's poll job and each reconciling gateway's job exists, and
+        // jobs this version cannot run are pointed out to the operator.
         crate::ingest::feed::ensure_jobs(&core).await?;
+        crate::answer::reconcile::ensure_jobs(&core).await?;
         for (kind, n) in crate::store::jobs::unknown_kinds(core.store.pool()).await? {
             tracing::warn!(job.kind = %kind, jobs = n, "jobs of a kind this version does not know are kept, not run (a newer version wrote them)");
         }

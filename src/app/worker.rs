@@ -1,6 +1,7 @@
 //! The job workers: claim due jobs from the one queue (`store::jobs`), hand each kind to its
 //! stage — sends and notices to `deliver::dispatch` in batches, deadlines to
-//! `deliver::escalate`, response expiries to `respond`, feed polls to `ingest::feed` — and
+//! `deliver::escalate`, response expiries to `respond`, feed polls to `ingest::feed`,
+//! reconciliations to `answer::reconcile` — and
 //! sleep until the next job is due or a local insert wakes them. It lives in `app` because it
 //! is the one place that knows every stage; it decides nothing a stage decides.
 //!
@@ -13,6 +14,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
+use crate::answer::reconcile;
 use crate::core::Core;
 use crate::deliver::{dispatch, escalate, lease};
 use crate::ingest::feed;
@@ -26,16 +28,16 @@ pub enum Round {
 }
 
 /// One claim-and-run round; tests call it (or [`drain`]) to run the queue themselves. Feed
-/// polls run inline here.
+/// polls and reconciliations run inline here.
 pub async fn run_once(core: &Arc<Core>, worker: &str) -> Result<Round> {
     round(core, worker, &CancellationToken::new(), None).await
 }
 
 /// A round: the sends claimed go out as one batch (finished even when `stop` fires meanwhile);
 /// deadlines and expiries run one by one, each its own transaction, and a stop ends the round
-/// between two of them (the claims left are released by the worker). Feed polls, which wait
-/// on other people's servers, run in tasks of their own in `polls` (when given) so that a slow
-/// source never holds up a call-out.
+/// between two of them (the claims left are released by the worker). Feed polls and
+/// reconciliations, which wait on other people's servers, run in tasks of their own in `polls`
+/// (when given) so that a slow source never holds up a call-out.
 async fn round(
     core: &Arc<Core>,
     worker: &str,
@@ -93,12 +95,12 @@ async fn round(
                 .map_err(|e| anyhow::anyhow!("round {round} of response {response}: {e}"))?;
                 finish(core, worker, &job, None).await?;
             }
-            Task::FeedPoll { .. } => match polls.as_deref_mut() {
+            Task::FeedPoll { .. } | Task::Reconcile { .. } => match polls.as_deref_mut() {
                 Some(set) => {
                     let (core, worker) = (core.clone(), worker.to_string());
                     set.spawn(async move {
                         if let Err(e) = poll(&core, &worker, job).await {
-                            tracing::error!(worker = %worker, error = %format!("{e:#}"), "feed poll job failed");
+                            tracing::error!(worker = %worker, error = %format!("{e:#}"), "poll job failed");
                         }
                     });
                 }
@@ -110,15 +112,26 @@ async fn round(
     Ok(Round::Worked(n))
 }
 
-/// Polls a feed under the job's lease and puts the job back at the schedule's next time.
+/// Polls a feed, or asks a gateway for its missing receipts, under the job's lease and puts
+/// the job back at its next time.
 async fn poll(core: &Core, worker: &str, job: Job) -> Result<()> {
-    let Task::FeedPoll { feed } = &job.task else {
-        anyhow::bail!("job {} is not a feed poll", job.id);
+    let next = match &job.task {
+        Task::FeedPoll { feed } => {
+            let next = lease::renewing(core, worker, &[job.id], feed::run_job(core, feed)).await;
+            if next.is_none() {
+                tracing::info!(feed = %feed, "no [[feed]] of that name any more: its poll job ends");
+            }
+            next
+        }
+        Task::Reconcile { gateway } => {
+            let next = lease::renewing(core, worker, &[job.id], reconcile::run_job(core, gateway)).await;
+            if next.is_none() {
+                tracing::info!(gateway = %gateway, "no reconciling gateway of that name any more: its job ends");
+            }
+            next
+        }
+        _ => anyhow::bail!("job {} is not a poll", job.id),
     };
-    let next = lease::renewing(core, worker, &[job.id], feed::run_job(core, feed)).await;
-    if next.is_none() {
-        tracing::info!(feed = %feed, "no [[feed]] of that name any more: its poll job ends");
-    }
     finish(core, worker, &job, next).await
 }
 

@@ -82,6 +82,10 @@ pub struct Limits {
     /// How long an open circuit waits before one probe.
     #[serde(deserialize_with = "duration")]
     pub breaker_cooldown: Duration,
+    /// How often the provider's query API is asked for the receipts that never came (kinds
+    /// with one: `aliyun-sms`, `tencent-sms`); ignored by the others.
+    #[serde(deserialize_with = "duration")]
+    pub reconcile_every: Duration,
 }
 
 impl Default for Limits {
@@ -92,6 +96,7 @@ impl Default for Limits {
             caps: None,
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(30),
+            reconcile_every: Duration::from_secs(300),
         }
     }
 }
@@ -287,6 +292,12 @@ impl Gateway {
                 limits.clone()
             }
         }
+    }
+
+    /// Whether the kind's adapter can ask its provider for receipts (`Channel::reconcile`):
+    /// those gateways get a reconciliation job.
+    pub fn reconciles(&self) -> bool {
+        matches!(self, Gateway::AliyunSms(_) | Gateway::TencentSms(_))
     }
 
     /// The per-recipient caps as the provider enforces them by default.

@@ -180,3 +180,49 @@ pub async fn callout_of_ref(conn: &mut AnyConnection, gateway: &str, reference: 
             .await?,
     )
 }
+
+/// A send that has had no receipt yet (for the reconciliation job).
+#[derive(Debug, Clone)]
+pub struct Unreceipted {
+    pub message_key: String,
+    pub gateway_ref: Option<String>,
+    pub address: String,
+    pub started_at: i64,
+}
+
+/// The sends through `gateway` since `since` (ms) still without a receipt, oldest first, at
+/// most `limit`: attempts `sent` whose call-out is still `sent` (not delivered, answered or
+/// ended) and has had no receipt since the attempt began (a receipt saying "not delivered"
+/// leaves the call-out `sent`: it is not asked about again).
+pub async fn unreceipted(
+    conn: &mut AnyConnection,
+    gateway: &str,
+    since: i64,
+    limit: i64,
+) -> Result<Vec<Unreceipted>> {
+    let rows = sqlx::query_as::<_, (String, Option<String>, String, i64)>(
+        "SELECT a.message_key, a.gateway_ref, a.address, a.started_at
+         FROM attempts a JOIN callouts c ON c.id = a.callout_id
+         WHERE a.gateway = $1 AND a.result = 'sent' AND a.started_at >= $2
+           AND a.message_key IS NOT NULL AND c.state = 'sent'
+           AND NOT EXISTS (SELECT 1 FROM inbound i
+                           WHERE i.callout_id = a.callout_id AND i.kind = 'status'
+                             AND i.outcome <> 'replayed' AND i.received_at >= a.started_at)
+         ORDER BY a.started_at, a.id
+         LIMIT $3",
+    )
+    .bind(gateway)
+    .bind(since)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(message_key, gateway_ref, address, started_at)| Unreceipted {
+            message_key,
+            gateway_ref,
+            address,
+            started_at,
+        })
+        .collect())
+}

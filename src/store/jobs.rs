@@ -1,5 +1,6 @@
 //! The durable job table: every piece of time-based work is a row with `due_at` — a send and
-//! its retries, an answer deadline, a notice, a response level's expiry, a feed's next poll.
+//! its retries, an answer deadline, a notice, a response level's expiry, a feed's next poll,
+//! a response's next scheduled round, a gateway's next reconciliation.
 //! Workers claim due rows under a lease (`claimed_until`), renew it while the work runs, and
 //! finish or reschedule only rows whose claim is still theirs; a worker that dies lets its
 //! lease run out and another takes the rows over. PostgreSQL instances claim with
@@ -25,16 +26,18 @@ pub enum Kind {
     ResponseExpiry,
     FeedPoll,
     Round,
+    Reconcile,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Send,
         Kind::Deadline,
         Kind::Notice,
         Kind::ResponseExpiry,
         Kind::FeedPoll,
         Kind::Round,
+        Kind::Reconcile,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +48,7 @@ impl Kind {
             Kind::ResponseExpiry => "response_expiry",
             Kind::FeedPoll => "feed_poll",
             Kind::Round => "round",
+            Kind::Reconcile => "reconcile",
         }
     }
 
@@ -102,6 +106,10 @@ pub enum Task {
         response: i64,
         round: i64,
     },
+    /// The next time a gateway's query API is asked for receipts that never came.
+    Reconcile {
+        gateway: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -128,6 +136,10 @@ struct RoundPayload {
     response: i64,
     round: i64,
 }
+#[derive(Serialize, Deserialize)]
+struct ReconcilePayload {
+    gateway: String,
+}
 
 impl Task {
     pub fn kind(&self) -> Kind {
@@ -138,6 +150,7 @@ impl Task {
             Task::ResponseExpiry { .. } => Kind::ResponseExpiry,
             Task::FeedPoll { .. } => Kind::FeedPoll,
             Task::Round { .. } => Kind::Round,
+            Task::Reconcile { .. } => Kind::Reconcile,
         }
     }
 
@@ -154,6 +167,9 @@ impl Task {
             Task::Round { response, round } => serde_json::to_value(RoundPayload {
                 response: *response,
                 round: *round,
+            }),
+            Task::Reconcile { gateway } => serde_json::to_value(ReconcilePayload {
+                gateway: gateway.clone(),
             }),
         };
         v.expect("job payloads are plain data").to_string()
@@ -189,6 +205,10 @@ impl Task {
                     response: p.response,
                     round: p.round,
                 }
+            }
+            Kind::Reconcile => {
+                let p: ReconcilePayload = serde_json::from_str(payload).map_err(bad)?;
+                Task::Reconcile { gateway: p.gateway }
             }
         })
     }
@@ -273,6 +293,17 @@ impl NewJob {
             callout_id: Some(callout_id),
             due_at,
             dedupe_key: None,
+        }
+    }
+
+    pub fn reconcile(gateway: &str, due_at: i64) -> NewJob {
+        NewJob {
+            task: Task::Reconcile {
+                gateway: gateway.to_string(),
+            },
+            callout_id: None,
+            due_at,
+            dedupe_key: Some(format!("reconcile:{gateway}")),
         }
     }
 
@@ -608,6 +639,9 @@ mod tests {
                 response: 4,
                 round: 2,
             },
+            Task::Reconcile {
+                gateway: "ali".into(),
+            },
         ];
         for t in tasks {
             assert_eq!(Task::read(t.kind(), &t.payload()).unwrap(), t);
@@ -642,5 +676,6 @@ mod tests {
         assert!(e.contains("deadline payload") && e.contains("rung"), "{e}");
         assert!(Task::read(Kind::Notice, r#"{"notice": "evacuate"}"#).is_err());
         assert!(Task::read(Kind::FeedPoll, "not json").is_err());
+        assert!(Task::read(Kind::Reconcile, "{}").is_err());
     }
 }

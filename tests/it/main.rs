@@ -20,6 +20,7 @@ mod provider_aliyun;
 mod provider_tencent;
 mod provider_twilio;
 mod queue;
+mod reconcile;
 mod respond;
 mod updates;
 mod validate;

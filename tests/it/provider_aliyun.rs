@@ -32,7 +32,7 @@ const SECRET: &str = "test-aliyun-access-key-secret";
 const HOOK: &str = "ali-hook-token-0123456789";
 
 /// The environment is shared by the test threads: always the same values.
-fn env() {
+pub(crate) fn env() {
     std::env::set_var("JIAOYING_TEST_ALI_ID", KEY_ID);
     std::env::set_var("JIAOYING_TEST_ALI_SECRET", SECRET);
     std::env::set_var("JIAOYING_TEST_ALI_HOOK", HOOK);
@@ -40,17 +40,17 @@ fn env() {
 
 /// One request the fake accepted (signature good).
 #[derive(Debug, Clone)]
-struct Call {
+pub(crate) struct Call {
     action: String,
-    params: BTreeMap<String, String>,
+    pub(crate) params: BTreeMap<String, String>,
     /// What the fake answered with (BizId / CallId).
-    id: String,
+    pub(crate) id: String,
     /// Beijing date of the call, `yyyyMMdd`.
     day: String,
 }
 
 #[derive(Clone)]
-struct AliFake {
+pub(crate) struct AliFake {
     calls: Arc<Mutex<Vec<Call>>>,
     bad: Arc<Mutex<Vec<String>>>,
     nonces: Arc<Mutex<HashSet<String>>>,
@@ -59,15 +59,15 @@ struct AliFake {
     /// Answer QuerySendDetails with a system error.
     query_fails: Arc<AtomicBool>,
     /// Milliseconds to wait, after recording it, before answering a send.
-    delay_ms: Arc<AtomicU64>,
+    pub(crate) delay_ms: Arc<AtomicU64>,
     /// SendStatus per OutId (1 = waiting when absent).
-    status: Arc<Mutex<HashMap<String, i64>>>,
+    pub(crate) status: Arc<Mutex<HashMap<String, i64>>>,
     /// The daemon's clock once it runs: x-acs-date is checked against it.
     clock: Arc<Mutex<Clock>>,
 }
 
 impl AliFake {
-    async fn start(clock: Clock) -> (AliFake, String) {
+    pub(crate) async fn start(clock: Clock) -> (AliFake, String) {
         let fake = AliFake {
             calls: Arc::default(),
             bad: Arc::default(),
@@ -85,7 +85,7 @@ impl AliFake {
         (fake, url)
     }
 
-    fn calls(&self, action: &str) -> Vec<Call> {
+    pub(crate) fn calls(&self, action: &str) -> Vec<Call> {
         self.calls
             .lock()
             .unwrap()
@@ -95,7 +95,7 @@ impl AliFake {
             .collect()
     }
 
-    fn set_clock(&self, clock: Clock) {
+    pub(crate) fn set_clock(&self, clock: Clock) {
         *self.clock.lock().unwrap() = clock;
     }
 
@@ -103,7 +103,7 @@ impl AliFake {
         self.clock.lock().unwrap().now()
     }
 
-    fn bad(&self) -> Vec<String> {
+    pub(crate) fn bad(&self) -> Vec<String> {
         self.bad.lock().unwrap().clone()
     }
 }
@@ -285,6 +285,13 @@ async fn handle(
             (StatusCode::OK, body.to_string())
         }
         "QuerySendDetails" => {
+            // Recorded too: what was asked, and how often.
+            fake.calls.lock().unwrap().push(Call {
+                action: action.clone(),
+                params: params.clone(),
+                id: String::new(),
+                day: day.clone(),
+            });
             if fake.query_fails.load(Ordering::SeqCst) {
                 return (
                     StatusCode::OK,
@@ -338,7 +345,7 @@ async fn handle(
 
 // --- The daemon side.
 
-const SMS_POLICY: &str = r#"
+pub(crate) const SMS_POLICY: &str = r#"
 [[policy]]
 name = "red"
 colours = ["red"]
@@ -349,7 +356,7 @@ deadline = "1h"
 ladder = []
 "#;
 
-fn sms_toml(endpoint: &str) -> String {
+pub(crate) fn sms_toml(endpoint: &str) -> String {
     format!(
         r#"
 [channels]
@@ -371,7 +378,7 @@ long = "event ~ event ~ event ~ event ~ event ~ event ~ event"
 }
 
 /// The people the policy calls in the counties the demo warning names (from the CSV).
-fn expected(roles: &[&str]) -> Vec<Person> {
+pub(crate) fn expected(roles: &[&str]) -> Vec<Person> {
     roster()
         .into_iter()
         .filter(|p| roles.contains(&p.role.as_str()))
@@ -383,7 +390,7 @@ fn expected(roles: &[&str]) -> Vec<Person> {
         .collect()
 }
 
-async fn eventually<F, Fut>(secs: u64, what: &str, f: F)
+pub(crate) async fn eventually<F, Fut>(secs: u64, what: &str, f: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = bool>,
@@ -398,7 +405,12 @@ where
     }
 }
 
-async fn hook(app: &TestApp, gateway: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+pub(crate) async fn hook(
+    app: &TestApp,
+    gateway: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
     let r = app
         .http
         .post(format!("{}/hooks/{gateway}/{path}", app.base))
@@ -411,7 +423,7 @@ async fn hook(app: &TestApp, gateway: &str, path: &str, body: serde_json::Value)
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
-async fn state_of_key(app: &TestApp, key: &str) -> String {
+pub(crate) async fn state_of_key(app: &TestApp, key: &str) -> String {
     sqlx::query_scalar::<_, String>(
         "SELECT c.state FROM callouts c JOIN attempts a ON a.callout_id = c.id WHERE a.message_key = $1 LIMIT 1",
     )
@@ -421,11 +433,11 @@ async fn state_of_key(app: &TestApp, key: &str) -> String {
     .unwrap()
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
+pub(crate) async fn count(app: &TestApp, sql: &str) -> i64 {
     app.scalar(sql).await
 }
 
-fn national(p: &Person) -> String {
+pub(crate) fn national(p: &Person) -> String {
     p.phone.strip_prefix("+86").unwrap().to_string()
 }
 
