@@ -213,12 +213,16 @@ async fn sms_reply(
     let ids: Vec<i64> = contacts.iter().map(|c| c.id).collect();
     let open = tx.open_callouts_of_contacts(&ids).await?;
     let parsed = reply::parse(text);
+    // Without a code (or with one that matches nothing), the newest call-out still waiting for
+    // an answer; only when none waits, the newest (a count after an answer still counts). A
+    // cancelled call-out is never chosen over one that waits.
+    let waiting = || open.iter().find(|(c, _)| c.state.awaiting()).or(open.first());
     let chosen = match parsed.as_ref().and_then(|r| r.code.as_deref()) {
         Some(code) => open
             .iter()
             .find(|(_, c)| c.eq_ignore_ascii_case(code))
-            .or(open.first()),
-        None => open.first(),
+            .or_else(waiting),
+        None => waiting(),
     };
     let mut result = if contacts.is_empty() {
         SmsResult::UnknownNumber

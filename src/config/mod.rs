@@ -311,6 +311,10 @@ pub fn secret(key: &str, env: Option<&str>, file: Option<&str>) -> Result<Option
     }
     if let Some(path) = file {
         let v = std::fs::read_to_string(path).with_context(|| format!("{key}: reading {path}"))?;
+        // An empty file is a mistake (a key of no bytes signs nothing worth checking), not a key.
+        if v.trim().is_empty() {
+            bail!("{key}: {path} is empty; put the secret in it (e.g. `openssl rand -hex 32 > {path}`)");
+        }
         return Ok(Some(v.trim().into()));
     }
     Ok(None)
@@ -351,6 +355,20 @@ mod tests {
     use super::policy::in_window;
     use super::*;
     use crate::domain::RegionLevel;
+
+    #[test]
+    fn an_empty_secret_file_is_refused_with_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, " \n").unwrap();
+        let e = secret("answer.secret", None, path.to_str())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("answer.secret: ") && e.contains("is empty"), "{e}");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let s = secret("answer.secret", None, path.to_str()).unwrap().unwrap();
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&s), "s3cret");
+    }
 
     #[test]
     fn defaults_parse_and_pick_policies() {

@@ -234,18 +234,26 @@ pub async fn answering(store: &Store, callout_id: i64) -> Result<Option<(Callout
     let Some(c) = callout(&mut conn, callout_id).await? else {
         return Ok(None);
     };
-    let newest: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(id) FROM callouts WHERE incident_id = $1 AND contact_id = $2")
-            .bind(c.incident_id)
-            .bind(c.contact_id)
-            .fetch_one(&mut *conn)
-            .await?;
-    let c = match newest {
-        Some(n) if n > c.id => callout(&mut conn, n)
-            .await?
-            .with_context(|| format!("callout {n} vanished"))?,
-        _ => c,
-    };
+    // Only the upgrade chain: the same person's call-out made again because the colour rose.
+    // Another call-out of theirs (an escalation about someone else) is not this link's.
+    let mut c = c;
+    loop {
+        let upgraded: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(id) FROM callouts WHERE parent_id = $1 AND contact_id = $2 AND upgrade IS NOT NULL",
+        )
+        .bind(c.id)
+        .bind(c.contact_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        match upgraded {
+            Some(n) => {
+                c = callout(&mut conn, n)
+                    .await?
+                    .with_context(|| format!("callout {n} vanished"))?
+            }
+            None => break,
+        }
+    }
     let i = incident(&mut conn, c.incident_id)
         .await?
         .with_context(|| format!("callout {}: no incident {}", c.id, c.incident_id))?;
@@ -299,6 +307,36 @@ mod tests {
         }
         drop(conn);
         (store, dir)
+    }
+
+    /// An answer link opens its own call-out, or the one that replaced it when the colour rose;
+    /// never a newer call-out of the same person about someone else (an escalation).
+    #[tokio::test]
+    async fn an_answer_link_opens_its_own_call_out_or_its_upgrade() {
+        let (store, _dir) = store_with("acknowledged", "red", POLICY, "sms").await;
+        let mut conn = store.conn().await.unwrap();
+        sqlx::query(
+            "INSERT INTO callouts (id, incident_id, contact_id, parent_id, region_code, place, role, reason,
+                state, deadline_at, created_at, updated_at, upgrade)
+             VALUES (30, 1, 1, NULL, '450921104201', 'q', 'village_leader', '别人未应答', 'sent', 0, 0, 0, NULL)",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        drop(conn);
+        assert_eq!(answering(&store, 17).await.unwrap().unwrap().0.id, 17);
+        let mut conn = store.conn().await.unwrap();
+        sqlx::query(
+            "INSERT INTO callouts (id, incident_id, contact_id, parent_id, region_code, place, role, reason,
+                state, deadline_at, created_at, updated_at, upgrade)
+             VALUES (31, 1, 1, 17, '450921104201', 'p', 'village_leader', 'r', 'sent', 0, 0, 0, '暴雨橙色→红色预警')",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        drop(conn);
+        assert_eq!(answering(&store, 17).await.unwrap().unwrap().0.id, 31);
+        assert_eq!(answering(&store, 30).await.unwrap().unwrap().0.id, 30);
     }
 
     #[tokio::test]

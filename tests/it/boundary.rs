@@ -410,3 +410,31 @@ async fn ending_a_response_after_its_incident_was_closed_tells_nobody_again() {
     );
     app.stop().await;
 }
+
+/// A reply without a code answers the call-out still waiting, not a newer one already answered
+/// (two warnings over the same people: the second answered by link, then 「收到」 by SMS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_without_a_code_answers_the_call_out_still_waiting() {
+    let app = spawn(Db::Sqlite, POLICY).await.unwrap();
+    let (first, msgs) = called(&app).await;
+    let n = msgs.len();
+    let (status, body) = app.post_cap(&demo_cap(), FEED).await;
+    assert_eq!(status, 202, "{body}");
+    let second = body["incidents"][0]["id"].as_i64().unwrap();
+    assert_ne!(first, second);
+    let all = app
+        .gw
+        .wait_until(60, "the second call-outs", |m| m.len() >= 2 * n)
+        .await;
+    let newer = all[n..].iter().find(|m| m.to == msgs[0].to).unwrap();
+    let (status, _) = page(&app, newer, &[("action", "ack")]).await;
+    assert_eq!(status, 200);
+    let (status, out) = app.reply(&msgs[0].to, "收到").await;
+    assert_eq!((status, out["outcome"].as_str()), (200, Some("ack")), "{out}");
+    assert_eq!(
+        out["callout_id"].as_i64(),
+        Some(callout_of(&app, &msgs[0]).await),
+        "{out}"
+    );
+    app.stop().await;
+}
