@@ -6,6 +6,7 @@
 //! error codes into [`SendError`]. Owns the wire format only: what a receipt or reply does is
 //! `answer::inbound`'s.
 
+use super::request_failed;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -102,8 +103,7 @@ impl Rpc {
     }
 
     /// One call: the HTTP status and the JSON body (`Null` when it is not JSON), or the
-    /// transport failure read as a send error (a time-out once connected is `Unanswered`:
-    /// the request may have arrived).
+    /// transport failure read as a send error (`channel::request_failed`).
     pub(super) async fn call(
         &self,
         action: &str,
@@ -131,34 +131,10 @@ impl Rpc {
         for (k, v) in headers {
             req = req.header(k, v);
         }
-        let resp = req.send().await.map_err(transport)?;
+        let resp = req.send().await.map_err(request_failed)?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(transport)?;
+        let text = resp.text().await.map_err(request_failed)?;
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-    }
-}
-
-fn transport(e: reqwest::Error) -> SendError {
-    let (timeout, connect) = (e.is_timeout(), e.is_connect());
-    let reason = format!(
-        "{}: {}",
-        if e.is_timeout() {
-            "timed out"
-        } else if e.is_connect() {
-            "connection failed"
-        } else {
-            "request failed"
-        },
-        // reqwest errors carry the URL, whose query holds the message.
-        e.without_url()
-    );
-    if timeout && !connect {
-        SendError::Unanswered { reason }
-    } else {
-        SendError::Transient {
-            reason,
-            retry_after: None,
-        }
     }
 }
 

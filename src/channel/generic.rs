@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretSlice};
 
 use super::event::{Answer, Callback, Event, MessageRef, Outcome, Refused, Voice, What};
 use super::signature;
-use super::{Channel, Outgoing, SendError};
+use super::{clip, Channel, Outgoing, SendError};
 use crate::clock::Clock;
 use crate::domain::ChannelKind;
 
@@ -80,20 +80,7 @@ impl Channel for Generic {
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| {
-                    // A time-out once connected may have reached the gateway: asked (or, with
-                    // the idempotent `ref`, harmless) before it goes again.
-                    if e.is_timeout() && !e.is_connect() {
-                        SendError::Unanswered {
-                            reason: without_url(e),
-                        }
-                    } else {
-                        SendError::Transient {
-                            reason: without_url(e),
-                            retry_after: None,
-                        }
-                    }
-                })?;
+                .map_err(super::request_failed)?;
             let status = resp.status();
             let retry_after = resp
                 .headers()
@@ -209,20 +196,4 @@ impl Generic {
 
 fn body<'a, T: serde::Deserialize<'a>>(b: &'a [u8]) -> Result<T, Refused> {
     serde_json::from_slice(b).map_err(|e| Refused::BadBody(format!("body: {e}")))
-}
-
-fn clip(s: &str) -> String {
-    s.chars().take(200).collect()
-}
-
-/// reqwest errors carry the URL, which may hold credentials in a query string.
-fn without_url(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    format!("{kind}: {}", e.without_url())
 }

@@ -213,6 +213,39 @@ impl Gateways {
     }
 }
 
+/// What a failed HTTP request to a gateway means for its send, the one rule for every adapter:
+/// a connection never made reached nobody (try again later); anything after it (a time-out, a
+/// reset, a body cut off) may have been written, so the gateway is asked before it goes again.
+pub(crate) fn request_failed(e: reqwest::Error) -> SendError {
+    if e.is_connect() {
+        SendError::Transient {
+            reason: without_url(e),
+            retry_after: None,
+        }
+    } else {
+        SendError::Unanswered {
+            reason: without_url(e),
+        }
+    }
+}
+
+/// A reqwest error without its URL, which may hold credentials (a robot's key) or the message.
+pub(crate) fn without_url(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {}", e.without_url())
+}
+
+/// The first 200 characters of a gateway's answer, for an error message.
+pub(crate) fn clip(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
 /// An HMAC key from a secret string, still wrapped.
 fn bytes(s: &secrecy::SecretString) -> SecretSlice<u8> {
     s.expose_secret().as_bytes().to_vec().into()

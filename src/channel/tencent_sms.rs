@@ -6,6 +6,7 @@
 //! Tencent does not sign, behind a [`HookGuard`]. Owns the wire format only: what a receipt or
 //! a reply does is `answer::inbound`'s.
 
+use super::{clip, request_failed, without_url};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -334,14 +335,7 @@ impl Channel for TencentSms {
             })?;
             match self.call("SendSms", body).await {
                 Ok((status, text)) => outcome(status, &text),
-                Err(e) if e.is_connect() => Err(SendError::Transient {
-                    reason: without_url(e),
-                    retry_after: None,
-                }),
-                // Written, or partly: it may have arrived; ask before sending it again.
-                Err(e) => Err(SendError::Unanswered {
-                    reason: without_url(e),
-                }),
+                Err(e) => Err(request_failed(e)),
             }
         })
     }
@@ -491,22 +485,6 @@ fn phone(nationcode: &str, mobile: &str) -> String {
 
 fn body<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, Refused> {
     serde_json::from_slice(b).map_err(|e| Refused::BadBody(format!("body: {e}")))
-}
-
-fn clip(s: &str) -> String {
-    s.chars().take(200).collect()
-}
-
-/// reqwest errors carry the URL; ours hold no secret, but the rule is one for all adapters.
-fn without_url(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    format!("{kind}: {}", e.without_url())
 }
 
 #[cfg(test)]

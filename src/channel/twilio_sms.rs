@@ -13,6 +13,7 @@
 //! `DateSent>=` is not used: a message still queued has no `date_sent` yet and would be
 //! missed, which is exactly the case a lost answer leaves.
 
+use super::{clip, request_failed};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -101,7 +102,7 @@ impl Api {
             .form(form)
             .send()
             .await
-            .map_err(lost)?;
+            .map_err(request_failed)?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -112,7 +113,7 @@ impl Api {
         let text = match resp.text().await {
             Ok(t) => t,
             // The status came, so the request arrived; what became of it is not known.
-            Err(e) if (200..300).contains(&status) => return Err(lost(e)),
+            Err(e) if (200..300).contains(&status) => return Err(request_failed(e)),
             Err(_) => String::new(),
         };
         if (200..300).contains(&status) {
@@ -185,26 +186,6 @@ impl Api {
     }
 }
 
-/// A request whose answer did not come: a time-out once the connection was made means the
-/// request was written and may have arrived; anything else did not reach Twilio.
-fn lost(e: reqwest::Error) -> SendError {
-    if e.is_timeout() && !e.is_connect() {
-        SendError::Unanswered {
-            reason: format!("timed out: {}", e.without_url()),
-        }
-    } else {
-        let kind = if e.is_connect() {
-            "connection failed"
-        } else {
-            "request failed"
-        };
-        SendError::Transient {
-            reason: format!("{kind}: {}", e.without_url()),
-            retry_after: None,
-        }
-    }
-}
-
 /// What a Twilio refusal means (its error body: `{"code":21211,"message":…,"status":400}`).
 pub(super) fn refusal(status: u16, retry_after: Option<Duration>, body: &str) -> SendError {
     let v: Option<serde_json::Value> = serde_json::from_str(body).ok();
@@ -255,10 +236,6 @@ pub(super) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
         .filter(|v| !v.is_empty())
-}
-
-fn clip(s: &str) -> String {
-    s.chars().take(200).collect()
 }
 
 /// `text` without its URLs (an answer link's token differs on every try; a voice does not

@@ -6,6 +6,7 @@
 //! `errcode == 0`; its rate limits are read as capped. Robots push nothing back: no callbacks.
 //! Owns the wire format only.
 
+use super::{clip, request_failed};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -175,18 +176,7 @@ impl Channel for Webhook {
                     signature::sign(secret.expose_secret().as_bytes(), ts, &body),
                 );
             }
-            let resp = req.body(body).send().await.map_err(|e| {
-                if e.is_connect() {
-                    SendError::Transient {
-                        reason: without_url(e),
-                        retry_after: None,
-                    }
-                } else {
-                    SendError::Unanswered {
-                        reason: without_url(e),
-                    }
-                }
-            })?;
+            let resp = req.body(body).send().await.map_err(request_failed)?;
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
             if status.as_u16() == 429 || status.is_server_error() {
@@ -221,22 +211,6 @@ impl Channel for Webhook {
             }
         })
     }
-}
-
-fn clip(s: &str) -> String {
-    s.chars().take(200).collect()
-}
-
-/// reqwest errors carry the URL, and a robot's URL is its key.
-fn without_url(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    format!("{kind}: {}", e.without_url())
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use futures::StreamExt;
 
-use super::lease;
+use super::{caps, lease};
 use crate::answer::token;
 use crate::channel::event::Lookup;
 use crate::channel::{Outgoing, SendError};
@@ -375,55 +375,17 @@ async fn begin(core: &Core, b: &mut Batch) -> Result<()> {
     Ok(())
 }
 
-/// Marks the sends that would break a gateway's per-recipient cap (counted in the database, so
-/// every instance and every restart sees the same count, this batch's own sends included).
+/// Marks the sends that would break a gateway's per-recipient cap (`caps`).
 async fn apply_caps(core: &Core, conn: &mut sqlx::AnyConnection, work: &mut [Work], now: i64) -> Result<()> {
-    let mut by_gateway: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, w) in work.iter().enumerate() {
-        if !core.gateways.caps(&w.attempt.gateway).is_empty() {
-            by_gateway.entry(w.attempt.gateway.as_str()).or_default().push(i);
-        }
-    }
-    let mut verdicts = Vec::new();
-    for (gateway, idx) in by_gateway {
-        let caps = core.gateways.caps(gateway);
-        let longest = caps
-            .iter()
-            .map(|c| c.window.as_millis() as i64)
-            .max()
-            .unwrap_or(0);
-        let addresses: Vec<&str> = idx.iter().map(|i| work[*i].attempt.address.as_str()).collect();
-        let mut prior: HashMap<String, Vec<i64>> = HashMap::new();
-        for (a, at) in attempts::sends_since(conn, gateway, &addresses, now - longest).await? {
-            prior.entry(a).or_default().push(at);
-        }
-        for i in idx {
-            let sent = prior.entry(work[i].attempt.address.clone()).or_default();
-            match breaks_cap(caps, sent, now) {
-                Some(reason) => verdicts.push((i, reason)),
-                None => sent.push(now),
-            }
-        }
-    }
-    for (i, reason) in verdicts {
-        work[i].capped = Some(reason);
+    let sends: Vec<(&str, &str)> = work
+        .iter()
+        .map(|w| (w.attempt.gateway.as_str(), w.attempt.address.as_str()))
+        .collect();
+    let verdicts = caps::capped(&core.gateways, conn, &sends, now).await?;
+    for (w, reason) in work.iter_mut().zip(verdicts) {
+        w.capped = reason;
     }
     Ok(())
-}
-
-/// The cap a send now would break, given when this address was sent to before (pure).
-pub fn breaks_cap(caps: &[crate::config::Cap], sent: &[i64], now: i64) -> Option<String> {
-    caps.iter().find_map(|c| {
-        let window = c.window.as_millis() as i64;
-        let n = sent.iter().filter(|at| **at > now - window).count();
-        (n >= c.max as usize).then(|| {
-            format!(
-                "per-recipient cap {}/{} reached",
-                c.max,
-                humantime::format_duration(c.window)
-            )
-        })
-    })
 }
 
 /// Sends every message of the batch, concurrently up to the batch size.
@@ -619,31 +581,6 @@ mod tests {
             Next::Failover { hop: 1 }
         );
         assert_eq!(next_step(&transient(None), 2, 1, 2, &BACKOFF, 0), Next::GiveUp);
-    }
-
-    #[test]
-    fn caps_count_rolling_windows() {
-        let caps = [
-            crate::config::Cap::parse("1/1m").unwrap(),
-            crate::config::Cap::parse("5/1h").unwrap(),
-        ];
-        let min = 60_000;
-        assert_eq!(breaks_cap(&caps, &[], 10 * min), None);
-        assert!(breaks_cap(&caps, &[10 * min - 1000], 10 * min)
-            .unwrap()
-            .contains("1/1m"));
-        assert_eq!(
-            breaks_cap(&caps, &[9 * min], 10 * min),
-            None,
-            "a minute later it may go"
-        );
-        let five: Vec<i64> = (0..5).map(|i| i * 10 * min).collect();
-        assert!(breaks_cap(&caps, &five, 59 * min).unwrap().contains("5/1h"));
-        assert_eq!(
-            breaks_cap(&caps, &five, 61 * min),
-            None,
-            "the first left the hour"
-        );
     }
 
     #[test]

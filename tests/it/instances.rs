@@ -168,9 +168,10 @@ fn roster(dir: &Path) {
     std::fs::write(dir.join("contacts.csv"), contacts).unwrap();
 }
 
-/// A red rainstorm warning for 容县, sent now (the daemons run on the system clock).
+/// A red rainstorm warning for 容县, sent at the tests' fixed instant (it has no expiry, so the
+/// daemons, on the system clock, take it whatever the day).
 fn warning() -> String {
-    let now = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+    let now = crate::helpers::t0().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
