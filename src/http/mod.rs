@@ -6,6 +6,7 @@ mod answer;
 mod api;
 mod error;
 mod hooks;
+pub mod routes;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -15,7 +16,6 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::http::{HeaderMap, HeaderName, Request, Response, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use axum::Router;
 use secrecy::ExposeSecret;
 use tower::ServiceBuilder;
@@ -34,27 +34,11 @@ use crate::core::Core;
 pub fn router(core: Arc<Core>) -> Router {
     let limit = core.settings.http.max_body_bytes;
     let http = core.settings.http.clone();
-    let routes = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route(
-            "/api/v1/warnings",
-            post(api::post_warning).get(api::list_warnings),
-        )
-        .route("/api/v1/warnings/{id}", get(api::get_warning))
-        .route("/api/v1/incidents", get(api::list_incidents))
-        .route("/api/v1/incidents/{id}", get(api::get_incident))
-        .route("/api/v1/incidents/{id}/close", post(api::close_incident))
-        .route("/api/v1/incidents/{id}/report", get(api::report))
-        .route("/api/v1/callouts/{id}/ack", post(api::ack_callout))
-        .route("/api/v1/evacuations", post(api::post_evacuation))
-        .route(
-            "/api/v1/responses",
-            post(api::post_response).get(api::list_responses),
-        )
-        .route("/hooks/{gateway}/{*rest}", post(hooks::hook))
-        .route("/a/{token}", get(answer::show).post(answer::submit))
+    // One table, so that every route is in it (see `routes`); axum merges the methods of
+    // one path.
+    let routes = routes::table()
+        .into_iter()
+        .fold(Router::new(), |r, route| r.route(route.path, route.handler))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(core);
     edge(routes, &http)
@@ -190,6 +174,8 @@ mod tests {
     use axum::extract::rejection::BytesRejection;
     use tower::ServiceExt;
     use tracing::instrument::WithSubscriber;
+
+    use axum::routing::{get, post};
 
     use super::*;
 
