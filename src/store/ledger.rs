@@ -196,3 +196,24 @@ pub async fn entries_for(store: &Store, subjects: &[String]) -> Result<Vec<Entry
     out.sort_by_key(|e| e.seq);
     Ok(out)
 }
+
+/// Every entry, in order (read in pages, so a long ledger is never one huge result).
+pub async fn all_entries(store: &Store) -> Result<Vec<Entry>> {
+    let mut conn = store.conn().await?;
+    let mut out: Vec<Entry> = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |e| e.seq);
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, subject, body, prev_hash, hash FROM ledger WHERE seq > $1 ORDER BY seq LIMIT 5000",
+        )
+        .bind(after)
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() {
+            return Ok(out);
+        }
+        for r in &rows {
+            out.push(entry_of(r)?);
+        }
+    }
+}

@@ -268,6 +268,11 @@ impl Store {
         jobs::pending(&self.pool, kind).await
     }
 
+    /// When the next job of any kind falls due (unix ms): the simulation's clock jumps there.
+    pub async fn next_job_due(&self) -> Result<Option<i64>> {
+        jobs::next_due(&self.pool).await
+    }
+
     /// The pool itself, for the statements not moved here yet.
     // TODO(issue 8): deliver/http move to store functions
     pub(crate) fn pool(&self) -> &AnyPool {

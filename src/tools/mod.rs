@@ -1,6 +1,8 @@
-//! Commands built on the stages: the demo, roster import and preview. They call the stages'
+//! Commands built on the stages: the demo, roster import, preview and the
+//! simulated season. They call the stages'
 //! functions and never write SQL themselves.
 
 pub mod demo;
 pub mod import;
 pub mod preview;
+pub mod simulate;
