@@ -517,13 +517,20 @@ fn script(o: &Options) -> Vec<Step> {
     steps
 }
 
+/// A warning of the season: its incidents (id, code) and its first message (for an Update).
+struct Warned {
+    incidents: Vec<(i64, String)>,
+    identifier: String,
+    sent: DateTime<Utc>,
+}
+
 /// The season in play: what it has opened, and the answers people will give and when.
 struct Play {
     core: Arc<Core>,
     seed: u64,
     cap: String,
-    /// Warning key → (incident ids, CAP identifier of its first message, sent).
-    incidents: HashMap<String, (Vec<(i64, String)>, String, DateTime<Utc>)>,
+    /// Warning key → what it opened.
+    incidents: HashMap<String, Warned>,
     responses: HashMap<String, (i64, Option<(i64, String)>)>,
     /// Call-outs whose answer (or silence) is decided.
     seen: HashSet<i64>,
@@ -555,7 +562,7 @@ impl Play {
             } => {
                 let codes = self.county_codes(counties);
                 let now = core.clock.now();
-                let previous = self.incidents.get(key).map(|(_, id, sent)| (id.clone(), *sent));
+                let previous = self.incidents.get(key).map(|w| (w.identifier.clone(), w.sent));
                 let identifier = format!("45090041600000_sim{}_{}", self.seed, now.timestamp());
                 let raw = self.cap_for(
                     &identifier,
@@ -573,20 +580,26 @@ impl Play {
                     self.evacuating.extend(made.iter().map(|m| m.0));
                 }
                 let n: usize = out.incidents.iter().map(|i| i.callouts).sum();
-                let entry =
-                    self.incidents
-                        .entry(key.clone())
-                        .or_insert((Vec::new(), identifier.clone(), now));
+                let entry = self.incidents.entry(key.clone()).or_insert(Warned {
+                    incidents: Vec::new(),
+                    identifier: identifier.clone(),
+                    sent: now,
+                });
                 for m in made {
-                    if !entry.0.contains(&m) {
-                        entry.0.push(m);
+                    if !entry.incidents.contains(&m) {
+                        entry.incidents.push(m);
                     }
                 }
                 format!("{key}: {colour} warning, {} counties, {n} call-outs", codes.len())
             }
             Act::StandDown { key } => {
                 let mut closed = 0;
-                for (id, _) in self.incidents.get(key).map(|e| e.0.clone()).unwrap_or_default() {
+                for (id, _) in self
+                    .incidents
+                    .get(key)
+                    .map(|w| w.incidents.clone())
+                    .unwrap_or_default()
+                {
                     self.closed.insert(id);
                     if standdown::stand_down(&core, id, ACTOR).await?.is_some() {
                         closed += 1;
@@ -732,7 +745,7 @@ impl Play {
         let open: Vec<(i64, String)> = self
             .incidents
             .values()
-            .flat_map(|e| e.0.clone())
+            .flat_map(|w| w.incidents.clone())
             .chain(self.responses.values().filter_map(|r| r.1.clone()))
             .filter(|(id, _)| !self.closed.contains(id))
             .collect();
