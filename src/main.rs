@@ -462,7 +462,9 @@ async fn preview(
     level: Option<jiaoying::config::Level>,
 ) -> Result<ExitCode> {
     let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
+    let store =
+        jiaoying::store::schema::open_existing(&settings.database.url, settings.database.max_connections)
+            .await?;
     let p = jiaoying::tools::preview::preview(settings, &store, &raw, level, Clock::system().now_ms())
         .await
         .with_context(|| format!("{}", file.display()))?;

@@ -34,6 +34,9 @@ pub async fn document(State(_core): State<Arc<Core>>) -> Json<OpenApi> {
 /// A parameter: name, where, description, JSON schema.
 type Param = (&'static str, ParameterIn, &'static str, fn() -> serde_json::Value);
 
+/// A response: status, description, content type and component schema (none: no body).
+type Answer = (&'static str, &'static str, Option<(&'static str, &'static str)>);
+
 /// What the document says about one route.
 pub struct Doc {
     pub method: Method,
@@ -42,8 +45,7 @@ pub struct Doc {
     pub params: &'static [Param],
     /// Content type and component schema name of the request body.
     pub body: Option<(&'static str, &'static str)>,
-    /// Status, description, content type and component schema (none: no body described).
-    pub responses: &'static [(&'static str, &'static str, Option<(&'static str, &'static str)>)],
+    pub responses: &'static [Answer],
 }
 
 fn int() -> serde_json::Value {
@@ -589,8 +591,9 @@ mod tests {
         let table = routes::table();
         for d in DOCS {
             assert!(
-                table.iter().any(|r| r.method == d.method && r.path == d.path
-                    || openapi_path(r.path) == d.path && r.method == d.method),
+                table
+                    .iter()
+                    .any(|r| r.method == d.method && openapi_path(r.path) == d.path),
                 "{} {} is described but not routed",
                 d.method,
                 d.path
