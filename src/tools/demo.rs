@@ -79,7 +79,7 @@ pub fn database_to_read_in(configured: &str, base: &Path) -> (String, Option<Str
         return keep;
     }
     let note = format!(
-        "注意 note: data/jiaoying.db 不存在 / does not exist; 读取演示数据库 reading the demo's database {demo}          (written by `jiaoying demo`; --database URL reads another)"
+        "注意 note: data/jiaoying.db 不存在 / does not exist; 读取演示数据库 reading the demo's database {demo} (written by `jiaoying demo`; --database URL reads another)"
     );
     (demo.to_string(), Some(note))
 }
