@@ -6,6 +6,7 @@ mod answer;
 mod api;
 mod error;
 mod hooks;
+pub mod openapi;
 pub mod routes;
 
 use std::any::Any;

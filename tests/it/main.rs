@@ -21,6 +21,7 @@ mod provider_tencent;
 mod provider_twilio;
 mod queue;
 mod reconcile;
+mod report;
 mod respond;
 mod season;
 mod updates;
