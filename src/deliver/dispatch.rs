@@ -612,6 +612,11 @@ async fn record_some(core: &Core, worker: &str, mut b: Batch, results: &[Sent]) 
 
     let mut tx = core.store.begin().await?;
     attempts::finish(&mut tx, &done).await?;
+    // Every call-out this transaction may touch, locked in id order before any is changed
+    // (store's lock order: attempts, then call-outs, then jobs, then the ledger head).
+    let mut touched: Vec<i64> = done.iter().map(|(a, _)| a.callout_id).collect();
+    touched.extend(&b.failed);
+    callouts::lock(&mut tx, core.store.backend(), &touched).await?;
     let marked = callouts::transition(
         &mut tx,
         &sent,
