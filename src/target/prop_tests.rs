@@ -80,7 +80,7 @@ proptest! {
     /// twice the radius does not.
     #[test]
     fn a_point_inside_a_circle_matches_its_region(
-        lat in 18.0f64..50.0, lon in 75.0f64..130.0, r_km in 1.0f64..100.0, bearing in 0.0f64..6.28,
+        lat in 18.0f64..50.0, lon in 75.0f64..130.0, r_km in 1.0f64..100.0, bearing in 0.0f64..std::f64::consts::TAU,
         f in 0.0f64..0.9, square: bool,
     ) {
         let mut a = area();

@@ -409,24 +409,25 @@ async fn index_links_and_redirects_keep_to_the_feed_origin() {
     let (home, home_base) = Server::start().await;
     let (other, other_base) = Server::start().await;
     other.0.lock().unwrap().caps.insert("x1.xml".into(), demo_cap());
-    let mut s = home.0.lock().unwrap();
-    // An entry naming another host outright, and one whose CAP redirects there.
-    s.entries
-        .push(("x1".into(), Entry::Link(format!("{other_base}/cap/x1.xml"))));
-    s.entries.push(("x2".into(), Entry::Link("redirect/x2".into())));
-    s.redirects
-        .insert("x2".into(), format!("{other_base}/cap/x1.xml"));
-    // A redirect chain of four hops on the feed's own origin.
-    for i in 0..4 {
+    {
+        let mut s = home.0.lock().unwrap();
+        // An entry naming another host outright, and one whose CAP redirects there.
+        s.entries
+            .push(("x1".into(), Entry::Link(format!("{other_base}/cap/x1.xml"))));
+        s.entries.push(("x2".into(), Entry::Link("redirect/x2".into())));
         s.redirects
-            .insert(format!("loop{i}"), format!("{home_base}/redirect/loop{}", i + 1));
+            .insert("x2".into(), format!("{other_base}/cap/x1.xml"));
+        // A redirect chain of four hops on the feed's own origin.
+        for i in 0..4 {
+            s.redirects
+                .insert(format!("loop{i}"), format!("{home_base}/redirect/loop{}", i + 1));
+        }
+        s.redirects
+            .insert("loop4".into(), format!("{home_base}/cap/none.xml"));
+        s.entries
+            .push(("x3".into(), Entry::Link("redirect/loop0".into())));
+        s.version += 1;
     }
-    s.redirects
-        .insert("loop4".into(), format!("{home_base}/cap/none.xml"));
-    s.entries
-        .push(("x3".into(), Entry::Link("redirect/loop0".into())));
-    s.version += 1;
-    drop(s);
     let auth = format!("schedule = \"{NEVER}\"\nauth_header = \"X-Api-Key\"\nauth_env = \"{KEY_ENV}\"");
     let Some(app) = spawn(
         Db::Sqlite,
