@@ -22,7 +22,8 @@
 //! - **Only the sender revises its own warnings** ([`may_revise`]): an Update or Cancel acts
 //!   on a referenced warning only when its `sender` is that warning's sender *and* it came by
 //!   the same way in (the same `feed:NAME` or the same API token), or from the operator on
-//!   the machine (`jiaoying ingest FILE`, the demo). References to another sender's warning
+//!   the machine (`jiaoying ingest FILE`, the demo; a warning the operator brought in is
+//!   revisable by its sender by any way in). References to another sender's warning
 //!   are noted in the ledger (`warning.ref_refused`) and never kept waiting, so a Cancel sent
 //!   first by someone else cannot disarm a warning that has not come yet. A Cancel or Update
 //!   of the *same* sender and source that arrives first is kept and applied on arrival (feeds
@@ -100,8 +101,43 @@ fn speaker(source: &str) -> &str {
 
 /// Whether a message (its sender and source) may revise or cancel a warning it references
 /// (that warning's sender and source). See the module comment.
+/// A warning the operator brought in by hand (a file, the demo) may be revised by its sender
+/// by any way in: the operator stood in for the sender's own feed, which may still follow up.
 pub(crate) fn may_revise(sender: &str, source: &str, ref_sender: &str, ref_source: &str) -> bool {
-    sender == ref_sender && (speaker(source) == "local" || speaker(source) == speaker(ref_source))
+    let (by, of) = (speaker(source), speaker(ref_source));
+    sender == ref_sender && (by == "local" || of == "local" || by == of)
+}
+
+#[cfg(test)]
+mod sender_tests {
+    use super::may_revise;
+
+    #[test]
+    fn only_the_sender_by_its_own_way_in_revises() {
+        let cma = "cma@weather.gov.cn";
+        assert!(may_revise(cma, "feed:cma", cma, "feed:cma"));
+        assert!(may_revise(cma, "feed:cma#alerts/alert[2]", cma, "feed:cma"));
+        assert!(
+            !may_revise("evil@x", "feed:cma", cma, "feed:cma"),
+            "another sender"
+        );
+        assert!(
+            !may_revise(cma, "http:other-token", cma, "feed:cma"),
+            "another way in"
+        );
+        assert!(
+            may_revise(cma, "file:/tmp/cancel.xml", cma, "feed:cma"),
+            "the operator"
+        );
+        assert!(
+            may_revise(cma, "feed:cma", cma, "file:/tmp/a.xml"),
+            "after the operator"
+        );
+        assert!(
+            !may_revise("evil@x", "file:/tmp/c.xml", cma, "feed:cma"),
+            "never another sender"
+        );
+    }
 }
 
 fn is_drill(s: Status) -> bool {

@@ -298,3 +298,21 @@ async fn one_row_that_always_fails_is_isolated_from_its_batch() {
     );
     app.stop().await;
 }
+
+/// b78958e took a description of any length. Now a field over its cap is a 422 naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cap_field_over_its_cap_is_a_422_naming_it() {
+    let app = spawn(Db::Sqlite, "").await.unwrap();
+    let cap = String::from_utf8(demo_cap()).unwrap();
+    let long = "雨".repeat(jiaoying::cap::limits::max_chars("description") + 1);
+    let cap = cap.replacen("<description>", &format!("<description>{long}"), 1);
+    let (status, body) = app.post_cap(cap.as_bytes(), FEED).await;
+    assert_eq!(status, 422, "{body}");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("alert/info[0]/description") && msg.contains("20000"),
+        "{msg}"
+    );
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM warnings").await, 0);
+    app.stop().await;
+}
