@@ -238,16 +238,33 @@ ladder = ["repeat"]
 /// and sent again every lease. Now the others are recorded once and the bad one is retried on
 /// its own backoff, then given up with a ledger entry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_row_that_always_fails_is_isolated_from_its_batch() {
-    let app = spawn(Db::Sqlite, ONE_BAD_ROW).await.unwrap();
-    sqlx::query(
-        "CREATE TRIGGER bad_row BEFORE UPDATE OF state ON callouts
-         WHEN NEW.id = (SELECT MIN(id) FROM callouts) AND NEW.state = 'sent'
-         BEGIN SELECT RAISE(ABORT, 'this row cannot be written'); END",
-    )
-    .execute(app.db())
-    .await
-    .unwrap();
+async fn one_row_that_always_fails_is_isolated_from_its_batch_sqlite() {
+    one_bad_row(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_row_that_always_fails_is_isolated_from_its_batch_postgres() {
+    one_bad_row(Db::Postgres).await;
+}
+
+async fn one_bad_row(db: Db) {
+    let Some(app) = spawn(db, ONE_BAD_ROW).await else {
+        return;
+    };
+    let triggers: &[&str] = match db {
+        Db::Sqlite => &["CREATE TRIGGER bad_row BEFORE UPDATE OF state ON callouts
+             WHEN NEW.id = (SELECT MIN(id) FROM callouts) AND NEW.state = 'sent'
+             BEGIN SELECT RAISE(ABORT, 'this row cannot be written'); END"],
+        Db::Postgres => &[
+            "CREATE FUNCTION bad_row() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.id = (SELECT MIN(id) FROM callouts) AND NEW.state = 'sent' THEN
+               RAISE EXCEPTION 'this row cannot be written'; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER bad_row BEFORE UPDATE OF state ON callouts FOR EACH ROW EXECUTE FUNCTION bad_row()",
+        ],
+    };
+    for t in triggers {
+        sqlx::query(t).execute(app.db()).await.unwrap();
+    }
     let (s, body) = app.post_cap(&demo_cap(), FEED).await;
     assert_eq!(s, 202, "{body}");
     let n = app.scalar("SELECT COUNT(*) FROM callouts").await;
