@@ -317,3 +317,108 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod prop_tests {
+    //! Property tests of the grammar (issue 12 §5): whatever surrounds an answer word or a
+    //! `转移 N`, in whatever width or case, it reads the same; nothing panics; counts out of
+    //! range are refused.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Full-width forms of the ASCII in `s` (what a Chinese IME sends), ideographic spaces.
+    fn full_width(s: &str) -> String {
+        s.chars()
+            .map(|c| match c {
+                ' ' => '\u{3000}',
+                '!'..='~' => char::from_u32(c as u32 + 0xFEE0).unwrap(),
+                _ => c,
+            })
+            .collect()
+    }
+
+    /// Words around an answer that are none of the grammar's own: no answer word, keyword,
+    /// negation, 好, code-like token or digit can be made of these.
+    fn filler() -> impl Strategy<Value = String> {
+        "[马上组织前往现场请大家注意安全村里已经 bcdfghjm]{0,12}"
+    }
+
+    fn answer_word() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "收到",
+            "确认",
+            "明白",
+            "知道了",
+            "ok",
+            "OK",
+            "Ok",
+            "ack",
+            "received",
+            "RECEIVED",
+        ])
+    }
+
+    fn sep() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec!["，", ",", "。", " ", "！", "!", "；", "\n"])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn never_panics_and_every_reading_is_an_answer(s in "\\PC{0,60}") {
+            if let Some(r) = parse(&s) {
+                prop_assert!(r.ack);
+                prop_assert!(r.moved.is_none_or(|m| (0..=MAX_COUNT).contains(&m)));
+                prop_assert!(r.threatened.is_none_or(|m| (0..=MAX_COUNT).contains(&m)));
+            }
+        }
+
+        #[test]
+        fn an_answer_word_in_any_surroundings_width_or_case(
+            before in filler(), s1 in sep(), w in answer_word(), s2 in sep(), after in filler(),
+        ) {
+            let text = format!("{before}{s1}{w}{s2}{after}");
+            let r = parse(&text);
+            prop_assert_eq!(r.clone(), Some(Reply { ack: true, moved: None, threatened: None, code: None }), "{:?}", text);
+            prop_assert_eq!(parse(&full_width(&text)), r.clone(), "full width of {:?}", text);
+            prop_assert_eq!(parse(&text.to_uppercase()), r.clone(), "upper case of {:?}", text);
+            prop_assert_eq!(parse(&text.to_lowercase()), r, "lower case of {:?}", text);
+        }
+
+        #[test]
+        fn an_evacuation_count_in_any_surroundings_width_or_case(
+            before in filler(), s1 in sep(), n in 0i64..=MAX_COUNT, unit in prop::sample::select(vec!["", "人", " 人"]),
+            kw in prop::sample::select(vec!["转移", "撤离", "已转移", "转移了", "evac", "EVACUATED", "moved"]),
+            gap in prop::sample::select(vec!["", " ", "：", ":", "　", "共"]), s2 in sep(), after in filler(),
+        ) {
+            let text = format!("{before}{s1}{kw}{gap}{n}{unit}{s2}{after}");
+            let r = parse(&text);
+            prop_assert_eq!(r.as_ref().and_then(|r| r.moved), Some(n), "{:?}", text);
+            prop_assert_eq!(parse(&full_width(&text)), r.clone(), "full width of {:?}", text);
+            prop_assert_eq!(parse(&text.to_uppercase()), r, "upper case of {:?}", text);
+        }
+
+        #[test]
+        fn counts_out_of_range_are_refused(n in (MAX_COUNT + 1)..i64::MAX, big in "[1-9][0-9]{19,30}") {
+            prop_assert_eq!(parse(&format!("转移 {n}")), None);
+            prop_assert_eq!(parse(&format!("转移 {big}")), None);
+            // With an answer word the answer stands; the count does not.
+            let r = parse(&format!("收到 转移 {n}")).unwrap();
+            prop_assert_eq!(r.moved, None);
+            prop_assert_eq!(parse(&full_width(&format!("转移 {n}"))), None);
+        }
+
+        #[test]
+        fn a_code_reads_the_same_in_any_width_or_case(
+            letter in "[a-zA-Z]", digits in "[0-9]{1,4}", w in answer_word(), s in sep(),
+        ) {
+            let text = format!("{w}{s}{letter}{digits}");
+            let code = format!("{}{digits}", letter.to_ascii_uppercase());
+            let r = parse(&text).unwrap();
+            prop_assert_eq!(r.code.as_deref(), Some(code.as_str()), "{:?}", text);
+            prop_assert_eq!(parse(&full_width(&text)).unwrap().code, Some(code));
+        }
+    }
+}

@@ -62,9 +62,16 @@ impl App {
         }
         let router = crate::http::router(self.core.clone());
         let header_timeout = self.core.settings.http.header_timeout;
-        let result = serve::serve(self.listener, router, header_timeout, stop.clone())
-            .await
-            .context("HTTP server");
+        let max_connections = self.core.settings.http.max_connections;
+        let result = serve::serve(
+            self.listener,
+            router,
+            header_timeout,
+            max_connections,
+            stop.clone(),
+        )
+        .await
+        .context("HTTP server");
         stop.cancel();
         while workers.join_next().await.is_some() {}
         self.core.store.close().await;

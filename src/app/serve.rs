@@ -1,7 +1,11 @@
 //! The HTTP accept loop. `axum::serve` has no header read time-out, so connections are served
 //! by hyper's HTTP/1 builder directly with one (`http.header_timeout`): a client that opens a
 //! connection and never finishes its request line or headers is disconnected instead of
-//! holding a socket for ever. Every connection is watched, so a stop lets the requests in hand
+//! holding a socket for ever. The same time-out closes an idle kept-alive connection (hyper
+//! starts it again when an answer is done: waiting for the next request is reading its
+//! headers), so keep-alive costs a socket for at most `header_timeout`. At most
+//! `http.max_connections` are served at once: past that, `accept` waits (the kernel's backlog
+//! holds the rest), so a flood of sockets cannot use up file descriptors. Every connection is watched, so a stop lets the requests in hand
 //! finish, closes idle connections, and returns once all are done.
 
 use std::io;
@@ -20,12 +24,19 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,
+    max_connections: usize,
     stop: CancellationToken,
 ) -> Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
     let graceful = GracefulShutdown::new();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
+        // A slot first, so that past the cap nothing more is accepted.
+        let slot = tokio::select! {
+            _ = stop.cancelled() => break,
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -48,6 +59,7 @@ pub async fn serve(
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         // Not orphaned: `graceful.shutdown()` below waits for every watched connection.
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = conn.await {
                 // Header time-outs, resets, malformed requests: the client's problem.
                 tracing::debug!(error = %e, "HTTP connection ended with an error");

@@ -51,6 +51,16 @@ pub fn extract(bytes: &[u8]) -> Result<Vec<Found>, CapError> {
             .flat_map(|entry| embedded(&text, entry))
             .collect(),
     };
+    if found.len() > super::limits::MAX_ALERTS {
+        return Err(CapError::new(
+            "alert",
+            format!(
+                "{} alerts in one document, over the limit of {} (预警数量过多)",
+                found.len(),
+                super::limits::MAX_ALERTS
+            ),
+        ));
+    }
     Ok(found)
 }
 

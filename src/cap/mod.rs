@@ -7,6 +7,7 @@
 mod classify;
 mod decode;
 mod extract;
+pub mod limits;
 mod model;
 mod parse;
 mod values;

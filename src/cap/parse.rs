@@ -10,7 +10,7 @@ use super::decode::{decode, nests_deeper_than};
 use sha2::{Digest, Sha256};
 
 use super::model::{Alert, Area, CapError, CapVersion, Circle, Info, MsgType, Resource, Status};
-use super::values;
+use super::{limits, values};
 
 /// Well above any real message (the 600 KB corpus files have a few thousand nodes).
 pub const NODES_LIMIT: u32 = 200_000;
@@ -116,6 +116,7 @@ pub fn parse(bytes: &[u8]) -> Result<Alert, CapError> {
     let mut walk = Walk {
         version,
         deviations: Vec::new(),
+        too_long: None,
     };
     walk.alert(root)
 }
@@ -136,6 +137,8 @@ pub(crate) fn xml_error(e: roxmltree::Error) -> CapError {
 struct Walk {
     version: CapVersion,
     deviations: Vec<String>,
+    /// The first text found over its cap (`check_length`).
+    too_long: Option<CapError>,
 }
 
 type Pairs = Vec<(String, String)>;
@@ -216,10 +219,14 @@ impl Walk {
             ));
         }
 
+        self.count(el, p, "info", limits::MAX_INFOS)?;
         let infos = kids(el, self.ns(), "info")
             .enumerate()
             .map(|(i, info)| self.info(info, &format!("{p}/info[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(e) = self.too_long.take() {
+            return Err(e);
+        }
 
         Ok(Alert {
             version: self.version,
@@ -278,6 +285,8 @@ impl Walk {
             );
         }
         let parameters = self.pairs(el, p, "parameter")?;
+        self.count(el, p, "resource", limits::MAX_RESOURCES)?;
+        self.count(el, p, "area", limits::MAX_AREAS)?;
         let resources = kids(el, self.ns(), "resource")
             .enumerate()
             .map(|(i, r)| self.resource(r, &format!("{p}/resource[{i}]")))
@@ -314,6 +323,9 @@ impl Walk {
 
     fn area(&mut self, el: Node, p: &str) -> Result<Area, CapError> {
         let desc = self.required(el, p, "areaDesc")?;
+        self.count(el, p, "polygon", limits::MAX_SHAPES)?;
+        self.count(el, p, "circle", limits::MAX_SHAPES)?;
+        self.count(el, p, "geocode", limits::MAX_GEOCODES)?;
         let mut polygons = Vec::new();
         for (i, poly) in kids(el, self.ns(), "polygon").enumerate() {
             let path = format!("{p}/polygon[{i}]");
@@ -416,11 +428,15 @@ impl Walk {
     }
 
     /// Trimmed, non-empty texts of every `name` child.
-    fn all(&self, el: Node, name: &str) -> Vec<String> {
-        kids(el, self.ns(), name)
+    fn all(&mut self, el: Node, name: &str) -> Vec<String> {
+        let all: Vec<String> = kids(el, self.ns(), name)
             .map(text)
             .filter(|t| !t.is_empty())
-            .collect()
+            .collect();
+        for t in &all {
+            self.check_length(name, name, t);
+        }
+        all
     }
 
     fn ns(&self) -> &'static str {
@@ -438,7 +454,37 @@ impl Walk {
         if found.next().is_some() {
             self.deviate(&format!("{p}/{name}"), "repeated; used the first");
         }
+        if let Some(t) = &first {
+            self.check_length(&format!("{p}/{name}"), name, t);
+        }
         first.filter(|t| !t.is_empty())
+    }
+
+    /// Remembers the first text over its cap (`limits::max_chars`); the walk ends with it as
+    /// the error, so every field read through here is capped without each caller checking.
+    fn check_length(&mut self, path: &str, name: &str, t: &str) {
+        let max = limits::max_chars(name);
+        if self.too_long.is_none() && t.len() > max && t.chars().count() > max {
+            self.too_long = Some(CapError::new(
+                path,
+                format!(
+                    "{} characters, over the limit of {max} (字段过长)",
+                    t.chars().count()
+                ),
+            ));
+        }
+    }
+
+    /// An error when an element repeats more often than its cap (`limits`).
+    fn count(&self, el: Node, p: &str, name: &str, max: usize) -> Result<(), CapError> {
+        let n = kids(el, self.ns(), name).count();
+        if n > max {
+            return Err(CapError::new(
+                format!("{p}/{name}"),
+                format!("{n} elements, over the limit of {max} (数量过多)"),
+            ));
+        }
+        Ok(())
     }
 
     fn required(&mut self, el: Node, p: &str, name: &str) -> Result<String, CapError> {

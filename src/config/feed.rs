@@ -32,6 +32,11 @@ pub struct Feed {
     /// rejects.
     #[serde(default)]
     pub senders: Vec<String>,
+    /// Hosts other than the feed URL's own origin that index links and redirects may lead
+    /// to (`"cdn.example.gov.cn"`, or `"host:port"` for one port only). Fetched without the
+    /// auth header, which only ever goes to the feed URL's origin; any other link is refused.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -89,6 +94,9 @@ impl Feed {
         }
         if self.retries > 0 && self.backoff.is_empty() {
             return Some("backoff: empty while retries > 0".into());
+        }
+        if let Some(h) = self.allow_hosts.iter().find(|h| h.is_empty() || h.contains('/')) {
+            return Some(format!("allow_hosts: {h:?} is not a host or host:port"));
         }
         let secret = self.auth_env.is_some() || self.auth_file.is_some();
         match (&self.auth_header, secret) {

@@ -69,6 +69,9 @@ pub struct Http {
     /// answer; past it the connection is closed.
     #[serde(deserialize_with = "duration")]
     pub header_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog until one closes, so a
+    /// flood of sockets cannot exhaust file descriptors or memory.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -260,6 +263,9 @@ impl Settings {
             if d.is_zero() {
                 bail!("http.{key}: must be positive (e.g. \"10s\")");
             }
+        }
+        if self.http.max_connections == 0 {
+            bail!("http.max_connections: must be at least 1");
         }
         if self.dispatch.batch == 0 || self.dispatch.workers == 0 {
             bail!("dispatch.batch and dispatch.workers must be at least 1");

@@ -28,6 +28,10 @@ pub struct Status {
     pub ingested: u64,
     /// Refused: invalid CAP, or a sender not on the allow-list (kept as rejects).
     pub refused: u64,
+    /// Index links and redirects refused because they lead off the feed's origin and its
+    /// `allow_hosts`; the last one is kept so the operator can see where it pointed.
+    pub links_refused: u64,
+    pub last_link_refused: Option<String>,
 }
 
 pub struct Source {
@@ -52,6 +56,9 @@ impl Feeds {
             .enumerate()
             .map(|(i, f)| {
                 let client = reqwest::Client::builder()
+                    // Redirects are followed by the poller, hop by hop, each checked against
+                    // the feed's origin rule (and the auth header kept to its origin).
+                    .redirect(reqwest::redirect::Policy::none())
                     .timeout(f.timeout)
                     .connect_timeout(f.timeout)
                     .user_agent(concat!("jiaoying/", env!("CARGO_PKG_VERSION")))

@@ -4,6 +4,7 @@
 //! `&Core` without an import cycle. Wiring the stages together is `app`'s job, not this one's.
 
 pub mod feeds;
+pub mod health;
 mod keys;
 pub mod recorder;
 
@@ -43,6 +44,8 @@ pub struct Core {
     pub feeds: Feeds,
     /// This daemon's own metrics recorder (`/metrics`).
     pub metrics: Metrics,
+    /// `/readyz` and `/metrics`'s database reads, cached (`health`).
+    pub health: health::Health,
 }
 
 /// What tests and the demo give directly instead of through the environment.
@@ -96,6 +99,7 @@ impl Core {
             tokens,
             wake: Notify::new(),
             metrics: Metrics::default(),
+            health: health::Health::default(),
         }))
     }
 
@@ -107,7 +111,12 @@ impl Core {
     /// The Prometheus text of `/metrics`: call-outs by state and jobs by kind as the database
     /// has them now (so every instance reports the same truth), then the feeds' records.
     pub async fn metrics_text(&self) -> Result<String> {
-        let counts = crate::store::stats::counts(self.store.pool()).await?;
+        // Cached (`health::METRICS_TTL`): a scrape storm must not take the database from sends.
+        let counts = self
+            .health
+            .counts(&self.store)
+            .await
+            .map_err(anyhow::Error::msg)?;
         self.metrics.record_counts(&counts);
         self.metrics.record(|| self.feeds.record());
         Ok(self.metrics.render())

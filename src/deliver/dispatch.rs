@@ -171,7 +171,7 @@ pub async fn run(core: &Core, worker: &str, jobs: Vec<Job>) -> Result<()> {
     let n = jobs.len();
     let mut batch = load(core, jobs).await?;
     let loaded = started.elapsed();
-    begin(core, &mut batch).await?;
+    begin(core, worker, &mut batch).await?;
     let ids: Vec<i64> = batch.work.iter().map(|w| w.job.id).collect();
     let work = std::mem::take(&mut batch.work);
     let results = lease::renewing(core, worker, &ids, send(core, work)).await;
@@ -351,25 +351,45 @@ async fn load(core: &Core, jobs: Vec<Job>) -> Result<Batch> {
 /// crash, what was in flight is known. Attempts of the same jobs left `sending` by a crash
 /// become `lost`. (The call-outs keep their state until the batch is recorded: moving each
 /// to `sending` here as well cost PostgreSQL's fan-out a tenth of its rate.)
-async fn begin(core: &Core, b: &mut Batch) -> Result<()> {
-    if b.work.is_empty() {
+async fn begin(core: &Core, worker: &str, b: &mut Batch) -> Result<()> {
+    let Err(e) = begin_some(core, &mut b.work).await else {
+        return Ok(());
+    };
+    // As in `record`: one attempt that cannot be written must not keep the whole batch from
+    // being sent, lease after lease. Each is begun alone; the ones that fail are set aside.
+    tracing::warn!(worker, sends = b.work.len(), error = %format!("{e:#}"),
+        "starting a batch failed: starting its sends one by one");
+    let mut kept = Vec::with_capacity(b.work.len());
+    for w in std::mem::take(&mut b.work) {
+        let mut one = vec![w];
+        match begin_some(core, &mut one).await {
+            Ok(()) => kept.append(&mut one),
+            Err(e) => set_aside(core, worker, &one[0].job, &format!("{e:#}")).await,
+        }
+    }
+    b.work = kept;
+    Ok(())
+}
+
+async fn begin_some(core: &Core, work: &mut [Work]) -> Result<()> {
+    if work.is_empty() {
         return Ok(());
     }
     let now = core.now();
     let mut tx = core.store.begin().await?;
-    let job_ids: Vec<i64> = b.work.iter().map(|w| w.job.id).collect();
+    let job_ids: Vec<i64> = work.iter().map(|w| w.job.id).collect();
     let lost = attempts::lose_in_flight(&mut tx, &job_ids, now).await?;
     if !lost.is_empty() {
         tracing::warn!(
             attempts = lost.len(),
             "sends cut off by a crash go again under the same ref, after asking their gateway"
         );
-        for w in b.work.iter_mut().filter(|w| lost.contains(&w.job.id)) {
+        for w in work.iter_mut().filter(|w| lost.contains(&w.job.id)) {
             w.check = true;
         }
     }
-    apply_caps(core, &mut tx, &mut b.work, now).await?;
-    let started: Vec<Attempt> = b.work.iter().map(|w| w.attempt.clone()).collect();
+    apply_caps(core, &mut tx, work, now).await?;
+    let started: Vec<Attempt> = work.iter().map(|w| w.attempt.clone()).collect();
     attempts::start(&mut tx, &started).await?;
     tx.commit().await?;
     Ok(())
@@ -426,17 +446,105 @@ async fn send(core: &Core, work: Vec<Work>) -> Vec<(Work, Result<String, SendErr
 /// One transaction: attempts completed, call-out states, ledger, and the jobs whose claim is
 /// still this worker's finished or rescheduled (a job whose lease another worker took over is
 /// left to that worker).
-async fn record(
-    core: &Core,
-    worker: &str,
-    mut b: Batch,
-    results: Vec<(Work, Result<String, SendError>, i64)>,
-) -> Result<()> {
+async fn record(core: &Core, worker: &str, b: Batch, results: Vec<Sent>) -> Result<()> {
+    let copy = |r: &Record| Record::new(r.kind, r.subject.clone(), r.body.clone());
+    let whole = Batch {
+        work: Vec::new(),
+        finished: b.finished.clone(),
+        failed: b.failed.clone(),
+        records: b.records.iter().map(copy).collect(),
+    };
+    let Err(e) = record_some(core, worker, whole, &results).await else {
+        return Ok(());
+    };
+    if results.is_empty() {
+        return Err(e);
+    }
+    // One row that cannot be written must not undo the batch: the messages are out, and a
+    // batch left unrecorded is claimed again at the end of its lease and sent again, every
+    // lease, for ever. Each send is recorded on its own, so the others complete once and the
+    // bad one is set aside with a backoff of its own (`set_aside`).
+    tracing::warn!(worker, sends = results.len(), error = %format!("{e:#}"),
+        "recording a batch failed: recording its sends one by one");
+    if let Err(e) = record_some(core, worker, b, &[]).await {
+        tracing::error!(worker, error = %format!("{e:#}"), "the batch's own records (jobs with nothing to send) failed");
+    }
+    for one in results {
+        let one = [one];
+        if let Err(e) = record_some(core, worker, Batch::default(), &one).await {
+            set_aside(core, worker, &one[0].0.job, &format!("{e:#}")).await;
+        }
+    }
+    Ok(())
+}
+
+/// A send as it came back: the work, the gateway's answer, when.
+type Sent = (Work, Result<String, SendError>, i64);
+
+/// A job whose outcome cannot be recorded (or whose attempt cannot be written): retried with
+/// its own backoff (`dispatch.retry_backoff`, asking the gateway first whether it has the
+/// message), and past the last step ended, with a ledger entry saying so. Errors here are
+/// logged: the claim then lapses and the job comes back with its lease, as before.
+async fn set_aside(core: &Core, worker: &str, job: &Job, error: &str) {
+    let now = core.now();
+    let backoff = &core.settings.dispatch.retry_backoff;
+    let result = async {
+        let mut tx = core.store.begin().await?;
+        match backoff.get(job.attempts as usize) {
+            Some(wait) => {
+                let due = now + wait.as_millis() as i64;
+                let detail = format!("not recorded: {error}");
+                jobs::reschedule_mine(
+                    &mut tx,
+                    worker,
+                    job.id,
+                    due,
+                    job.attempts + 1,
+                    &job.task.checked(),
+                    Some(&detail),
+                )
+                .await?;
+            }
+            None => {
+                jobs::finish_mine(&mut tx, worker, &[job.id]).await?;
+                let subject = job
+                    .callout_id
+                    .map_or(format!("job:{}", job.id), |c| format!("callout:{c}"));
+                ledger::append(
+                    &mut tx,
+                    core.store.backend(),
+                    now,
+                    vec![Record::new(
+                        "job.given_up",
+                        subject,
+                        serde_json::json!({"job": job.id, "attempts": job.attempts, "reason": error}),
+                    )],
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        anyhow::Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            tracing::error!(job.id = job.id, callout.id = ?job.callout_id, attempts = job.attempts, error,
+            "a send could not be recorded: set aside from its batch")
+        }
+        Err(e) => {
+            tracing::error!(job.id = job.id, error = %format!("{e:#}"), "setting a job aside failed; it comes back with its lease")
+        }
+    }
+}
+
+async fn record_some(core: &Core, worker: &str, mut b: Batch, results: &[Sent]) -> Result<()> {
     let now = core.now();
     let mut sent = Vec::new();
     let mut done = Vec::with_capacity(results.len());
     let mut reschedules = Vec::new();
     for (w, result, finished_at) in results {
+        let finished_at = *finished_at;
         let (res, gw_ref, detail) = match &result {
             Ok(r) if w.found => (
                 "sent",
@@ -461,7 +569,7 @@ async fn record(
                 "gateway_ref": gw_ref, "detail": detail, "ref": w.attempt.message_key}),
         ));
         match next_step(
-            &result,
+            result,
             w.job.attempts,
             w.hop,
             w.hops,
@@ -492,7 +600,7 @@ async fn record(
             }
         }
         done.push((
-            w.attempt,
+            w.attempt.clone(),
             Outcome {
                 result: res,
                 gateway_ref: gw_ref,
@@ -504,6 +612,11 @@ async fn record(
 
     let mut tx = core.store.begin().await?;
     attempts::finish(&mut tx, &done).await?;
+    // Every call-out this transaction may touch, locked in id order before any is changed
+    // (store's lock order: attempts, then call-outs, then jobs, then the ledger head).
+    let mut touched: Vec<i64> = done.iter().map(|(a, _)| a.callout_id).collect();
+    touched.extend(&b.failed);
+    callouts::lock(&mut tx, core.store.backend(), &touched).await?;
     let marked = callouts::transition(
         &mut tx,
         &sent,

@@ -21,7 +21,7 @@ use crate::domain::{ChannelKind, IncidentState, RegionCode};
 use crate::store::callouts::{self, Callout};
 use crate::store::incidents;
 use crate::store::jobs::{self, Job, NewJob, Task};
-use crate::store::ledger::{self, Record};
+use crate::store::ledger::Record;
 use crate::store::roster;
 use crate::target::duty::Duty;
 use crate::target::roster::{role_label, Contact};
@@ -34,7 +34,6 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
         anyhow::bail!("job {} is not a deadline", job.id);
     };
     let now = core.now();
-    let backend = core.store.backend();
     let mut tx = core.store.begin().await?;
     let Some(c) = (match job.callout_id {
         Some(id) => callouts::callout(&mut tx, id).await?,
@@ -58,13 +57,13 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
             // Not a silent finish: the ladder stops here, and the record says why.
             tracing::error!(incident.id = c.incident_id, callout.id = c.id, error = %format!("{e:#}"),
                 "the incident's stored record does not read: this call-out cannot escalate");
-            ledger::record(
-                &mut tx,
-                backend,
-                now,
+            // Kept by the unit of work and written at its commit, after the job's end: the
+            // ledger head is the last lock (store's lock order).
+            tx.record(
                 "callout.failed",
                 format!("callout:{}", c.id),
                 serde_json::json!({"reason": format!("the incident's stored record does not read: {e:#}")}),
+                now,
             )
             .await?;
             return done(tx, worker, job.id).await;
@@ -167,7 +166,7 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
     };
     if let Some(r) = record {
         tracing::debug!(callout.id = c.id, kind = r.kind, "deadline passed");
-        ledger::append(&mut tx, backend, now, vec![r]).await?;
+        tx.append(vec![r], now).await?;
     }
     done(tx, worker, job.id).await?;
     core.wake.notify_waiters();

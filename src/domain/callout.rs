@@ -268,3 +268,161 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod prop_tests {
+    //! Property tests of the call-out state machine (issue 12 §5): random event sequences,
+    //! applied the way the store applies them (each write guarded by the states it may leave,
+    //! the decisions from `on_deadline` and `on_answer`), never leave a terminal state, never
+    //! record an answer twice, and never escalate an answered call-out.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone, Copy)]
+    enum Event {
+        /// Claimed for sending (dispatch).
+        Claim,
+        /// The gateway took it (dispatch: from planned, sending or failed).
+        Sent,
+        /// A delivery receipt.
+        Delivered,
+        /// No route left (dispatch gives up).
+        Failed,
+        /// The answer deadline passed at this time (escalate).
+        Deadline(i64),
+        /// An answer at this time (SMS, page, voice, operator).
+        Answer(i64),
+        /// Stood down (a Cancel, a close).
+        Cancel,
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            Just(Event::Claim),
+            Just(Event::Sent),
+            Just(Event::Delivered),
+            Just(Event::Failed),
+            (0i64..2_000).prop_map(Event::Deadline),
+            (0i64..2_000).prop_map(Event::Answer),
+            Just(Event::Cancel),
+        ]
+    }
+
+    fn rung() -> impl Strategy<Value = Rung> {
+        prop_oneof![
+            Just(Rung::REPEAT),
+            Just(Rung::Backup),
+            Just(Rung::Superior),
+            Just(Rung::Duty {
+                role: "county_duty".into()
+            }),
+            Just(Rung::Knock {
+                role: Rung::KNOCKER.into()
+            }),
+        ]
+    }
+
+    /// A call-out as the store keeps it.
+    #[derive(Debug, Clone)]
+    struct Model {
+        state: State,
+        rung: usize,
+        deadline_at: i64,
+        answers: usize,
+    }
+
+    /// Moves `m` to `to` when it is in one of `from` (the store's guarded UPDATE).
+    fn guarded(m: &mut Model, from: &[State], to: State) {
+        if from.contains(&m.state) {
+            m.state = to;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn random_events_respect_the_terminal_states(
+            events in prop::collection::vec(event(), 0..40),
+            ladder in prop::collection::vec(rung(), 0..5),
+            reachable in prop::collection::vec(any::<bool>(), 5),
+            deadline_at in 0i64..2_000,
+        ) {
+            let reach = |r: &Rung| match r {
+                Rung::Repeat { .. } => true,
+                Rung::Backup => reachable[0],
+                Rung::Superior => reachable[1],
+                Rung::Duty { .. } => reachable[2],
+                Rung::Knock { .. } => reachable[3],
+            };
+            let mut m = Model { state: State::Planned, rung: 0, deadline_at, answers: 0 };
+            for e in events {
+                let before = m.clone();
+                match e {
+                    Event::Claim => guarded(&mut m, &[State::Planned, State::Failed], State::Sending),
+                    Event::Sent => guarded(&mut m, &[State::Planned, State::Sending, State::Failed], State::Sent),
+                    Event::Delivered => guarded(&mut m, &[State::Sent], State::Delivered),
+                    Event::Failed => guarded(&mut m, &[State::Planned, State::Sending], State::Failed),
+                    Event::Cancel => {
+                        if m.state.awaiting() {
+                            m.state = State::Cancelled;
+                        }
+                    }
+                    Event::Deadline(now) => {
+                        let d = on_deadline(m.state, m.rung, &ladder, reach);
+                        if m.state == State::Acknowledged {
+                            prop_assert_eq!(&d, &Deadline::Nothing, "an answered call-out escalated");
+                        }
+                        match d {
+                            Deadline::Nothing => prop_assert!(!m.state.awaiting()),
+                            Deadline::Repeat { next_rung, .. } => {
+                                prop_assert!(next_rung > m.rung && next_rung <= ladder.len());
+                                m.rung = next_rung;
+                                m.deadline_at = now + 100;
+                            }
+                            Deadline::Escalate { to, next_rung } => {
+                                prop_assert!(next_rung > m.rung && next_rung <= ladder.len());
+                                let repeat = matches!(to, Rung::Repeat { .. });
+                                prop_assert!(reach(&to) && !repeat, "escalated to {:?}", to);
+                                prop_assert_eq!(&ladder[next_rung - 1], &to);
+                                m.rung = next_rung;
+                                m.state = State::Escalated;
+                            }
+                            Deadline::Unreached => {
+                                // Only when no later step has anyone to call.
+                                prop_assert!(ladder[m.rung.min(ladder.len())..].iter().all(|r| !reach(r)));
+                                m.state = State::Unreached;
+                            }
+                        }
+                    }
+                    Event::Answer(now) => match on_answer(m.state, now, m.deadline_at) {
+                        Answer::Duplicate => prop_assert_eq!(m.state, State::Acknowledged),
+                        Answer::Record { late } => {
+                            prop_assert_ne!(m.state, State::Acknowledged, "answered twice");
+                            if matches!(m.state, State::Escalated | State::Unreached | State::Cancelled) {
+                                prop_assert!(late, "an answer after {:?} is late", m.state);
+                            } else {
+                                prop_assert_eq!(late, now > m.deadline_at);
+                            }
+                            m.state = State::Acknowledged;
+                            m.answers += 1;
+                        }
+                    },
+                }
+                // Terminal states: answered is for ever; escalated, unreached and cancelled
+                // only ever become answered (late).
+                match before.state {
+                    State::Acknowledged => prop_assert_eq!(m.state, State::Acknowledged),
+                    State::Escalated | State::Unreached | State::Cancelled => {
+                        prop_assert!(m.state == before.state || m.state == State::Acknowledged,
+                            "{:?} left for {:?} on {:?}", before.state, m.state, e)
+                    }
+                    _ => {}
+                }
+                prop_assert!(m.answers <= 1);
+                prop_assert!(m.rung <= ladder.len());
+            }
+        }
+    }
+}

@@ -147,11 +147,18 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn readyz(State(core): State<Arc<Core>>) -> Result<impl IntoResponse, ApiError> {
-    core.store
-        .ready()
-        .await
-        .map_err(|e| ApiError::unavailable(&format!("{e:#}")))?;
+/// Anonymous callers (load balancers) get `{"status":"ready"}` or a bare 503; a viewer token
+/// adds the backend, the feeds (URLs, last errors) and the database's error, which are no
+/// business of anyone on the network. Either way the answer comes from `core.health`, read
+/// from the database at most once per `READY_TTL`.
+async fn readyz(State(core): State<Arc<Core>>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    let viewer = headers.contains_key("authorization") && authorize(&core, &headers, Role::Viewer).is_ok();
+    let ready = core.health.ready(&core.store).await;
+    if !viewer {
+        ready.map_err(|_| ApiError::unavailable("数据库未就绪 the database is not ready"))?;
+        return Ok(axum::Json(serde_json::json!({"status": "ready"})));
+    }
+    ready.map_err(|e| ApiError::unavailable(&e))?;
     Ok(axum::Json(
         serde_json::json!({"status": "ready", "database": format!("{:?}", core.store.backend()).to_lowercase(),
             "feeds": core.feeds.details()}),

@@ -52,15 +52,45 @@ pub(super) async fn apply(tx: &mut Tx, msg: &Prepared, now: i64) -> anyhow::Resu
     }
     let mut found = false;
     let mut target = None;
-    for r in refs {
-        if let Some((_, incident)) = tx.find_ref(r).await? {
+    // References this message may act on: its sender's own, by the way they came in
+    // (`may_revise`). The rest are noted and never kept waiting.
+    let (own, foreign): (Vec<_>, Vec<_>) = refs.iter().partition(|r| r.sender == msg.alert.sender);
+    let mut refused: Vec<String> = foreign
+        .iter()
+        .map(|r| format!("{},{},{}", r.sender, r.identifier, r.sent))
+        .collect();
+    for r in &own {
+        if let Some((_, incident, ref_source)) = tx.find_ref(r).await? {
+            if !super::may_revise(&msg.alert.sender, &msg.source, &r.sender, &ref_source) {
+                refused.push(format!("{},{},{}", r.sender, r.identifier, r.sent));
+                continue;
+            }
             found = true;
             target = target.or(incident);
         }
     }
+    if !refused.is_empty() {
+        tx.record(
+            "warning.ref_refused",
+            format!("warning:{}", msg.warning_id),
+            serde_json::json!({"sender": msg.alert.sender, "source": msg.source, "references": refused}),
+            now,
+        )
+        .await?;
+    }
+    if !found && own.len() == refused.len() - foreign.len() {
+        // Every reference names another sender's warning (or one this source may not speak
+        // for): nothing to revise, and nothing kept to disarm a warning still to come.
+        return Ok(Applied::note(format!(
+            "{} may only revise its own warnings: references {} refused (只能更正或撤销本发送方的预警)",
+            msg.alert.sender,
+            refused.join(" ")
+        )));
+    }
     let Some(incident_id) = target else {
         if !found {
-            tx.keep_refs(msg.warning_id, refs, now).await?;
+            let own: Vec<_> = own.into_iter().cloned().collect();
+            tx.keep_refs(msg.warning_id, &own, now).await?;
             return Ok(Applied::note(
                 "waiting for the referenced warning: applied when it arrives",
             ));

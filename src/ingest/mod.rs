@@ -19,6 +19,15 @@
 //!   would; a Cancel across that line cancels nothing. Both are noted in the ledger.
 //! - An Update or Cancel for a closed incident is linked to it and calls nobody.
 //! - `status` System/Draft and `msgType` Ack/Error are stored, never dispatched.
+//! - **Only the sender revises its own warnings** ([`may_revise`]): an Update or Cancel acts
+//!   on a referenced warning only when its `sender` is that warning's sender *and* it came by
+//!   the same way in (the same `feed:NAME` or the same API token), or from the operator on
+//!   the machine (`jiaoying ingest FILE`, the demo; a warning the operator brought in is
+//!   revisable by its sender by any way in). References to another sender's warning
+//!   are noted in the ledger (`warning.ref_refused`) and never kept waiting, so a Cancel sent
+//!   first by someone else cannot disarm a warning that has not come yet. A Cancel or Update
+//!   of the *same* sender and source that arrives first is kept and applied on arrival (feeds
+//!   reorder; refusing it would leave a cancelled warning calling people).
 
 mod apply;
 pub mod feed;
@@ -75,6 +84,60 @@ struct Prepared {
     open_empty: bool,
     /// Why nothing will be dispatched, when that is known before applying.
     note: Option<String>,
+    /// How it came in (`feed:NAME`, `http:TOKEN`, `file:…`): who may revise what it says.
+    source: String,
+}
+
+/// Who a source speaks as: a message cut out of a wrapper (`…#location`) speaks as the
+/// wrapper's source, and every local file or the demo as the operator.
+fn speaker(source: &str) -> &str {
+    let s = source.split('#').next().unwrap_or(source);
+    if s.starts_with("file:") || s == "demo" {
+        "local"
+    } else {
+        s
+    }
+}
+
+/// Whether a message (its sender and source) may revise or cancel a warning it references
+/// (that warning's sender and source). See the module comment.
+/// A warning the operator brought in by hand (a file, the demo) may be revised by its sender
+/// by any way in: the operator stood in for the sender's own feed, which may still follow up.
+pub(crate) fn may_revise(sender: &str, source: &str, ref_sender: &str, ref_source: &str) -> bool {
+    let (by, of) = (speaker(source), speaker(ref_source));
+    sender == ref_sender && (by == "local" || of == "local" || by == of)
+}
+
+#[cfg(test)]
+mod sender_tests {
+    use super::may_revise;
+
+    #[test]
+    fn only_the_sender_by_its_own_way_in_revises() {
+        let cma = "cma@weather.gov.cn";
+        assert!(may_revise(cma, "feed:cma", cma, "feed:cma"));
+        assert!(may_revise(cma, "feed:cma#alerts/alert[2]", cma, "feed:cma"));
+        assert!(
+            !may_revise("evil@x", "feed:cma", cma, "feed:cma"),
+            "another sender"
+        );
+        assert!(
+            !may_revise(cma, "http:other-token", cma, "feed:cma"),
+            "another way in"
+        );
+        assert!(
+            may_revise(cma, "file:/tmp/cancel.xml", cma, "feed:cma"),
+            "the operator"
+        );
+        assert!(
+            may_revise(cma, "feed:cma", cma, "file:/tmp/a.xml"),
+            "after the operator"
+        );
+        assert!(
+            !may_revise("evil@x", "file:/tmp/c.xml", cma, "feed:cma"),
+            "never another sender"
+        );
+    }
 }
 
 fn is_drill(s: Status) -> bool {
@@ -130,6 +193,7 @@ async fn prepare(
         dispatchable,
         open_empty: false,
         note,
+        source: String::new(),
     })
 }
 
@@ -205,7 +269,7 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
         }
     };
     // Prepare: classify and plan, outside any transaction.
-    let (msg, waiting) = prepare_with_waiting(core, alert, now).await?;
+    let (msg, waiting) = prepare_with_waiting(core, alert, source, now).await?;
     let planned_ms = started.elapsed().as_millis() as u64;
     // Write: one transaction.
     let (warning_id, touched, note) = match write(core, raw, source, msg, &waiting, now).await? {
@@ -242,16 +306,27 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
 async fn prepare_with_waiting(
     core: &Core,
     alert: Alert,
+    source: &str,
     now: i64,
 ) -> Result<(Prepared, Vec<Prepared>), IngestError> {
     let mut roster_cache = None;
     let mut msg = prepare(core, alert, &mut roster_cache, now).await?;
+    msg.source = source.to_string();
     let mut waiting = Vec::new();
     if msg.dispatchable {
         let a = &msg.alert;
-        for (id, alert) in warnings::waiting_for(&core.store, &a.sender, &a.identifier, &a.sent).await? {
+        for (id, alert, w_source) in
+            warnings::waiting_for(&core.store, &a.sender, &a.identifier, &a.sent).await?
+        {
+            // Kept references are only ever the sender's own, but rows from before that rule
+            // (or another way in) must not disarm this warning either.
+            if !may_revise(&alert.sender, &w_source, &a.sender, source) {
+                tracing::warn!(warning.id = id, sender = %alert.sender, source = %w_source, "waiting message may not revise this warning: left unapplied");
+                continue;
+            }
             let mut w = prepare(core, alert, &mut roster_cache, now).await?;
             w.warning_id = id;
+            w.source = w_source;
             waiting.push(w);
         }
     }

@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Result};
 use sqlx::{AnyConnection, Row};
 
 use super::jobs::{self, Kind};
-use super::{ledger, Store, Tx};
+use super::{Store, Tx};
 use crate::domain::callout::{on_answer, Answer, Answered, State};
 use crate::domain::{AckMethod, Knock, RegionCode};
 
@@ -58,7 +58,6 @@ impl Tx {
     /// Records an answer to a call-out: a second answer changes nothing, a late one is marked
     /// late (`on_answer`); the call-out's pending sends and deadline go with it.
     pub async fn acknowledge(&mut self, callout_id: i64, ack: &Ack<'_>, now: i64) -> Result<Answered> {
-        let backend = self.backend;
         let conn = self.conn();
         for _ in 0..RACES {
             let Some((state, deadline_at)) = state_of(conn, callout_id).await? else {
@@ -99,14 +98,12 @@ impl Tx {
             .await?;
             // An answered call-out needs no more sends or deadline checks.
             jobs::delete_for_callouts(conn, &[callout_id], &[Kind::Send, Kind::Deadline]).await?;
-            ledger::record(
-                conn,
-                backend,
-                now,
+            self.record(
                 "ack.recorded",
                 format!("callout:{callout_id}"),
                 serde_json::json!({"method": ack.method.as_str(), "late": late, "note": ack.note,
                     "actor": ack.actor, "inbound": ack.inbound_id}),
+                now,
             )
             .await?;
             return Ok(Answered::Recorded { late });
@@ -116,7 +113,6 @@ impl Tx {
 
     /// An evacuation count, with its ledger entry. Returns its id.
     pub async fn record_evacuation(&mut self, e: &Evacuation<'_>, now: i64) -> Result<i64> {
-        let backend = self.backend;
         let conn = self.conn();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO evacuations (incident_id, callout_id, reporter, region_code, moved, threatened, method, at)
@@ -132,16 +128,8 @@ impl Tx {
         .bind(now)
         .fetch_one(&mut *conn)
         .await?;
-        ledger::record(
-            conn,
-            backend,
-            now,
-            "evacuation.reported",
-            format!("incident:{}", e.incident_id),
-            serde_json::json!({"id": id, "callout": e.callout_id, "reporter": e.reporter, "region": e.region_code,
-                    "moved": e.moved, "threatened": e.threatened, "method": e.method}),
-        )
-        .await?;
+        self.record("evacuation.reported", format!("incident:{}", e.incident_id), serde_json::json!({"id": id, "callout": e.callout_id, "reporter": e.reporter, "region": e.region_code,
+                    "moved": e.moved, "threatened": e.threatened, "method": e.method}), now).await?;
         Ok(id)
     }
 
@@ -156,7 +144,6 @@ impl Tx {
         method: &str,
         now: i64,
     ) -> Result<i64> {
-        let backend = self.backend;
         let conn = self.conn();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO knocks (incident_id, task_id, callout_id, result, method, at)
@@ -170,13 +157,11 @@ impl Tx {
         .bind(now)
         .fetch_one(&mut *conn)
         .await?;
-        ledger::record(
-            conn,
-            backend,
-            now,
+        self.record(
             "knock.result",
             format!("callout:{callout}"),
             serde_json::json!({"id": id, "task": task, "result": result, "method": method}),
+            now,
         )
         .await?;
         Ok(id)

@@ -67,7 +67,9 @@ impl Tx {
     /// or call-outs replaced by a newer one when the colour rose.)
     pub async fn cancel_unanswered(&mut self, ids: &[i64], now: i64) -> Result<Vec<i64>> {
         let awaiting: Vec<State> = State::ALL.into_iter().filter(|s| s.awaiting()).collect();
+        let backend = self.backend;
         let conn = self.conn();
+        lock(conn, backend, ids).await?;
         let cancelled = transition(conn, ids, &awaiting, State::Cancelled, None, now).await?;
         jobs::delete_for_callouts(conn, &cancelled, &[Kind::Send, Kind::Deadline]).await?;
         Ok(cancelled)
@@ -252,6 +254,32 @@ pub async fn set_rung(
 /// Sets `state` on call-outs whose current state is one of `from` (so an answer that came in
 /// meanwhile is never overwritten). Returns the ids changed.
 // TODO(issue 8): deliver/ calls this with its transaction as a bare connection.
+/// Locks these call-outs' rows in ascending id order (PostgreSQL; SQLite has one writer).
+/// A multi-row UPDATE locks rows in whatever order its plan visits them, so two of them over
+/// overlapping sets (a stand-down cancelling an incident's call-outs, a batch of sends being
+/// recorded) could each hold a row the other wants; taking them sorted first makes every
+/// such writer queue in one order (the store's lock order).
+pub async fn lock(conn: &mut AnyConnection, backend: Backend, ids: &[i64]) -> Result<()> {
+    if backend != Backend::Postgres || ids.len() < 2 {
+        return Ok(());
+    }
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    for chunk in sorted.chunks(1000) {
+        let sql = format!(
+            "SELECT id FROM callouts WHERE id IN ({}) ORDER BY id FOR NO KEY UPDATE",
+            super::placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.fetch_all(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 pub async fn transition(
     conn: &mut AnyConnection,
     ids: &[i64],

@@ -11,7 +11,7 @@ use anyhow::{anyhow, Context, Result};
 use sqlx::{AnyConnection, Row};
 
 use super::callouts::{add_callouts, callout, planned_records, Added};
-use super::ledger::{self, Record};
+use super::ledger::Record;
 use super::{Backend, Store, Tx};
 use crate::config::Policy;
 use crate::domain::{Colour, IncidentState};
@@ -52,7 +52,9 @@ impl Tx {
         now: i64,
     ) -> Result<(i64, String)> {
         let backend = self.backend;
-        create(self.conn(), backend, inc, planned, now).await
+        let (id, code, records) = create(self.conn(), backend, inc, planned, now).await?;
+        self.append(records, now).await?;
+        Ok((id, code))
     }
 
     pub async fn incident(&mut self, id: i64) -> Result<Option<Incident>> {
@@ -100,7 +102,7 @@ async fn create(
     inc: &NewIncident<'_>,
     planned: &[Planned],
     now: i64,
-) -> Result<(i64, String)> {
+) -> Result<(i64, String, Vec<Record>)> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO incidents (code, warning_id, title, event, description, instruction, colour, hazard, policy, drill,
             state, created_at, expires_at)
@@ -145,8 +147,7 @@ async fn create(
             "hazard": inc.hazard, "policy": inc.policy, "drill": inc.drill, "callouts": ids.len()}),
     )];
     records.extend(planned_records(id, planned, &ids, now + inc.deadline_ms));
-    ledger::append(conn, backend, now, records).await?;
-    Ok((id, code))
+    Ok((id, code, records))
 }
 
 const INCIDENT_SELECT: &str =

@@ -28,10 +28,11 @@ impl Record {
 }
 
 impl Tx {
-    /// Appends records, in order, committed with this unit of work.
+    /// Appends records, in order, committed with this unit of work: kept, and written by
+    /// `Tx::commit` so that the ledger head is the last lock taken (store's lock order).
     pub async fn append(&mut self, records: Vec<Record>, now: i64) -> Result<()> {
-        let backend = self.backend;
-        append(self.conn(), backend, now, records).await
+        self.defer_ledger(now, records);
+        Ok(())
     }
 
     /// Appends a single record: most changes write one.

@@ -11,6 +11,20 @@
 //! SQLite the pool has one connection, which the open transaction holds: such a read would
 //! wait for ever; the pool's acquire timeout turns that mistake into an error).
 //!
+//! **Lock order** (PostgreSQL; SQLite has one writer and cannot deadlock). Every writer
+//! takes its row locks in one order, so that two units of work never wait on each other in a
+//! circle: (0) `attempts` rows (a send's outcome, a receipt), (1) `incidents` and `callouts`
+//! rows, the call-outs in ascending id order (`callouts::lock`, taken before a multi-row
+//! change), (2) `jobs` rows, (3) the ledger head
+//! (`ledger_head`, `SELECT … FOR UPDATE`) **last**, just before commit. A [`Tx`] keeps the
+//! ledger records it is handed (`Tx::append`, `Tx::record`, and the store's own methods that
+//! write an entry) and writes them in [`Tx::commit`], so the head is taken last whatever order
+//! the caller wrote its changes and their entries in; code that writes to the ledger through a
+//! bare connection (`deliver`) does so as its last statement before the jobs' own end. Before
+//! this, ingest took the head with its first entry (`warning.received`) and then locked the
+//! call-outs a Cancel or Update touches, while an answer held a call-out and waited for the
+//! head: a deadlock PostgreSQL broke by failing one of them.
+//!
 //! This module must not decide anything: the decisions (who is called, what an answer or a
 //! deadline does) come from `domain` and `target` and are applied here.
 
@@ -67,6 +81,8 @@ pub struct Store {
 pub struct Tx {
     tx: sqlx::Transaction<'static, Any>,
     backend: Backend,
+    /// Ledger records of this unit of work and their times, written at commit (lock order).
+    ledger: Vec<(i64, Vec<ledger::Record>)>,
 }
 
 impl Tx {
@@ -74,8 +90,20 @@ impl Tx {
         self.backend
     }
 
-    pub async fn commit(self) -> Result<()> {
+    /// Writes the ledger records kept so far (taking the ledger head last: see the lock order
+    /// above), then commits.
+    pub async fn commit(mut self) -> Result<()> {
+        for (now, records) in std::mem::take(&mut self.ledger) {
+            ledger::append(&mut self.tx, self.backend, now, records).await?;
+        }
         self.tx.commit().await.context("committing")
+    }
+
+    /// Keeps ledger records for [`Tx::commit`].
+    pub(crate) fn defer_ledger(&mut self, now: i64, records: Vec<ledger::Record>) {
+        if !records.is_empty() {
+            self.ledger.push((now, records));
+        }
     }
 
     pub async fn rollback(self) -> Result<()> {
@@ -256,6 +284,7 @@ impl Store {
         Ok(Tx {
             tx,
             backend: self.backend,
+            ledger: Vec::new(),
         })
     }
 

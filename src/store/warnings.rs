@@ -28,9 +28,10 @@ impl Tx {
     }
 
     /// A referenced warning as received: its id and the incident it opened or joined.
-    pub async fn find_ref(&mut self, r: &Reference) -> Result<Option<(i64, Option<i64>)>> {
+    /// The referenced warning: its id, incident and the source it came by (who may revise it).
+    pub async fn find_ref(&mut self, r: &Reference) -> Result<Option<(i64, Option<i64>, String)>> {
         Ok(sqlx::query_as(
-            "SELECT id, incident_id FROM warnings WHERE sender = $1 AND identifier = $2 AND sent = $3",
+            "SELECT id, incident_id, source FROM warnings WHERE sender = $1 AND identifier = $2 AND sent = $3",
         )
         .bind(&r.sender)
         .bind(&r.identifier)
@@ -149,15 +150,15 @@ async fn keep_refs(conn: &mut AnyConnection, warning_id: i64, refs: &[Reference]
 }
 
 /// Warnings received earlier that wait for this one (an unresolved reference names it), as
-/// their ids and parsed alerts, in the order they were sent.
+/// their ids, parsed alerts and sources, in the order they were sent.
 pub async fn waiting_for(
     store: &Store,
     sender: &str,
     identifier: &str,
     sent: &str,
-) -> Result<Vec<(i64, Alert)>> {
-    let rows: Vec<(i64, String, i64)> = sqlx::query_as(
-        "SELECT DISTINCT w.id, w.parsed, w.sent_at FROM warning_refs r JOIN warnings w ON w.id = r.warning_id
+) -> Result<Vec<(i64, Alert, String)>> {
+    let rows: Vec<(i64, String, i64, String)> = sqlx::query_as(
+        "SELECT DISTINCT w.id, w.parsed, w.sent_at, w.source FROM warning_refs r JOIN warnings w ON w.id = r.warning_id
          WHERE r.ref_sender = $1 AND r.ref_identifier = $2 AND r.ref_sent = $3 AND r.resolved_at IS NULL
          ORDER BY w.sent_at, w.id",
     )
@@ -167,9 +168,9 @@ pub async fn waiting_for(
     .fetch_all(&mut *store.conn().await?)
     .await?;
     rows.into_iter()
-        .map(|(id, parsed, _)| {
+        .map(|(id, parsed, _, source)| {
             let alert = serde_json::from_str(&parsed).map_err(|e| anyhow!("warning {id}: parsed: {e}"))?;
-            Ok((id, alert))
+            Ok((id, alert, source))
         })
         .collect()
 }

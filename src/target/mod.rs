@@ -8,3 +8,6 @@ pub mod plan;
 pub mod response;
 pub mod roster;
 pub mod targeting;
+
+#[cfg(test)]
+mod prop_tests;

@@ -14,7 +14,7 @@ use axum::Router;
 use jiaoying::core::{Core, Overrides};
 use jiaoying::ingest::feed::poll_once;
 
-use crate::helpers::{demo_cap, spawn, Db, TestApp};
+use crate::helpers::{demo_cap, spawn, Db, TestApp, VIEWER};
 
 /// Never fires during a test: polls are started by `poll_once`.
 const NEVER: &str = "0 0 0 1 1 * 2099";
@@ -33,6 +33,8 @@ struct Served {
     version: usize,
     /// Serve the index without an ETag (servers that keep no validators).
     no_etag: bool,
+    /// `/redirect/NAME` answers 302 to this location.
+    redirects: HashMap<String, String>,
 }
 
 enum Entry {
@@ -50,6 +52,7 @@ impl Server {
             .route("/index.atom", get(index))
             .route("/cap/{name}", get(cap))
             .route("/fail", get(fail))
+            .route("/redirect/{name}", get(redirect))
             .route(
                 "/slow",
                 get(|| async {
@@ -137,6 +140,14 @@ async fn cap(State(srv): State<Server>, Path(name): Path<String>, headers: Heade
     count(&srv, &format!("/cap/{name}"), &headers);
     match srv.0.lock().unwrap().caps.get(&name) {
         Some(b) => ([("content-type", "application/cap+xml")], b.clone()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn redirect(State(srv): State<Server>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    count(&srv, &format!("/redirect/{name}"), &headers);
+    match srv.0.lock().unwrap().redirects.get(&name) {
+        Some(to) => (StatusCode::FOUND, [("location", to.clone())]).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -351,7 +362,7 @@ async fn failing_sources_do_not_hold_up_the_others() {
     // One retry after each 500.
     assert!(srv.hits("/fail") >= 2);
 
-    let (status, ready) = app.get("/readyz", "").await;
+    let (status, ready) = app.get("/readyz", VIEWER).await;
     assert_eq!(status, 200);
     assert_eq!(ready["status"], "ready");
     let feeds = ready["feeds"].as_array().unwrap();
@@ -385,5 +396,92 @@ async fn failing_sources_do_not_hold_up_the_others() {
     assert!(value("jiaoying_feed_last_success_timestamp_seconds{source=\"good\"}") > 1.7e9);
     assert_eq!(value("jiaoying_feed_up{source=\"gone\"}"), 0.0);
     assert!(!metrics.contains("jiaoying_feed_last_success_timestamp_seconds{source=\"broken\"}"));
+    app.stop().await;
+}
+
+/// Issue 12, feeds: on b78958e the poller fetched whatever host an index entry named, with the
+/// feed's auth header, and reqwest followed redirects anywhere carrying it too. Now a link or
+/// a redirect off the feed's origin is refused (and shown in the status) unless the host is in
+/// `allow_hosts`, an allowed host never sees the key, and redirects stop after three hops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_links_and_redirects_keep_to_the_feed_origin() {
+    std::env::set_var(KEY_ENV, KEY);
+    let (home, home_base) = Server::start().await;
+    let (other, other_base) = Server::start().await;
+    other.0.lock().unwrap().caps.insert("x1.xml".into(), demo_cap());
+    {
+        let mut s = home.0.lock().unwrap();
+        // An entry naming another host outright, and one whose CAP redirects there.
+        s.entries
+            .push(("x1".into(), Entry::Link(format!("{other_base}/cap/x1.xml"))));
+        s.entries.push(("x2".into(), Entry::Link("redirect/x2".into())));
+        s.redirects
+            .insert("x2".into(), format!("{other_base}/cap/x1.xml"));
+        // A redirect chain of four hops on the feed's own origin.
+        for i in 0..4 {
+            s.redirects
+                .insert(format!("loop{i}"), format!("{home_base}/redirect/loop{}", i + 1));
+        }
+        s.redirects
+            .insert("loop4".into(), format!("{home_base}/cap/none.xml"));
+        s.entries
+            .push(("x3".into(), Entry::Link("redirect/loop0".into())));
+        s.version += 1;
+    }
+    let auth = format!("schedule = \"{NEVER}\"\nauth_header = \"X-Api-Key\"\nauth_env = \"{KEY_ENV}\"");
+    let Some(app) = spawn(
+        Db::Sqlite,
+        &feed_toml("strict", &format!("{home_base}/index.atom"), &auth),
+    )
+    .await
+    else {
+        return;
+    };
+    let err = poll_once(&app.core, "strict").await.unwrap_err();
+    assert!(err.contains("more than 3 redirects"), "{err}");
+    assert_eq!(other.hits("/cap/x1.xml"), 0, "the other host was never asked");
+    assert!(other.0.lock().unwrap().keys.is_empty());
+    assert_eq!(home.hits("/redirect/loop3"), 1);
+    assert_eq!(home.hits("/redirect/loop4"), 0, "the fourth hop is not followed");
+    let st = app.core.feeds.status("strict").unwrap();
+    assert_eq!(st.links_refused, 2, "{st:?}");
+    assert!(
+        st.last_link_refused.as_deref().unwrap().contains(&other_base),
+        "{st:?}"
+    );
+    assert_eq!(feed_warnings(&app, "strict").await, 0);
+    app.stop().await;
+
+    // With the other host allowed (its port only), both entries are fetched there, without the key.
+    let port = other_base.rsplit(':').next().unwrap();
+    let allowed = format!("{auth}\nallow_hosts = [\"127.0.0.1:{port}\"]");
+    let Some(app) = spawn(
+        Db::Sqlite,
+        &feed_toml("open", &format!("{home_base}/index.atom"), &allowed),
+    )
+    .await
+    else {
+        return;
+    };
+    let _ = poll_once(&app.core, "open").await;
+    assert_eq!(other.hits("/cap/x1.xml"), 2);
+    let keys = other.0.lock().unwrap().keys.clone();
+    assert!(
+        keys.iter().all(Option::is_none),
+        "the key went only to the feed's origin: {keys:?}"
+    );
+    assert!(home
+        .0
+        .lock()
+        .unwrap()
+        .keys
+        .iter()
+        .all(|k| k.as_deref() == Some(KEY)));
+    assert_eq!(
+        feed_warnings(&app, "open").await,
+        1,
+        "the same CAP twice is one warning"
+    );
+    assert_eq!(app.core.feeds.status("open").unwrap().links_refused, 0);
     app.stop().await;
 }

@@ -5,6 +5,7 @@
 mod bad_input;
 mod boundary;
 mod crash;
+mod defects;
 mod edge;
 mod email;
 mod feed;

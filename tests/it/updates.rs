@@ -679,3 +679,185 @@ async fn expiry(app: &TestApp) {
         })
         .await;
 }
+
+both!(foreign_cancel: foreign_cancel_sqlite => Db::Sqlite, foreign_cancel_postgres => Db::Postgres);
+both!(foreign_cancel_first: foreign_cancel_first_sqlite => Db::Sqlite, foreign_cancel_first_postgres => Db::Postgres);
+
+/// The message as another sender would send it.
+fn as_sender(xml: &[u8], sender: &str) -> Vec<u8> {
+    let x = String::from_utf8(xml.to_vec()).unwrap();
+    let old = between(&x, "<sender>", "</sender>");
+    x.replacen(
+        &format!("<sender>{old}</sender>"),
+        &format!("<sender>{sender}</sender>"),
+        1,
+    )
+    .into_bytes()
+}
+
+/// Issue 12, cross-sender Cancel/Update: on b78958e any feed token could Cancel or Update a
+/// warning another sender sent (the reference alone chose the incident). Now a Cancel or an
+/// Update from another sender touches nothing, and says so in the ledger.
+async fn foreign_cancel(app: &TestApp) {
+    let n = leaders(&[RONG]).len();
+    let id = unique("theirs");
+    let (first, original) = post(app, &alert(&id, false, &[RONG])).await;
+    let incident = first["incidents"][0]["id"].as_i64().unwrap();
+    app.gw.wait_until(30, "the call-outs", |m| m.len() >= n).await;
+    let (cancel, _) = Cap {
+        msg_type: "Cancel",
+        references: vec![original.clone()],
+        ..alert(&unique("forged_cancel"), false, &[RONG])
+    }
+    .xml(app.core.clock.now());
+    let (status, body) = app
+        .post_cap(&as_sender(&cancel, "someone-else@example.org"), FEED)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert!(
+        body["note"].as_str().unwrap().contains("only revise its own"),
+        "{body}"
+    );
+    // An Update from another sender raising the colour calls nobody again.
+    let (raise, _) = update(&unique("forged_update"), original, true, &[RONG]).xml(app.core.clock.now());
+    let (status, body) = app
+        .post_cap(&as_sender(&raise, "someone-else@example.org"), FEED)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    settle(app, n).await;
+    let (_, inc) = app.get(&format!("/api/v1/incidents/{incident}"), VIEWER).await;
+    assert_eq!(inc["incident"]["state"], "active", "{inc}");
+    assert_eq!(colour(app, Some(incident)).await, "orange");
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM callouts WHERE state = 'cancelled'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM ledger WHERE kind = 'warning.ref_refused'")
+            .await,
+        2
+    );
+}
+
+/// A Cancel sent first by another sender is not kept waiting, and one of the same sender that
+/// came another way in (another source) is kept but not applied: the warning, arriving later
+/// by its own feed, calls its people. (Same sender, same source: `cancel_first`, applied.)
+async fn foreign_cancel_first(app: &TestApp) {
+    let n = leaders(&[RONG]).len();
+    let id = unique("late_theirs");
+    let (xml, reference) = alert(&id, true, &[RONG]).xml(app.core.clock.now());
+    let (cancel, _) = Cap {
+        msg_type: "Cancel",
+        references: vec![reference.clone()],
+        ..alert(&unique("forged_early"), true, &[RONG])
+    }
+    .xml(app.core.clock.now());
+    let (status, body) = app
+        .post_cap(&as_sender(&cancel, "someone-else@example.org"), FEED)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM warning_refs").await,
+        0,
+        "not kept waiting"
+    );
+    // The same sender's name, but by a way in that did not bring the warning.
+    let (cancel2, _) = Cap {
+        msg_type: "Cancel",
+        references: vec![reference],
+        ..alert(&unique("other_source_early"), true, &[RONG])
+    }
+    .xml(app.core.clock.now());
+    jiaoying::ingest::ingest(&app.core, &cancel2, "feed:elsewhere")
+        .await
+        .unwrap();
+
+    let (status, body) = app.post_cap(&xml, FEED).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        body["incidents"][0]["callouts"].as_u64(),
+        Some(n as u64),
+        "{body}"
+    );
+    app.gw.wait_until(30, "the call-outs", |m| m.len() >= n).await;
+    settle(app, n).await;
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM incidents WHERE state = 'active'")
+            .await,
+        1
+    );
+}
+
+/// Issue 12, PostgreSQL lock order: on b78958e ingest took the ledger head with its first
+/// entry and then locked the call-outs a Cancel or an Update touches, while an answer held a
+/// call-out and waited for the head; PostgreSQL broke the circle by failing one of them (a
+/// 500, or an answer lost). Now every writer takes the head last (`store` module comment).
+/// Many rounds of an Update and a Cancel racing everyone's answers and the escalations of
+/// short deadlines: nothing fails, and PostgreSQL counts no deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ingest_answers_and_escalations_race_without_deadlock_postgres() {
+    const FAST: &str = r#"
+[[policy]]
+name = "red"
+colours = ["red", "orange"]
+hazards = ["*"]
+roles = ["township_leader"]
+channels = ["sms"]
+deadline = "300ms"
+ladder = ["repeat", "repeat"]
+"#;
+    let Some(app) = spawn(Db::Postgres, FAST).await else {
+        eprintln!("JIAOYING_PG_URL not set: PostgreSQL test skipped");
+        return;
+    };
+    let deadlocks = || async {
+        app.scalar("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+            .await
+    };
+    let before = deadlocks().await;
+    let people: Vec<String> = leaders(&[RONG, LUCHUAN]).into_iter().collect();
+    let mut failures = Vec::new();
+    for round in 0..16u64 {
+        let id = unique(&format!("race{round}"));
+        let (first, original) = post(&app, &alert(&id, false, &[RONG, LUCHUAN])).await;
+        assert!(first["incidents"][0]["id"].as_i64().is_some(), "{first}");
+        // No waiting for the sends: the Update and the Cancel meet the dispatcher recording
+        // them, the answers and (from the second round) the escalations of earlier rounds.
+        let now = app.core.clock.now();
+        let (raise, _) = update(&unique("race_up"), original.clone(), true, &[RONG, LUCHUAN]).xml(now);
+        let (cancel, _) = Cap {
+            msg_type: "Cancel",
+            references: vec![original],
+            ..alert(&unique("race_cancel"), true, &[RONG, LUCHUAN])
+        }
+        .xml(now);
+        let app_ref = &app;
+        let answers = people.iter().map(|p| async move {
+            let (s, body) = app_ref.reply(p, "收到").await;
+            (format!("reply {p}"), s, body)
+        });
+        let ingests = [raise, cancel]
+            .into_iter()
+            .enumerate()
+            .map(|(i, xml)| async move {
+                // Spread over the rounds: sometimes before the first sends are recorded, sometimes after.
+                tokio::time::sleep(Duration::from_millis(round * 7 % 60 + 20 * i as u64)).await;
+                let (s, body) = app_ref.post_cap(&xml, FEED).await;
+                (format!("ingest {i}"), s, body)
+            });
+        let (a, b) = tokio::join!(
+            futures::future::join_all(answers),
+            futures::future::join_all(ingests)
+        );
+        failures.extend(a.into_iter().chain(b).filter(|(_, s, _)| *s >= 500));
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    idle(&app).await;
+    match jiaoying::store::ledger::verify(&app.core.store).await.unwrap() {
+        Ok(n) => assert!(n > 0),
+        Err(b) => panic!("ledger broken: {b}"),
+    }
+    assert_eq!(deadlocks().await, before, "PostgreSQL broke a deadlock");
+    app.stop().await;
+}

@@ -6,8 +6,10 @@
 //! could not be fetched stays unseen and the index validators are not saved, so the next
 //! poll tries it again.
 
-use reqwest::header::{HeaderName, HeaderValue, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
-use reqwest::StatusCode;
+use reqwest::header::{
+    HeaderName, HeaderValue, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LOCATION,
+};
+use reqwest::{StatusCode, Url};
 use secrecy::ExposeSecret;
 
 use super::index;
@@ -114,7 +116,14 @@ async fn poll(core: &Core, i: usize, polled: &mut Polled) -> Result<(), String> 
     let known = store::validators(&core.store, &feed.name, &feed.url)
         .await
         .map_err(db)?;
-    let (body, validators) = match fetch(client, feed, &feed.url, Some(&known), auth.as_ref()).await? {
+    let fetched = fetch(client, feed, &feed.url, Some(&known), auth.as_ref()).await;
+    if let Err(Fetch::Refused(why)) = &fetched {
+        core.feeds.update(i, |s| {
+            s.links_refused += 1;
+            s.last_link_refused = Some(why.clone());
+        });
+    }
+    let (body, validators) = match fetched.map_err(Fetch::into_message)? {
         None => {
             polled.not_modified = true;
             return Ok(());
@@ -143,7 +152,7 @@ async fn poll(core: &Core, i: usize, polled: &mut Polled) -> Result<(), String> 
                 if !seen.insert(key.clone()) {
                     continue;
                 }
-                match take_entry(core, client, feed, item, auth.as_ref(), &source, polled).await {
+                match take_entry(core, i, client, feed, item, auth.as_ref(), &source, polled).await {
                     Ok(()) => taken.push(key),
                     Err(e) => {
                         tracing::warn!(feed = %feed.name, entry = %item.0.id, error = %e, "feed entry not taken");
@@ -164,8 +173,10 @@ async fn poll(core: &Core, i: usize, polled: &mut Polled) -> Result<(), String> 
         .map_err(db)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn take_entry(
     core: &Core,
+    i: usize,
     client: &reqwest::Client,
     feed: &Feed,
     (entry, alerts): &index::WithAlerts,
@@ -178,9 +189,21 @@ async fn take_entry(
         take(core, feed, alert, source, polled).await?;
     }
     for link in &entry.links {
-        let (body, _) = fetch(client, feed, link, None, auth)
-            .await?
-            .ok_or_else(|| format!("GET {link}: 304 to an unconditional request"))?;
+        let got = match fetch(client, feed, link, None, auth).await {
+            Err(Fetch::Refused(why)) => {
+                // Final, like a refused CAP: the entry is not tried again, and the operator
+                // sees where it pointed in the feed's status.
+                tracing::warn!(feed = %feed.name, entry = %entry.id, link = %link, reason = %why, "feed link refused");
+                core.feeds.update(i, |s| {
+                    s.links_refused += 1;
+                    s.last_link_refused = Some(why.clone());
+                });
+                continue;
+            }
+            Err(Fetch::Failed(e)) => return Err(e),
+            Ok(got) => got,
+        };
+        let (body, _) = got.ok_or_else(|| format!("GET {link}: 304 to an unconditional request"))?;
         polled.fetched += 1;
         take(core, feed, &body, source, polled).await?;
     }
@@ -248,6 +271,56 @@ enum Failure {
     /// Transport errors, 5xx and 429: worth another try.
     Transient(String),
     Permanent(String),
+    /// The URL or a redirect leads off the feed's origin and its `allow_hosts`.
+    Refused(String),
+}
+
+/// Why a fetch gave nothing.
+enum Fetch {
+    Failed(String),
+    Refused(String),
+}
+
+impl Fetch {
+    fn into_message(self) -> String {
+        match self {
+            Fetch::Failed(e) | Fetch::Refused(e) => e,
+        }
+    }
+}
+
+/// Redirects followed per fetch: enough for http→https and a moved file, not a chain that
+/// walks the poller around the network.
+pub const MAX_REDIRECTS: usize = 3;
+
+/// Whether the poller may fetch `url` for this feed: the feed URL's own origin (scheme, host
+/// and port), or a host in its `allow_hosts` (`host` any port, `host:port` that port), over
+/// http or https. Anything else an index or a redirect names is refused: the poller must not
+/// be a way into the hosts around it (SSRF).
+pub fn allowed(feed: &Feed, url: &Url) -> bool {
+    if !matches!(url.scheme(), "http" | "https") {
+        return false;
+    }
+    let Ok(own) = Url::parse(&feed.url) else {
+        return false;
+    };
+    if own.origin() == url.origin() {
+        return true;
+    }
+    feed.allow_hosts.iter().any(|a| {
+        // "host" or "host:port", read as the authority of a URL so IPv6 and case are
+        // handled the way the link's own host is.
+        let Ok(allow) = Url::parse(&format!("http://{}", a.trim())) else {
+            return false;
+        };
+        allow.host() == url.host() && (allow.port().is_none() || allow.port() == url.port_or_known_default())
+    })
+}
+
+/// The auth header goes only to the feed URL's own origin, never to an allowed host or
+/// wherever a redirect leads.
+fn same_origin(feed: &Feed, url: &Url) -> bool {
+    Url::parse(&feed.url).is_ok_and(|own| own.origin() == url.origin())
 }
 
 /// GET with retries. `None` is a 304 to a conditional request.
@@ -257,11 +330,12 @@ async fn fetch(
     url: &str,
     known: Option<&Validators>,
     auth: Option<&(HeaderName, HeaderValue)>,
-) -> Result<Option<(Vec<u8>, Validators)>, String> {
+) -> Result<Option<(Vec<u8>, Validators)>, Fetch> {
     let mut attempt = 0usize;
     loop {
-        match get(client, url, known, auth).await {
+        match get(client, feed, url, known, auth).await {
             Ok(got) => return Ok(got),
+            Err(Failure::Refused(why)) => return Err(Fetch::Refused(why)),
             Err(Failure::Transient(e)) if attempt < feed.retries as usize => {
                 let wait = feed.backoff[attempt.min(feed.backoff.len() - 1)];
                 tracing::debug!(feed = %feed.name, error = %e, ?wait, "retrying");
@@ -269,33 +343,70 @@ async fn fetch(
                 attempt += 1;
             }
             Err(Failure::Transient(e)) if attempt > 0 => {
-                return Err(format!("{e} (after {} attempts)", attempt + 1))
+                return Err(Fetch::Failed(format!("{e} (after {} attempts)", attempt + 1)))
             }
-            Err(Failure::Transient(e) | Failure::Permanent(e)) => return Err(e),
+            Err(Failure::Transient(e) | Failure::Permanent(e)) => return Err(Fetch::Failed(e)),
         }
     }
 }
 
 async fn get(
     client: &reqwest::Client,
+    feed: &Feed,
     url: &str,
     known: Option<&Validators>,
     auth: Option<&(HeaderName, HeaderValue)>,
 ) -> Result<Option<(Vec<u8>, Validators)>, Failure> {
-    let mut req = client.get(url);
-    if let Some((name, value)) = auth {
-        req = req.header(name, value);
+    let mut at = Url::parse(url).map_err(|e| Failure::Permanent(format!("GET {url}: {e}")))?;
+    if !allowed(feed, &at) {
+        return Err(Failure::Refused(format!(
+            "link {at} is off the feed's origin and allow_hosts (链接不在本源或允许的主机内)"
+        )));
     }
-    if let Some(v) = known {
-        if let Some(etag) = &v.etag {
-            req = req.header(IF_NONE_MATCH, etag);
+    let mut hops = 0;
+    let mut resp = loop {
+        let mut req = client.get(at.clone());
+        if let Some((name, value)) = auth.filter(|_| same_origin(feed, &at)) {
+            req = req.header(name, value);
         }
-        if let Some(lm) = &v.last_modified {
-            req = req.header(IF_MODIFIED_SINCE, lm);
+        if let Some(v) = known {
+            if let Some(etag) = &v.etag {
+                req = req.header(IF_NONE_MATCH, etag);
+            }
+            if let Some(lm) = &v.last_modified {
+                req = req.header(IF_MODIFIED_SINCE, lm);
+            }
         }
-    }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::Transient(format!("GET {at}: {}", chain(&e))))?;
+        let status = resp.status();
+        if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
+            break resp;
+        }
+        let next = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| at.join(l.trim()).ok())
+            .ok_or_else(|| {
+                Failure::Permanent(format!("GET {at}: HTTP {status} without a usable Location"))
+            })?;
+        hops += 1;
+        if hops > MAX_REDIRECTS {
+            return Err(Failure::Permanent(format!(
+                "GET {url}: more than {MAX_REDIRECTS} redirects"
+            )));
+        }
+        if !allowed(feed, &next) {
+            return Err(Failure::Refused(format!(
+                "redirect from {at} to {next} is off the feed's origin and allow_hosts (重定向不在本源或允许的主机内)"
+            )));
+        }
+        at = next;
+    };
     let transport = |e: reqwest::Error| Failure::Transient(format!("GET {url}: {}", chain(&e)));
-    let mut resp = req.send().await.map_err(transport)?;
     let status = resp.status();
     if status == StatusCode::NOT_MODIFIED && known.is_some() {
         return Ok(None);
