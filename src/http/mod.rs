@@ -6,7 +6,9 @@ mod answer;
 mod api;
 mod error;
 mod hooks;
+mod login;
 pub mod routes;
+pub mod session;
 
 use std::any::Any;
 use std::sync::Arc;
