@@ -23,5 +23,6 @@ mod provider_twilio;
 mod queue;
 mod reconcile;
 mod respond;
+mod security;
 mod updates;
 mod validate;
