@@ -331,13 +331,14 @@ async fn import_file(
     skip_invalid: bool,
 ) -> Result<ExitCode> {
     let store = store(settings).await?;
-    let r = import::import(
+    let r = import::import_by(
         &store,
         kind,
         file,
         dry_run,
         skip_invalid,
         Clock::system().now_ms(),
+        &jiaoying::tools::users::cli_actor(),
     )
     .await?;
     for e in &r.errors {
