@@ -449,3 +449,68 @@ async fn every_route_refuses_who_it_must_sqlite() {
 async fn every_route_refuses_who_it_must_postgres() {
     matrix(Db::Postgres).await;
 }
+
+/// Phone numbers never whole in the logs (issue 12 §4): the demo binary plays a full fan-out
+/// (about 2,000 call-outs, replies, escalation) with `RUST_LOG=debug`, and no number of the
+/// demo roster appears in what it logged (standard error). Standard output is not judged: the
+/// unreached list it prints carries numbers by design (the officer phones them).
+#[test]
+fn phone_numbers_are_never_whole_in_debug_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jiaoying"))
+        .current_dir(crate::helpers::repo())
+        .env("RUST_LOG", "debug")
+        .env_remove("JIAOYING_CONFIG")
+        .args([
+            "demo",
+            "--no-serve",
+            "--deadline",
+            "2s",
+            "--bind",
+            "127.0.0.1:0",
+            "--database",
+        ])
+        .arg(dir.path().join("demo.db"))
+        .output()
+        .unwrap();
+    let (stdout, logs) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "demo failed: {logs}");
+    assert!(logs.contains("DEBUG"), "no debug lines were logged: {logs}");
+    let contacts = std::fs::read_to_string(crate::helpers::repo().join("config/demo/contacts.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(contacts.as_bytes());
+    let column = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "phone")
+        .unwrap();
+    let phones: Vec<String> = reader
+        .records()
+        .flat_map(|r| {
+            r.unwrap()[column]
+                .split(';')
+                .map(|p| p.chars().filter(char::is_ascii_digit).collect::<String>())
+                .filter(|d| d.len() >= 7)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(phones.len() > 1000, "{} numbers", phones.len());
+    // The run really sent: the summary counts call-outs (thousands of numbers went to the
+    // gateway, every one through the code whose logging is judged).
+    assert!(stdout.contains("call-outs"), "{stdout}");
+    let sample = &phones[0];
+    assert!(
+        contacts.contains(sample.as_str()),
+        "the numbers are searched as the roster writes them"
+    );
+    let leaked: Vec<&String> = phones.iter().filter(|p| logs.contains(p.as_str())).collect();
+    assert!(
+        leaked.is_empty(),
+        "{} numbers whole in the logs, e.g. {:?}",
+        leaked.len(),
+        &leaked[..leaked.len().min(5)]
+    );
+}
