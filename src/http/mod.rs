@@ -6,8 +6,10 @@ mod answer;
 mod api;
 mod error;
 mod hooks;
+mod login;
 pub mod openapi;
 pub mod routes;
+pub mod session;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -41,6 +43,9 @@ pub fn router(core: Arc<Core>) -> Router {
         .into_iter()
         .fold(Router::new(), |r, route| r.route(route.path, route.handler))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            declared_too_large(limit, req, next)
+        }))
         .with_state(core);
     edge(routes, &http)
 }
@@ -71,6 +76,32 @@ fn edge(routes: Router, http: &config::Http) -> Router {
             .timeout(http.request_timeout)
             .layer(RequestBodyTimeoutLayer::new(http.body_timeout)),
     )
+}
+
+/// A body declared larger than `http.max_body_bytes` is refused (413) before any handler runs:
+/// `DefaultBodyLimit` only acts where a handler reads the body, and some refuse or ignore it
+/// first (a forged answer link, a stand-down), which would leave a client sending megabytes to
+/// a route that answers as if they were fine. Undeclared (chunked) bodies are still cut off by
+/// `DefaultBodyLimit` where they are read.
+async fn declared_too_large(
+    limit: usize,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            &format!("请求正文过大 the request body is larger than http.max_body_bytes ({limit} bytes)"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// The request's span: its method and the *route* it matched (`/a/{token}`), never the URI,

@@ -173,7 +173,20 @@ pub async fn run(mut settings: Settings, o: Options) -> Result<()> {
         .callouts
         .first()
         .map(|c| token::sign(&core.token_key, c.id, core.clock.now_secs() + 86_400));
+    // A console login for whoever runs the demo: a fresh password each run (the database is
+    // recreated each run too), printed once here.
+    let demo_password = format!("demo-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+    crate::tools::users::add(
+        &core.store,
+        "demo",
+        Role::Operator,
+        demo_password.clone(),
+        "demo",
+        core.now(),
+    )
+    .await?;
     println!("\nServing on http://{addr} until Ctrl-C:");
+    println!("  console 值班台:       http://{addr}/  (登录 login: demo / {demo_password}, role operator)");
     if let Some(t) = sample {
         println!("  answer page 答复页面:  http://{addr}/a/{t}");
     }

@@ -51,6 +51,20 @@ pub async fn import(
     skip_invalid: bool,
     now: i64,
 ) -> Result<Imported> {
+    import_by(store, kind, path, dry_run, skip_invalid, now, "cli").await
+}
+
+/// As [`import`], naming who imports in the ledger entry (`roster.imported`) written with the
+/// rows: the OS user for the command line, the officer for the console.
+pub async fn import_by(
+    store: &Store,
+    kind: Kind,
+    path: &Path,
+    dry_run: bool,
+    skip_invalid: bool,
+    now: i64,
+    who: &str,
+) -> Result<Imported> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     // Read before the transaction: SQLite has a single connection.
     let known = db::known(store).await?;
@@ -70,6 +84,14 @@ pub async fn import(
         let bar = progress(n, kind);
         let mut tx = store.begin().await?;
         rows.write(&mut tx, now, &bar).await?;
+        tx.record(
+            "roster.imported",
+            format!("roster:{}", kind.name()),
+            serde_json::json!({"by": who, "kind": kind.name(), "file": path.display().to_string(),
+                "rows": n, "skipped": errors.len()}),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         bar.finish_and_clear();
     }

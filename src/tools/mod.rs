@@ -6,3 +6,4 @@ pub mod demo;
 pub mod import;
 pub mod preview;
 pub mod simulate;
+pub mod users;
