@@ -48,7 +48,9 @@ pub fn chromedriver() -> Option<Driver> {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("CI=true and chromedriver is not installed (apt-get install chromium chromium-driver)");
         }
-        eprintln!("SKIPPED browser test: chromedriver is not installed (apt-get install chromium chromium-driver)");
+        eprintln!(
+            "SKIPPED browser test: chromedriver is not installed (apt-get install chromium chromium-driver)"
+        );
         return None;
     }
     let port = free_port();
@@ -112,7 +114,9 @@ where
     loop {
         match check().await {
             Ok(true) => return Ok(()),
-            Ok(false) | Err(_) if Instant::now() < until => tokio::time::sleep(Duration::from_millis(150)).await,
+            Ok(false) | Err(_) if Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(150)).await
+            }
             Ok(false) => anyhow::bail!("waited {secs} s for {what}"),
             Err(e) => anyhow::bail!("waited {secs} s for {what}: {e}"),
         }
@@ -121,4 +125,262 @@ where
 
 pub async fn text_of(c: &Client, css: &str) -> anyhow::Result<String> {
     Ok(c.find(Locator::Css(css)).await?.text().await?)
+}
+
+use crate::helpers::{self, Db, TestApp, FEED, OPERATOR, VIEWER};
+
+/// The session cookie (or stand-in) of a browser, for the downloads and the forged posts the
+/// browser cannot make by itself.
+async fn cookie_header(c: &Client) -> anyhow::Result<String> {
+    Ok(c.get_all_cookies()
+        .await?
+        .iter()
+        .map(|k| format!("{}={}", k.name(), k.value()))
+        .collect::<Vec<_>>()
+        .join("; "))
+}
+
+/// Opens a console session as `who` (operator or viewer).
+async fn login(c: &Client, app: &TestApp, token: &str) -> anyhow::Result<()> {
+    c.goto(&format!("{}/healthz", app.base)).await?;
+    c.execute(
+        &format!("document.cookie = 'jy_token={token}; path=/'"),
+        vec![],
+    )
+    .await?;
+    c.goto(&format!("{}/", app.base)).await?;
+    wait_until("the board after login", 10, || async {
+        Ok(c.find(Locator::Css("#board")).await.is_ok())
+    })
+    .await
+}
+
+async fn count_cells(c: &Client, css: &str) -> anyhow::Result<i64> {
+    Ok(text_of(c, css).await?.trim().parse().unwrap_or(-1))
+}
+
+/// The whole operator's night, step by step; an Err names the step that failed.
+async fn night(c: &Client, app: &TestApp, shots: Option<&std::path::Path>) -> anyhow::Result<()> {
+    login(c, app, OPERATOR).await?;
+    anyhow::ensure!(
+        c.find(Locator::Css("#no-incident")).await.is_ok(),
+        "the board starts empty"
+    );
+
+    // A warning arrives through the API; the open board fills in by itself (events).
+    let (status, v) = app.post_cap(&helpers::demo_cap(), FEED).await;
+    anyhow::ensure!(status == 202, "warning accepted: {status} {v}");
+    let incident = v["incidents"][0]["id"]
+        .as_i64()
+        .or_else(|| v["incident"].as_i64())
+        .unwrap_or(1);
+    wait_until("the board to show the incident and its call-outs", 30, || async {
+        Ok(c.find(Locator::Css("#board[data-updated] section.incident"))
+            .await
+            .is_ok()
+            && count_cells(c, "tr.total td:nth-child(2)").await? > 0)
+    })
+    .await?;
+    let called_db = app.scalar("SELECT COUNT(*) FROM callouts").await;
+    wait_until("the board's total to match the database", 30, || async {
+        Ok(count_cells(c, "tr.total td:nth-child(2)").await? == called_db)
+    })
+    .await?;
+    anyhow::ensure!(
+        c.find(Locator::Css("tr.town .bar")).await.is_ok(),
+        "a bar per township"
+    );
+    if std::env::var("DEBUG_BOARD").is_ok() { eprintln!("BOARD {}", text_of(c, "#board").await?); }
+    if let Some(dir) = shots {
+        screenshot(c, dir, "board").await;
+    }
+
+    // One person is out of reach; the operator phones them and records it.
+    let cid = app.scalar("SELECT MIN(id) FROM callouts").await;
+    app.execute(&format!(
+        "UPDATE callouts SET state = 'unreached' WHERE id = {cid}"
+    ))
+    .await;
+    c.goto(&format!("{}/incidents/{incident}", app.base)).await?;
+    let row = format!("#unreached tr[data-callout='{cid}']");
+    let phone = text_of(c, &format!("{row} a[href^='tel:']")).await?;
+    anyhow::ensure!(
+        phone.starts_with('+') && !phone.contains('*'),
+        "a full number to dial: {phone}"
+    );
+    anyhow::ensure!(
+        c.find(Locator::Css("svg.map path.county")).await.is_ok(),
+        "the map"
+    );
+    anyhow::ensure!(
+        c.find(Locator::Css("svg.map .area")).await.is_ok(),
+        "the warning's area"
+    );
+    if let Some(dir) = shots {
+        screenshot(c, dir, "incident").await;
+    }
+    c.find(Locator::Css(&format!(
+        "{row} select[name=result] option[value=moved]"
+    )))
+    .await?
+    .click()
+    .await?;
+    c.find(Locator::Css(&format!("{row} input[name=moved]")))
+        .await?
+        .send_keys("12")
+        .await?;
+    c.find(Locator::Css(&format!("{row} button[type=submit]")))
+        .await?
+        .click()
+        .await?;
+    wait_until("the recorded message", 10, || async {
+        Ok(c.find(Locator::Css("#msg")).await.is_ok())
+    })
+    .await?;
+    let state: String = sqlx::query_scalar(&format!("SELECT state FROM callouts WHERE id = {cid}"))
+        .fetch_one(app.db())
+        .await?;
+    anyhow::ensure!(state == "acknowledged", "the call-out is answered: {state}");
+    let moved = app
+        .scalar(&format!(
+            "SELECT COALESCE(SUM(moved), 0) FROM evacuations WHERE callout_id = {cid}"
+        ))
+        .await;
+    anyhow::ensure!(moved == 12, "12 people moved: {moved}");
+    let ledger = app
+        .scalar("SELECT COUNT(*) FROM ledger WHERE kind = 'ack.recorded' AND body LIKE '%\"actor\":\"op\"%'")
+        .await;
+    anyhow::ensure!(ledger > 0, "the ledger names the operator");
+
+    // The XLSX report downloads with the session.
+    let cookies = cookie_header(c).await?;
+    let r = app
+        .http
+        .get(format!("{}/incidents/{incident}/report?format=json", app.base))
+        .header("cookie", &cookies)
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 200, "report download: {}", r.status());
+
+    // A response level: preview who it calls, confirm, then end it.
+    let before = app.scalar("SELECT COUNT(*) FROM responses").await;
+    c.goto(&format!("{}/levels", app.base)).await?;
+    c.find(Locator::Css("#level-form input[name=regions]"))
+        .await?
+        .send_keys("450921")
+        .await?;
+    c.find(Locator::Css("#preview")).await?.click().await?;
+    wait_until("the preview", 10, || async {
+        Ok(c.find(Locator::Css("#level-preview")).await.is_ok())
+    })
+    .await?;
+    anyhow::ensure!(
+        app.scalar("SELECT COUNT(*) FROM responses").await == before,
+        "the preview writes nothing"
+    );
+    c.find(Locator::Css("#confirm")).await?.click().await?;
+    wait_until("the active level", 10, || async {
+        Ok(c.find(Locator::Css("#active-levels tr[data-response]"))
+            .await
+            .is_ok())
+    })
+    .await?;
+    anyhow::ensure!(
+        app.scalar("SELECT COUNT(*) FROM responses").await == before + 1,
+        "activated"
+    );
+    c.find(Locator::Css("#active-levels tr[data-response] button.danger"))
+        .await?
+        .click()
+        .await?;
+    wait_until("no active level", 10, || async {
+        Ok(c.find(Locator::Css("#no-level")).await.is_ok())
+    })
+    .await?;
+    anyhow::ensure!(
+        app.scalar("SELECT COUNT(*) FROM responses WHERE ended_at IS NULL")
+            .await
+            == 0,
+        "ended"
+    );
+
+    // A form without its CSRF token is refused, and changes nothing.
+    c.goto(&format!("{}/levels", app.base)).await?;
+    c.execute(
+        "document.querySelector('#level-form input[name=_csrf]').remove()",
+        vec![],
+    )
+    .await?;
+    c.find(Locator::Css("#level-form input[name=regions]"))
+        .await?
+        .send_keys("450921")
+        .await?;
+    c.find(Locator::Css("#preview")).await?.click().await?;
+    wait_until("the refusal", 10, || async {
+        Ok(c.source().await?.contains("CSRF") && c.find(Locator::Css("#level-preview")).await.is_err())
+    })
+    .await?;
+
+    // A viewer sees the pages but may not act.
+    c.delete_all_cookies().await?;
+    login(c, app, VIEWER).await?;
+    c.goto(&format!("{}/levels", app.base)).await?;
+    anyhow::ensure!(
+        c.find(Locator::Css("#level-form")).await.is_err(),
+        "no form for a viewer"
+    );
+    let cookies = cookie_header(c).await?;
+    let page = c.source().await?;
+    let token = page
+        .split("name=\"_csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_default()
+        .to_string();
+    let r = app
+        .http
+        .post(format!("{}/levels", app.base))
+        .header("cookie", &cookies)
+        .form(&[
+            ("_csrf", token.as_str()),
+            ("hazard", "flood"),
+            ("level", "IV"),
+            ("regions", "450921"),
+        ])
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 403, "a viewer activating a level: {}", r.status());
+    anyhow::ensure!(
+        app.scalar("SELECT COUNT(*) FROM responses").await == before + 1,
+        "nothing activated"
+    );
+    Ok(())
+}
+
+async fn run(db: Db) {
+    let Some(driver) = chromedriver() else { return };
+    let Some(app) = helpers::spawn(db, "").await else {
+        return;
+    };
+    let c = browser(&driver, 1280, 900).await;
+    // JIAOYING_SCREENSHOTS=DIR: also keep the board and incident pages (the README's).
+    let shots = std::env::var("JIAOYING_SCREENSHOTS").ok().map(PathBuf::from);
+    let result = night(&c, &app, shots.as_deref()).await;
+    if let Err(e) = &result {
+        let path = screenshot(&c, &screenshot_dir(), &format!("night-{db:?}")).await;
+        let _ = c.close().await;
+        panic!("{e:#} (screenshot: {})", path.display());
+    }
+    c.close().await.unwrap();
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operators_night_sqlite() {
+    run(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operators_night_postgres() {
+    run(Db::Postgres).await;
 }
