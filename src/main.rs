@@ -14,7 +14,7 @@ use jiaoying::config::Settings;
 use jiaoying::core::{Core, Overrides};
 use jiaoying::store::{ledger, Store};
 use jiaoying::tools::import::{self, Kind};
-use jiaoying::{app::telemetry, ingest, record::report, respond, tools::demo};
+use jiaoying::{app::telemetry, ingest, respond, tools::demo};
 
 /// 叫应 jiaoying: turns weather warnings into answered phone calls.
 #[derive(Parser)]
@@ -103,12 +103,23 @@ enum Command {
         #[arg(long, conflicts_with_all = ["hazard", "level", "regions", "until", "note"])]
         end: Option<i64>,
     },
-    /// After-action report of an incident.
+    /// After-action report of an incident: text, json, html (printable on A4), csv (one
+    /// table, UTF-8 with BOM), xlsx (one sheet per table).
     Report {
         incident: i64,
-        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        #[arg(long, default_value = "text", value_parser = jiaoying::record::export::Format::NAMES)]
         format: String,
-        /// Write to this file instead of standard output.
+        /// The table a CSV holds: summary, timeline, townships (default), counties,
+        /// answer_times, unreached, door_knocks, evacuation, rounds, callouts.
+        #[arg(long)]
+        table: Option<String>,
+        /// Which language leads (both are always shown).
+        #[arg(long, default_value = "zh", value_parser = ["zh", "en"])]
+        lang: String,
+        /// Read this database instead of database.url (e.g. sqlite://data/demo.db).
+        #[arg(long)]
+        database: Option<String>,
+        /// Write to this file instead of standard output (required for xlsx on a terminal).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -215,6 +226,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 bind,
                 deadline,
                 serve: !no_serve,
+                marker: PathBuf::from(demo::DEMO_MARKER),
             };
             demo::run(settings, o).await?;
             Ok(ExitCode::SUCCESS)
@@ -257,8 +269,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report {
             incident,
             format,
+            table,
+            lang,
+            database,
             out,
-        } => report(&settings, incident, &format, out.as_deref()).await,
+        } => {
+            let args = ReportArgs {
+                incident,
+                format: format.parse()?,
+                table,
+                lang: lang.parse()?,
+                database,
+            };
+            report(&settings, args, out.as_deref()).await
+        }
         Command::Ledger {
             action: LedgerAction::Verify,
         } => verify_ledger(&settings).await,
@@ -355,29 +379,58 @@ async fn ingest_files(settings: Settings, files: &[PathBuf]) -> Result<ExitCode>
     })
 }
 
-async fn report(
-    settings: &Settings,
+struct ReportArgs {
     incident: i64,
-    format: &str,
-    out: Option<&std::path::Path>,
-) -> Result<ExitCode> {
-    let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
-    let r = jiaoying::store::reports::load(&store, incident)
-        .await?
-        .with_context(|| format!("no incident {incident}"))?;
-    let text = match format {
-        "json" => serde_json::to_string_pretty(&r)?,
-        _ => report::table(&r),
+    format: jiaoying::record::export::Format,
+    table: Option<String>,
+    lang: jiaoying::record::export::Lang,
+    database: Option<String>,
+}
+
+/// The database a command that only reads opens: `--database`, else the configured one, else
+/// (the default being absent) the demo's; missing or without schema, it says what to do.
+async fn read_store(settings: &Settings, database: Option<String>) -> Result<Store> {
+    let url = match database {
+        Some(u) => u,
+        None => {
+            let (url, note) = demo::database_to_read(&settings.database.url);
+            if let Some(n) = note {
+                eprintln!("{n}");
+            }
+            url
+        }
     };
+    jiaoying::store::schema::open_existing(&url, settings.database.max_connections).await
+}
+
+async fn report(settings: &Settings, a: ReportArgs, out: Option<&std::path::Path>) -> Result<ExitCode> {
+    use jiaoying::record::export;
+    use std::io::{IsTerminal, Write};
+    if out.is_none() && a.format.is_binary() && std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "--format xlsx writes a binary workbook: add --out FILE.xlsx (or redirect standard output)"
+        );
+    }
+    let store = read_store(settings, a.database).await?;
+    let r = jiaoying::store::reports::load(&store, a.incident)
+        .await?
+        .with_context(|| format!("no incident {}", a.incident))?;
+    let options = export::Options {
+        lang: a.lang,
+        // The one wall-clock read of the command: the "generated at" line, not a decision.
+        generated_at: Clock::system().now_ms(),
+        table: a.table,
+    };
+    let rendered = export::render(&r, a.format, &options)?;
     match out {
-        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
-        None => println!("{text}"),
+        Some(p) => std::fs::write(p, &rendered.bytes).with_context(|| format!("writing {}", p.display()))?,
+        None => std::io::stdout().lock().write_all(&rendered.bytes)?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn verify_ledger(settings: &Settings) -> Result<ExitCode> {
-    let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
+    let store = read_store(settings, None).await?;
     match ledger::verify(&store).await? {
         Ok(n) => {
             println!("ok {n} entries");

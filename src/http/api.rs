@@ -18,7 +18,7 @@ use crate::core::Core;
 use crate::deliver::standdown;
 use crate::domain::{AckMethod, RegionCode};
 use crate::ingest::{self, IngestError, MessageResult};
-use crate::record::report;
+use crate::record::export;
 use crate::respond::{self, RespondError};
 use crate::store::answers::Evacuation;
 use crate::store::{callouts, incidents, reports, responses, warnings};
@@ -117,28 +117,65 @@ pub async fn get_incident(
     })))
 }
 
+/// `?format=html|csv|xlsx|json|text` (json by default), `&table=` (which table a CSV holds),
+/// `&lang=zh|en` (which language leads).
 #[derive(Deserialize)]
-pub struct Format {
+pub struct ReportQuery {
     format: Option<String>,
+    table: Option<String>,
+    lang: Option<String>,
 }
 
 pub async fn report(
     State(core): State<Arc<Core>>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-    Query(f): Query<Format>,
+    Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     authorize(&core, &headers, Role::Viewer)?;
+    let format: export::Format = q
+        .format
+        .as_deref()
+        .unwrap_or("json")
+        .parse()
+        .map_err(|e: anyhow::Error| ApiError::bad_request(&e.to_string()))?;
+    let lang: export::Lang = match q.lang.as_deref() {
+        Some(l) => l
+            .parse()
+            .map_err(|e: anyhow::Error| ApiError::bad_request(&e.to_string()))?,
+        None => export::Lang::Zh,
+    };
+    if let Some(t) = q.table.as_deref().filter(|t| !export::TABLES.contains(t)) {
+        return Err(ApiError::bad_request(&format!(
+            "table {t:?}: one of {}",
+            export::TABLES.join(", ")
+        )));
+    }
     let r = reports::load(&core.store, id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such incident"))?;
-    match f.format.as_deref().unwrap_or("json") {
-        "json" => Ok(Json(r).into_response()),
-        "text" => Ok(report::table(&r).into_response()),
-        other => Err(ApiError::bad_request(&format!(
-            "format {other:?}: this build exports json and text"
-        ))),
-    }
+    let options = export::Options {
+        lang,
+        generated_at: core.clock.now_ms(),
+        table: q.table,
+    };
+    let out = export::render(&r, format, &options)?;
+    // Inline for what a browser shows, attachment for what it should save.
+    let disposition = match format {
+        export::Format::Html | export::Format::Json | export::Format::Text => "inline",
+        export::Format::Csv | export::Format::Xlsx => "attachment",
+    };
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, out.content_type.to_string()),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("{disposition}; filename=\"{}\"", out.filename),
+            ),
+        ],
+        out.bytes,
+    )
+        .into_response())
 }
 
 pub async fn close_incident(

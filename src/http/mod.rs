@@ -7,6 +7,7 @@ mod api;
 mod console;
 mod error;
 mod hooks;
+pub mod openapi;
 pub mod routes;
 
 use std::any::Any;

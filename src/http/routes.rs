@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::http::Method;
 use axum::routing::{get, post, MethodRouter};
 
-use super::{answer, api, console, hooks, metrics, readyz};
+use super::{answer, api, console, hooks, metrics, openapi, readyz};
 use crate::config::Role;
 use crate::core::Core;
 
@@ -121,6 +121,7 @@ pub fn table() -> Vec<Route> {
             Token(Role::Viewer),
             get(api::list_responses),
         ),
+        route(M::GET, "/api/v1/openapi.json", Public, get(openapi::document)),
         route(M::POST, "/hooks/{gateway}/{*rest}", Gateway, post(hooks::hook)),
         route(M::GET, "/a/{token}", AnswerToken, get(answer::show)),
         route(M::POST, "/a/{token}", AnswerToken, post(answer::submit)),

@@ -1,5 +1,6 @@
 //! What an after-action review trusts (pure): the ledger's hash chain and the report's
 //! aggregation. The store writes and reads the rows; nothing here touches a database.
 
+pub mod export;
 pub mod ledger;
 pub mod report;

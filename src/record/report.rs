@@ -58,6 +58,235 @@ pub struct Report<P> {
     /// Scheduled rounds of a response (三调度), per round and township: asked and answered.
     pub rounds: Vec<RoundRow>,
     pub callouts: Vec<Callout>,
+    /// What happened when, oldest first: warnings received, incident opened, first send,
+    /// escalations per rung, level activations, stand-down (`with_timeline` fills it).
+    pub timeline: Vec<Event>,
+    /// Time from call-out to answer in fixed buckets, for the chart.
+    pub answer_histogram: Vec<Bucket>,
+    /// Evacuation totals, village → township → county → city, each level summed from the one
+    /// below (latest report per reporter, as `store::answers` reads them).
+    pub evacuation: Vec<EvacuationTotal>,
+    /// The ledger state this report was read at (`None` until the store fills it).
+    pub ledger: Option<LedgerHead>,
+}
+
+/// One line of the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// unix milliseconds
+    pub at: i64,
+    /// A stable key (`warning`, `opened`, `first_send`, `escalation`, `response`,
+    /// `response_end`, `first_answer`, `stand_down`).
+    pub kind: &'static str,
+    /// Chinese first, English beside: what the row says to a reader.
+    pub what: String,
+    pub detail: String,
+}
+
+/// A response level (应急响应) as the timeline shows it; plain data so `record` stays a leaf.
+#[derive(Debug, Clone)]
+pub struct ResponseSpan {
+    pub id: i64,
+    pub hazard: String,
+    /// `Ⅳ级` etc.
+    pub level: String,
+    pub regions: Vec<String>,
+    pub actor: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub ended_by: Option<String>,
+}
+
+/// A warning message joined to the incident (Alert, Update, Cancel).
+#[derive(Debug, Clone)]
+pub struct WarningSeen {
+    pub id: i64,
+    pub received_at: i64,
+    pub msg_type: String,
+    pub event: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bucket {
+    /// `< 30 s`, `1–2 min` …
+    pub label: &'static str,
+    /// Upper bound in seconds, exclusive; `None` for the last bucket.
+    pub below_seconds: Option<u32>,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvacuationTotal {
+    /// `village`, `township`, `county`, `city` (a province-level or shorter code counts as city).
+    pub level: &'static str,
+    pub code: String,
+    pub name: String,
+    pub moved: i64,
+    /// Sum of the reports that gave a threatened count; `None` when none did.
+    pub threatened: Option<i64>,
+}
+
+/// The ledger head (seq + hash) the report was built from. A checkpoint (issue 10, task
+/// `ledger`: a signed or published head) goes in `checkpoint` when that lands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LedgerHead {
+    pub seq: i64,
+    pub hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<serde_json::Value>,
+}
+
+/// Bucket bounds (seconds, exclusive) and labels, Chinese with English beside.
+const BUCKETS: [(Option<u32>, &str); 8] = [
+    (Some(30), "<30秒 / <30 s"),
+    (Some(60), "30秒–1分 / 30 s–1 min"),
+    (Some(120), "1–2分 / 1–2 min"),
+    (Some(300), "2–5分 / 2–5 min"),
+    (Some(600), "5–10分 / 5–10 min"),
+    (Some(1800), "10–30分 / 10–30 min"),
+    (Some(3600), "30–60分 / 30–60 min"),
+    (None, "≥60分 / ≥60 min"),
+];
+
+pub fn histogram(seconds: &[f64]) -> Vec<Bucket> {
+    let mut out: Vec<Bucket> = BUCKETS
+        .iter()
+        .map(|(below, label)| Bucket {
+            label,
+            below_seconds: *below,
+            count: 0,
+        })
+        .collect();
+    for s in seconds {
+        let i = out
+            .iter()
+            .position(|b| b.below_seconds.is_none_or(|u| *s < u as f64))
+            .unwrap_or(out.len() - 1);
+        out[i].count += 1;
+    }
+    out
+}
+
+/// Village → township → county → city: each evacuation row counts at its own level and every
+/// level above it, so a township's total includes what its villages reported and what was
+/// reported for the township itself.
+pub fn roll_up(evacuations: &[EvacuationRow], names: &BTreeMap<RegionCode, String>) -> Vec<EvacuationTotal> {
+    let mut sums: BTreeMap<(u8, String), (i64, Option<i64>)> = BTreeMap::new();
+    for e in evacuations {
+        let code = e.region_code.as_str();
+        // (rank, prefix length): a level is counted only when the code is at least that deep;
+        // anything shorter than a city code counts as the city.
+        for (rank, len) in [(0u8, 4usize), (1, 6), (2, 9), (3, 12)] {
+            if rank > 0 && code.len() < len.min(10) {
+                continue;
+            }
+            let key = code[..code.len().min(len)].to_string();
+            let s = sums.entry((rank, key)).or_default();
+            s.0 += e.moved;
+            if let Some(t) = e.threatened {
+                s.1 = Some(s.1.unwrap_or(0) + t);
+            }
+        }
+    }
+    sums.into_iter()
+        .map(|((rank, code), (moved, threatened))| EvacuationTotal {
+            level: ["city", "county", "township", "village"][rank as usize],
+            name: RegionCode::parse(&code)
+                .ok()
+                .and_then(|c| names.get(&c).cloned())
+                .unwrap_or_else(|| code.clone()),
+            code,
+            moved,
+            threatened,
+        })
+        .collect()
+}
+
+/// Fills the timeline from the report's own call-outs plus what the store read beside them.
+pub fn with_timeline<P>(r: &mut Report<P>, warnings: &[WarningSeen], responses: &[ResponseSpan]) {
+    let mut t = Vec::new();
+    for w in warnings {
+        t.push(Event {
+            at: w.received_at,
+            kind: "warning",
+            what: format!("收到预警 / warning received ({})", w.msg_type),
+            detail: format!("{} #{}", w.event, w.id),
+        });
+    }
+    let i = &r.incident;
+    t.push(Event {
+        at: i.created_at,
+        kind: "opened",
+        what: "事件开启 / incident opened".into(),
+        detail: format!("{} {}", i.code, i.title),
+    });
+    if let Some((at, n)) = first_and_count(r.callouts.iter().filter_map(|c| c.sent_at)) {
+        t.push(Event {
+            at,
+            kind: "first_send",
+            what: "首次发送 / first send".into(),
+            detail: format!("{n} 条已发送 / sent"),
+        });
+    }
+    if let Some((at, n)) = first_and_count(r.callouts.iter().filter_map(|c| c.acked_at)) {
+        t.push(Event {
+            at,
+            kind: "first_answer",
+            what: "首次应答 / first answer".into(),
+            detail: format!("{n} 人应答 / answered"),
+        });
+    }
+    // One line per rung: a thousand escalations are one fact per step of the ladder.
+    let mut rungs: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for c in r
+        .callouts
+        .iter()
+        .filter(|c| c.rung > 0 && !c.knock && c.round.is_none())
+    {
+        rungs.entry(c.rung).or_default().push(c.created_at);
+    }
+    for (rung, ats) in rungs {
+        let (at, n) = first_and_count(ats.into_iter()).expect("a rung has a call-out");
+        t.push(Event {
+            at,
+            kind: "escalation",
+            what: format!("升级第{rung}级 / escalation, step {rung}"),
+            detail: format!("{n} 次 / call-outs"),
+        });
+    }
+    for s in responses {
+        t.push(Event {
+            at: s.started_at,
+            kind: "response",
+            what: format!("启动{}应急响应 / response level {} activated", s.level, s.level),
+            detail: format!("{} {} ({})", s.hazard, s.regions.join(","), s.actor),
+        });
+        if let Some(end) = s.ended_at {
+            t.push(Event {
+                at: end,
+                kind: "response_end",
+                what: format!("终止{}应急响应 / response level {} ended", s.level, s.level),
+                detail: format!("#{} {}", s.id, s.ended_by.clone().unwrap_or_default()),
+            });
+        }
+    }
+    if let Some(at) = i.closed_at {
+        t.push(Event {
+            at,
+            kind: "stand_down",
+            what: "解除 / stand-down".into(),
+            detail: String::new(),
+        });
+    }
+    t.sort_by_key(|e| e.at);
+    r.timeline = t;
+}
+
+fn first_and_count(ats: impl Iterator<Item = i64>) -> Option<(i64, usize)> {
+    ats.fold(None, |acc, at| match acc {
+        None => Some((at, 1)),
+        Some((first, n)) => Some((first.min(at), n + 1)),
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -191,7 +420,12 @@ pub fn summarise<P>(
             })
             .collect()
     };
+    let answer_histogram = histogram(&times);
     Report {
+        timeline: Vec::new(),
+        answer_histogram,
+        evacuation: roll_up(evacuations, names),
+        ledger: None,
         mark: incident.drill.then_some(DRILL),
         incident,
         totals,

@@ -25,6 +25,7 @@ pub mod ledger;
 pub mod reports;
 pub mod responses;
 pub mod roster;
+pub mod schema;
 pub mod stats;
 pub mod warnings;
 

@@ -113,3 +113,12 @@ pub async fn list(store: &Store, limit: i64) -> Result<Vec<Response>> {
         .await?;
     rows.iter().map(response_of).collect()
 }
+
+/// The response levels an incident's activation opened, oldest first (for its report).
+pub async fn of_incident(store: &Store, incident_id: i64) -> Result<Vec<Response>> {
+    let rows = sqlx::query(&format!("{SELECT} WHERE incident_id = $1 ORDER BY id"))
+        .bind(incident_id)
+        .fetch_all(&mut *store.conn().await?)
+        .await?;
+    rows.iter().map(response_of).collect()
+}

@@ -4,7 +4,7 @@
 //! answer page over HTTP), some stay silent and are escalated, and the after-action summary
 //! is printed. Deadlines are shortened so that the ladder plays out in about half a minute.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -25,6 +25,63 @@ pub struct Options {
     pub bind: String,
     pub deadline: Duration,
     pub serve: bool,
+    /// Where to leave the URL of `database` for `report` (normally [`DEMO_MARKER`]).
+    pub marker: PathBuf,
+}
+
+/// Best effort: without the marker `report` says which `--database` to pass instead.
+fn leave_marker(marker: &Path, database: &Path) {
+    let url = format!("sqlite://{}\n", database.display());
+    let dir = marker.parent().filter(|d| !d.as_os_str().is_empty());
+    let written = dir
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|_| std::fs::write(marker, url));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, marker = %marker.display(), "could not leave the demo marker");
+    }
+}
+
+/// The database every command uses when nothing says otherwise (config/jiaoying.toml).
+pub const DEFAULT_DATABASE: &str = "sqlite://data/jiaoying.db";
+
+/// Left by the demo beside the default database: the URL of the demo's own database. The demo
+/// never writes the default database (it may be a real one); the commands that only read
+/// (report, ledger verify) use this marker when the default database does not exist, so that
+/// `jiaoying report 1` after `jiaoying demo` shows the demo's incident, as the README says.
+pub const DEMO_MARKER: &str = "data/demo-database";
+
+/// The database a read-only command should open, and a note to print when it is not the one
+/// configured. Only the built-in default is ever replaced, only when its file is absent and
+/// the demo left its marker: a configured or existing database is always what is read.
+pub fn database_to_read(configured: &str) -> (String, Option<String>) {
+    database_to_read_in(configured, Path::new("."))
+}
+
+/// [`database_to_read`] with relative paths taken from `base` (tests use a temp dir).
+pub fn database_to_read_in(configured: &str, base: &Path) -> (String, Option<String>) {
+    let keep = (configured.to_string(), None);
+    if configured != DEFAULT_DATABASE || base.join("data/jiaoying.db").exists() {
+        return keep;
+    }
+    let Ok(marker) = std::fs::read_to_string(base.join(DEMO_MARKER)) else {
+        return keep;
+    };
+    let demo = marker.trim();
+    let exists = crate::store::schema::sqlite_path(demo).is_some_and(|p| {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.exists()
+        } else {
+            base.join(p).exists()
+        }
+    });
+    if !exists {
+        return keep;
+    }
+    let note = format!(
+        "注意 note: data/jiaoying.db 不存在 / does not exist; 读取演示数据库 reading the demo's database {demo}          (written by `jiaoying demo`; --database URL reads another)"
+    );
+    (demo.to_string(), Some(note))
 }
 
 pub async fn run(mut settings: Settings, o: Options) -> Result<()> {
@@ -55,6 +112,7 @@ pub async fn run(mut settings: Settings, o: Options) -> Result<()> {
         },
     )
     .await?;
+    leave_marker(&o.marker, &o.database);
     println!("== 叫应演示 jiaoying demo: 玉林市 (synthetic roster) ==");
     let started = Instant::now();
     import::import_all(&core.store, &o.dir, core.now())
@@ -124,6 +182,12 @@ pub async fn run(mut settings: Settings, o: Options) -> Result<()> {
         inc.id
     );
     println!("  report:               curl -H 'Authorization: Bearer {admin}' 'http://{addr}/api/v1/incidents/{}/report?format=text'", inc.id);
+    println!("  report (HTML, A4):    curl -H 'Authorization: Bearer {admin}' -o report.html 'http://{addr}/api/v1/incidents/{}/report?format=html'", inc.id);
+    println!(
+        "  report (Excel):       jiaoying report {} --format xlsx --out report.xlsx",
+        inc.id
+    );
+    println!("  OpenAPI:              http://{addr}/api/v1/openapi.json");
     shutdown_signal(stop.clone()).await;
     server.await?
 }

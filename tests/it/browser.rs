@@ -143,11 +143,8 @@ async fn cookie_header(c: &Client) -> anyhow::Result<String> {
 /// Opens a console session as `who` (operator or viewer).
 async fn login(c: &Client, app: &TestApp, token: &str) -> anyhow::Result<()> {
     c.goto(&format!("{}/healthz", app.base)).await?;
-    c.execute(
-        &format!("document.cookie = 'jy_token={token}; path=/'"),
-        vec![],
-    )
-    .await?;
+    c.execute(&format!("document.cookie = 'jy_token={token}; path=/'"), vec![])
+        .await?;
     c.goto(&format!("{}/", app.base)).await?;
     wait_until("the board after login", 10, || async {
         Ok(c.find(Locator::Css("#board")).await.is_ok())
@@ -190,13 +187,33 @@ async fn night(c: &Client, app: &TestApp, shots: Option<&std::path::Path>) -> an
         c.find(Locator::Css("tr.town .bar")).await.is_ok(),
         "a bar per township"
     );
-    if std::env::var("DEBUG_BOARD").is_ok() { eprintln!("BOARD {}", text_of(c, "#board").await?); }
     if let Some(dir) = shots {
+        // For the README's picture: two in three answer (through the API), and the board
+        // shows it by itself.
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM callouts ORDER BY id")
+            .fetch_all(app.db())
+            .await?;
+        for id in ids.iter().filter(|i| *i % 3 != 0) {
+            app.http
+                .post(format!("{}/api/v1/callouts/{id}/ack", app.base))
+                .bearer_auth(OPERATOR)
+                .json(&serde_json::json!({}))
+                .send()
+                .await?;
+        }
+        let answered = app
+            .scalar("SELECT COUNT(*) FROM callouts WHERE state = 'acknowledged'")
+            .await;
+        wait_until("the answers on the board", 30, || async {
+            Ok(count_cells(c, "tr.total td:nth-child(4)").await? == answered)
+        })
+        .await?;
         screenshot(c, dir, "board").await;
     }
 
     // One person is out of reach; the operator phones them and records it.
-    let cid = app.scalar("SELECT MIN(id) FROM callouts").await;
+    // (One the README's screenshot run leaves unanswered: see above.)
+    let cid = app.scalar("SELECT MIN(id) FROM callouts WHERE id % 3 = 0").await;
     app.execute(&format!(
         "UPDATE callouts SET state = 'unreached' WHERE id = {cid}"
     ))
@@ -217,7 +234,10 @@ async fn night(c: &Client, app: &TestApp, shots: Option<&std::path::Path>) -> an
         "the warning's area"
     );
     if let Some(dir) = shots {
+        // Tall enough for the warning, the map and the first people not reached.
+        c.set_window_size(1280, 1700).await?;
         screenshot(c, dir, "incident").await;
+        c.set_window_size(1280, 900).await?;
     }
     c.find(Locator::Css(&format!(
         "{row} select[name=result] option[value=moved]"
@@ -243,7 +263,7 @@ async fn night(c: &Client, app: &TestApp, shots: Option<&std::path::Path>) -> an
     anyhow::ensure!(state == "acknowledged", "the call-out is answered: {state}");
     let moved = app
         .scalar(&format!(
-            "SELECT COALESCE(SUM(moved), 0) FROM evacuations WHERE callout_id = {cid}"
+            "SELECT CAST(COALESCE(SUM(moved), 0) AS BIGINT) FROM evacuations WHERE callout_id = {cid}"
         ))
         .await;
     anyhow::ensure!(moved == 12, "12 people moved: {moved}");
@@ -252,15 +272,38 @@ async fn night(c: &Client, app: &TestApp, shots: Option<&std::path::Path>) -> an
         .await;
     anyhow::ensure!(ledger > 0, "the ledger names the operator");
 
-    // The XLSX report downloads with the session.
-    let cookies = cookie_header(c).await?;
+    // The XLSX report: the page's own link, fetched with the browser's session.
+    let href = c
+        .find(Locator::Css("#downloads a[href$='format=xlsx']"))
+        .await?
+        .attr("href")
+        .await?
+        .unwrap_or_default();
+    let href = if href.starts_with("http") {
+        href
+    } else {
+        format!("{}{href}", app.base)
+    };
     let r = app
         .http
-        .get(format!("{}/incidents/{incident}/report?format=json", app.base))
-        .header("cookie", &cookies)
+        .get(&href)
+        .header("cookie", cookie_header(c).await?)
         .send()
         .await?;
     anyhow::ensure!(r.status() == 200, "report download: {}", r.status());
+    let ct = r.headers()["content-type"].to_str()?.to_string();
+    anyhow::ensure!(
+        ct == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "{ct}"
+    );
+    let bytes = r.bytes().await?;
+    anyhow::ensure!(bytes.starts_with(b"PK"), "a zip");
+    use calamine::Reader;
+    let wb: calamine::Xlsx<_> = calamine::Xlsx::new(std::io::Cursor::new(bytes.to_vec()))?;
+    let names = wb.sheet_names();
+    for want in ["概况", "乡镇应答率", "未叫应人员", "转移人数"] {
+        anyhow::ensure!(names.iter().any(|n| n == want), "sheet {want} in {names:?}");
+    }
 
     // A response level: preview who it calls, confirm, then end it.
     let before = app.scalar("SELECT COUNT(*) FROM responses").await;

@@ -22,6 +22,7 @@ mod provider_tencent;
 mod provider_twilio;
 mod queue;
 mod reconcile;
+mod report;
 mod respond;
 mod updates;
 mod validate;

@@ -203,7 +203,12 @@ pub fn body(lang: &Lang, board: &[BoardIncident]) -> Markup {
                             }
                             @for t in &c.townships {
                                 tr.town data-region=(t.code) {
-                                    td { "　" (t.name) } (cells(lang, &t.tally))
+                                    td {
+                                        "　" (t.name)
+                                        // The county's own officials, above any township.
+                                        @if t.code == c.row.code { " " span.muted { (lang.t("board.county_level")) } }
+                                    }
+                                    (cells(lang, &t.tally))
                                 }
                             }
                         }

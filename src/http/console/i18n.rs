@@ -110,6 +110,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("switch", "English", "中文"),
     ("board.title", "正在叫应的事件", "Active incidents"),
     ("board.none", "当前没有正在叫应的事件。", "No active incident."),
+    ("board.county_level", "（县级）", "(county level)"),
     ("board.live", "自动更新中", "Updating live"),
     ("col.region", "地区", "Region"),
     ("col.called", "已叫", "Called"),

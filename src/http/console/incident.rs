@@ -25,7 +25,8 @@ use crate::config::{Policy, Role};
 use crate::core::Core;
 use crate::deliver::standdown;
 use crate::domain::{AckMethod, Callout, IncidentState};
-use crate::record::report::{self, Report};
+use crate::record::export;
+use crate::record::report::Report;
 use crate::store::answers::{Ack, Evacuation};
 use crate::store::{reports, roster, warnings};
 
@@ -361,7 +362,7 @@ pub struct Format {
 }
 
 /// The after-action report as a download (the console's own, session-authenticated route;
-/// the rendering is `record`'s).
+/// the rendering is `record::export`'s, the same as the API's), in the console's language.
 pub async fn report_download(
     State(core): State<Arc<Core>>,
     officer: Officer,
@@ -370,29 +371,41 @@ pub async fn report_download(
     Query(q): Query<Format>,
 ) -> Page {
     officer.may(Role::Viewer)?;
+    let format: export::Format = match q.format.as_deref().unwrap_or("html").parse() {
+        Ok(f) => f,
+        Err(e) => {
+            return Ok(error_page(
+                &lang,
+                StatusCode::BAD_REQUEST,
+                "err.bad",
+                &format!("{e}"),
+            ))
+        }
+    };
     let Some(r) = reports::load(&core.store, id).await? else {
         return Ok(error_page(&lang, StatusCode::NOT_FOUND, "inc.no_such", ""));
     };
-    let name = format!("{}", r.incident.code);
-    let disposition = |ext: &str| format!("attachment; filename=\"report-{name}.{ext}\"");
+    let mut options = export::Options::new(core.now());
+    if lang.code == super::i18n::Code::En {
+        options.lang = export::Lang::En;
+    }
+    let out = export::render(&r, format, &options)?;
+    // A page opens in the browser; a sheet is saved.
+    let disposition = if format.is_binary() || matches!(format, export::Format::Csv) {
+        "attachment"
+    } else {
+        "inline"
+    };
     use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
-    Ok(match q.format.as_deref().unwrap_or("html") {
-        "json" => (
-            [
-                (CONTENT_TYPE, "application/json".to_string()),
-                (CONTENT_DISPOSITION, disposition("json")),
-            ],
-            serde_json::to_string_pretty(&r).map_err(anyhow::Error::from)?,
-        )
-            .into_response(),
-        "text" => (
-            [
-                (CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
-                (CONTENT_DISPOSITION, disposition("txt")),
-            ],
-            report::table(&r),
-        )
-            .into_response(),
-        other => error_page(&lang, StatusCode::BAD_REQUEST, "err.bad", other),
-    })
+    Ok((
+        [
+            (CONTENT_TYPE, out.content_type.to_string()),
+            (
+                CONTENT_DISPOSITION,
+                format!("{disposition}; filename=\"{}\"", out.filename),
+            ),
+        ],
+        out.bytes,
+    )
+        .into_response())
 }
