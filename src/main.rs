@@ -123,6 +123,11 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Console users (logins for the web console): add, list, disable, change a password.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Tamper-evident ledger tools.
     Ledger {
         #[command(subcommand)]
@@ -148,6 +153,35 @@ enum Command {
         /// Treat this response level (I–IV) as active when choosing the policy.
         #[arg(long)]
         level: Option<jiaoying::config::Level>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a console user. The password is read from --password-file (its first line), else
+    /// asked twice on the terminal without echo; at least 10 characters.
+    #[command(after_help = "Example: jiaoying user add zhang --role operator\n\
+        Roles: admin (everything, users too), operator (stand-down, response levels, recorded calls, \
+        imports), viewer (read only).")]
+    Add {
+        /// The login name (no spaces).
+        name: String,
+        /// admin, operator or viewer.
+        #[arg(long, value_parser = jiaoying::tools::users::console_role)]
+        role: jiaoying::config::Role,
+        /// Read the password from this file's first line instead of asking.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// List console users, their roles and whether they are disabled.
+    List,
+    /// Disable a user: they cannot log in and their sessions end at once (kept for the record).
+    Disable { name: String },
+    /// Set a new password (asked twice, or --password-file); the user's sessions end.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
     },
 }
 
@@ -283,6 +317,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             report(&settings, args, out.as_deref()).await
         }
+        Command::User { action } => user(&settings, action).await,
         Command::Ledger {
             action: LedgerAction::Verify,
         } => verify_ledger(&settings).await,
@@ -425,6 +460,35 @@ async fn report(settings: &Settings, a: ReportArgs, out: Option<&std::path::Path
     match out {
         Some(p) => std::fs::write(p, &rendered.bytes).with_context(|| format!("writing {}", p.display()))?,
         None => std::io::stdout().lock().write_all(&rendered.bytes)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn user(settings: &Settings, action: UserAction) -> Result<ExitCode> {
+    use jiaoying::tools::users;
+    let store = store(settings).await?;
+    let by = users::cli_actor();
+    let now = Clock::system().now_ms();
+    match action {
+        UserAction::Add {
+            name,
+            role,
+            password_file,
+        } => {
+            let pw = users::read_password(password_file.as_deref())?;
+            users::add(&store, &name, role, pw, &by, now).await?;
+            println!("已添加用户 added user {name} ({})", role.as_str());
+        }
+        UserAction::List => print!("{}", users::list(&store).await?),
+        UserAction::Disable { name } => {
+            users::disable(&store, &name, &by, now).await?;
+            println!("已停用 disabled {name}; 其会话已结束 their sessions are ended");
+        }
+        UserAction::Passwd { name, password_file } => {
+            let pw = users::read_password(password_file.as_deref())?;
+            users::passwd(&store, &name, pw, &by, now).await?;
+            println!("已更改密码 password changed for {name}; 其会话已结束 their sessions are ended");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -34,6 +34,7 @@ pub struct Settings {
     pub answer: Answer,
     #[serde(default)]
     pub auth: Auth,
+    pub console: Console,
     pub dispatch: Dispatch,
     pub escalation: Escalation,
     pub messages: Messages,
@@ -87,6 +88,24 @@ pub struct Auth {
     pub tokens: Vec<ApiToken>,
 }
 
+/// The console's logins (`[console]`): cookies, session lifetimes, lockout after failures.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Console {
+    /// Mark the session cookie `Secure` (only sent over HTTPS).
+    pub secure_cookies: bool,
+    /// A session unused this long is over.
+    #[serde(deserialize_with = "duration")]
+    pub session_idle: Duration,
+    /// A session is over this long after its login, used or not.
+    #[serde(deserialize_with = "duration")]
+    pub session_max: Duration,
+    /// Failed logins in a row for one name before it is locked for `lockout`.
+    pub login_attempts: u32,
+    #[serde(deserialize_with = "duration")]
+    pub lockout: Duration,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiToken {
@@ -108,6 +127,29 @@ pub enum Role {
 }
 
 impl Role {
+    /// The name as the config and the database spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+            Role::Feed => "feed",
+            Role::Gateway => "gateway",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        [
+            Role::Admin,
+            Role::Operator,
+            Role::Viewer,
+            Role::Feed,
+            Role::Gateway,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+
     pub fn allows(self, needed: Role) -> bool {
         match (self, needed) {
             (Role::Admin, _) => true,
@@ -260,6 +302,17 @@ impl Settings {
             if d.is_zero() {
                 bail!("http.{key}: must be positive (e.g. \"10s\")");
             }
+        }
+        for (key, d) in [
+            ("session_idle", self.console.session_idle),
+            ("session_max", self.console.session_max),
+        ] {
+            if d.is_zero() {
+                bail!("console.{key}: must be positive (e.g. \"12h\")");
+            }
+        }
+        if self.console.login_attempts == 0 {
+            bail!("console.login_attempts: must be at least 1");
         }
         if self.dispatch.batch == 0 || self.dispatch.workers == 0 {
             bail!("dispatch.batch and dispatch.workers must be at least 1");

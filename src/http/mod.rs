@@ -7,8 +7,10 @@ mod api;
 mod console;
 mod error;
 mod hooks;
+mod login;
 pub mod openapi;
 pub mod routes;
+pub mod session;
 
 use std::any::Any;
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::http::Method;
 use axum::routing::{get, post, MethodRouter};
 
-use super::{answer, api, console, hooks, metrics, openapi, readyz};
+use super::{answer, api, console, hooks, login, metrics, openapi, readyz};
 use crate::config::Role;
 use crate::core::Core;
 
@@ -125,6 +125,9 @@ pub fn table() -> Vec<Route> {
         route(M::POST, "/hooks/{gateway}/{*rest}", Gateway, post(hooks::hook)),
         route(M::GET, "/a/{token}", AnswerToken, get(answer::show)),
         route(M::POST, "/a/{token}", AnswerToken, post(answer::submit)),
+        route(M::GET, "/login", Public, get(login::form)),
+        route(M::POST, "/login", Public, post(login::submit)),
+        route(M::POST, "/logout", Session(Role::Viewer), post(login::logout)),
     ]
     .into_iter()
     .chain(console_routes())

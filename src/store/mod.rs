@@ -27,6 +27,7 @@ pub mod responses;
 pub mod roster;
 pub mod schema;
 pub mod stats;
+pub mod users;
 pub mod warnings;
 
 use std::ops::{Deref, DerefMut};

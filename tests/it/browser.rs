@@ -127,7 +127,9 @@ pub async fn text_of(c: &Client, css: &str) -> anyhow::Result<String> {
     Ok(c.find(Locator::Css(css)).await?.text().await?)
 }
 
-use crate::helpers::{self, Db, TestApp, FEED, OPERATOR, VIEWER};
+use jiaoying::config::Role;
+
+use crate::helpers::{self, Db, TestApp, FEED, OPERATOR};
 
 /// The session cookie (or stand-in) of a browser, for the downloads and the forged posts the
 /// browser cannot make by itself.
@@ -140,12 +142,29 @@ async fn cookie_header(c: &Client) -> anyhow::Result<String> {
         .join("; "))
 }
 
-/// Opens a console session as `who` (operator or viewer).
-async fn login(c: &Client, app: &TestApp, token: &str) -> anyhow::Result<()> {
-    c.goto(&format!("{}/healthz", app.base)).await?;
-    c.execute(&format!("document.cookie = 'jy_token={token}; path=/'"), vec![])
+const PASSWORD: &str = "correct horse battery";
+
+/// Types a name and password into the login page and submits it.
+async fn submit_login(c: &Client, app: &TestApp, name: &str, password: &str) -> anyhow::Result<()> {
+    c.goto(&format!("{}/login", app.base)).await?;
+    c.find(Locator::Css("input[name=name]"))
+        .await?
+        .send_keys(name)
         .await?;
-    c.goto(&format!("{}/", app.base)).await?;
+    c.find(Locator::Css("input[name=password]"))
+        .await?
+        .send_keys(password)
+        .await?;
+    c.find(Locator::Css("form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    Ok(())
+}
+
+/// Logs in through the login page as `name` (an operator or a viewer made by the test).
+async fn login(c: &Client, app: &TestApp, name: &str) -> anyhow::Result<()> {
+    submit_login(c, app, name, PASSWORD).await?;
     wait_until("the board after login", 10, || async {
         Ok(c.find(Locator::Css("#board")).await.is_ok())
     })
@@ -158,7 +177,30 @@ async fn count_cells(c: &Client, css: &str) -> anyhow::Result<i64> {
 
 /// The whole operator's night, step by step; an Err names the step that failed.
 async fn night(c: &Client, app: &TestApp, shots: Option<&std::path::Path>) -> anyhow::Result<()> {
-    login(c, app, OPERATOR).await?;
+    for (name, role) in [("duty", Role::Operator), ("watch", Role::Viewer)] {
+        jiaoying::tools::users::add(
+            &app.core.store,
+            name,
+            role,
+            PASSWORD.into(),
+            "test",
+            app.core.now(),
+        )
+        .await?;
+    }
+    // A wrong password opens nothing.
+    submit_login(c, app, "duty", "not the password").await?;
+    wait_until("the login refused", 10, || async {
+        Ok(c.find(Locator::Css("p.error")).await.is_ok())
+    })
+    .await?;
+    c.goto(&format!("{}/", app.base)).await?;
+    anyhow::ensure!(
+        c.current_url().await?.path() == "/login",
+        "no session after a wrong password: {}",
+        c.current_url().await?
+    );
+    login(c, app, "duty").await?;
     anyhow::ensure!(
         c.find(Locator::Css("#no-incident")).await.is_ok(),
         "the board starts empty"
@@ -268,7 +310,9 @@ async fn night(c: &Client, app: &TestApp, shots: Option<&std::path::Path>) -> an
         .await;
     anyhow::ensure!(moved == 12, "12 people moved: {moved}");
     let ledger = app
-        .scalar("SELECT COUNT(*) FROM ledger WHERE kind = 'ack.recorded' AND body LIKE '%\"actor\":\"op\"%'")
+        .scalar(
+            "SELECT COUNT(*) FROM ledger WHERE kind = 'ack.recorded' AND body LIKE '%\"actor\":\"duty\"%'",
+        )
         .await;
     anyhow::ensure!(ledger > 0, "the ledger names the operator");
 
@@ -360,13 +404,13 @@ async fn night(c: &Client, app: &TestApp, shots: Option<&std::path::Path>) -> an
         .await?;
     c.find(Locator::Css("#preview")).await?.click().await?;
     wait_until("the refusal", 10, || async {
-        Ok(c.source().await?.contains("CSRF") && c.find(Locator::Css("#level-preview")).await.is_err())
+        Ok(c.source().await?.contains("表单已失效") && c.find(Locator::Css("#level-preview")).await.is_err())
     })
     .await?;
 
     // A viewer sees the pages but may not act.
     c.delete_all_cookies().await?;
-    login(c, app, VIEWER).await?;
+    login(c, app, "watch").await?;
     c.goto(&format!("{}/levels", app.base)).await?;
     anyhow::ensure!(
         c.find(Locator::Css("#level-form")).await.is_err(),

@@ -16,6 +16,7 @@ mod import;
 mod instances;
 mod ladder;
 mod limits;
+mod login;
 mod preview;
 mod provider_aliyun;
 mod provider_tencent;

@@ -14,7 +14,6 @@ mod layout;
 mod levels;
 mod map;
 mod roster;
-mod session_stub;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -26,8 +25,8 @@ pub use layout::{css, js};
 pub use levels::{activate, end_level, levels, preview_level};
 pub use roster::{import_upload, roster};
 
+pub(crate) use super::session::Officer;
 pub use i18n::Lang;
-pub(crate) use session_stub::Officer;
 
 /// A page that could not be shown: its answer, already made (an error page, a redirect to the
 /// login, a 403).
