@@ -151,11 +151,7 @@ pub async fn load(core: &Core) -> anyhow::Result<Vec<BoardIncident>> {
 }
 
 fn bar(t: &Tally) -> Markup {
-    let pct = if t.called == 0 {
-        0
-    } else {
-        t.answered * 100 / t.called
-    };
+    let pct = (t.answered * 100).checked_div(t.called).unwrap_or(0);
     html! {
         span.bar title={ (t.answered) "/" (t.called) } { span style={ "width:" (pct) "%" } {} }
         " " span.muted { (pct) "%" }

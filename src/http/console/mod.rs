@@ -7,6 +7,10 @@
 //! One file per page (`board`, `incident`, `levels`, `roster`), the frame in `layout`, the
 //! words in `i18n`, the region map in `map`.
 
+// A refusal is a whole page (a `Response`) handed back as it is (`officer.may(..)?`), as
+// `http::session` does; boxing it would only move the allocation.
+#![allow(clippy::result_large_err)]
+
 mod board;
 mod i18n;
 mod incident;
