@@ -4,6 +4,7 @@
 
 mod answer;
 mod api;
+mod console;
 mod error;
 mod hooks;
 mod login;

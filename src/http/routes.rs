@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::http::Method;
 use axum::routing::{get, post, MethodRouter};
 
-use super::{answer, api, hooks, login, metrics, openapi, readyz};
+use super::{answer, api, console, hooks, login, metrics, openapi, readyz};
 use crate::config::Role;
 use crate::core::Core;
 
@@ -128,6 +128,53 @@ pub fn table() -> Vec<Route> {
         route(M::GET, "/login", Public, get(login::form)),
         route(M::POST, "/login", Public, post(login::submit)),
         route(M::POST, "/logout", Session(Role::Viewer), post(login::logout)),
+    ]
+    .into_iter()
+    .chain(console_routes())
+    .collect()
+}
+
+/// The duty officer's console (`http::console`): pages for viewers, actions for operators.
+fn console_routes() -> Vec<Route> {
+    use Access::*;
+    use Method as M;
+    let (viewer, operator) = (Session(Role::Viewer), Session(Role::Operator));
+    vec![
+        route(M::GET, "/console/static/console.css", Public, get(console::css)),
+        route(M::GET, "/console/static/console.js", Public, get(console::js)),
+        route(M::GET, "/", viewer, get(console::board)),
+        route(M::GET, "/board/events", viewer, get(console::board_events)),
+        route(M::GET, "/incidents/{id}", viewer, get(console::incident)),
+        route(
+            M::POST,
+            "/incidents/{id}/calls",
+            operator,
+            post(console::record_call),
+        ),
+        route(
+            M::GET,
+            "/incidents/{id}/standdown",
+            operator,
+            get(console::standdown_confirm),
+        ),
+        route(
+            M::POST,
+            "/incidents/{id}/standdown",
+            operator,
+            post(console::standdown),
+        ),
+        route(
+            M::GET,
+            "/incidents/{id}/report",
+            viewer,
+            get(console::report_download),
+        ),
+        route(M::GET, "/levels", viewer, get(console::levels)),
+        route(M::POST, "/levels/preview", operator, post(console::preview_level)),
+        route(M::POST, "/levels", operator, post(console::activate)),
+        route(M::POST, "/levels/{id}/end", operator, post(console::end_level)),
+        route(M::GET, "/roster", viewer, get(console::roster)),
+        route(M::POST, "/roster/import", operator, post(console::import_upload)),
     ]
 }
 

@@ -92,9 +92,21 @@ pub async fn submit(core: &Core, req: &Request, actor: &str) -> Result<Outcome, 
     }
 }
 
-async fn activate(core: &Core, req: &Request, actor: &str) -> Result<Outcome, RespondError> {
+/// What an activation would do, worked out from the roster and not written: the console
+/// shows it (who will be called) before the operator confirms, and [`activate`] applies it.
+pub struct Plan {
+    pub activation: Activation,
+    pub policy: Option<crate::config::Policy>,
+    pub title: String,
+    pub planned: Vec<Planned>,
+    /// Why nobody would be called, when nobody would.
+    pub note: Option<String>,
+}
+
+/// Checks an activation and plans its call-outs; reads only.
+pub async fn plan_activation(core: &Core, req: &Request) -> Result<Plan, RespondError> {
     let now = core.now();
-    // Read the roster before the write transaction (SQLite has one connection).
+    // Read the roster before any write transaction (SQLite has one connection).
     let regions = roster::load_regions(&core.store).await?;
     let a = check(req, &regions, now)?;
     let policy = core.settings.policy_for_level(a.level, a.hazard).cloned();
@@ -121,6 +133,24 @@ async fn activate(core: &Core, req: &Request, actor: &str) -> Result<Outcome, Re
             planned
         }
     };
+    Ok(Plan {
+        activation: a,
+        policy,
+        title,
+        planned,
+        note,
+    })
+}
+
+async fn activate(core: &Core, req: &Request, actor: &str) -> Result<Outcome, RespondError> {
+    let now = core.now();
+    let Plan {
+        activation: a,
+        policy,
+        title,
+        planned,
+        note,
+    } = plan_activation(core, req).await?;
 
     let mut tx = core.store.begin().await?;
     let id = tx.insert_response(&a, actor, now).await?;

@@ -66,9 +66,21 @@ pub async fn import_by(
     who: &str,
 ) -> Result<Imported> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    import_data(store, kind, &data, dry_run, skip_invalid, now).await
+}
+
+/// As [`import`], with the file's bytes in hand (the console's upload).
+pub async fn import_data(
+    store: &Store,
+    kind: Kind,
+    data: &[u8],
+    dry_run: bool,
+    skip_invalid: bool,
+    now: i64,
+) -> Result<Imported> {
     // Read before the transaction: SQLite has a single connection.
     let known = db::known(store).await?;
-    let rows = match check(kind, &data, &known) {
+    let rows = match check(kind, data, &known) {
         Ok(r) => r,
         Err(e) => {
             return Ok(Imported {

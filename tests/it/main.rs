@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod boundary;
+mod browser;
 mod crash;
 mod defects;
 mod edge;
