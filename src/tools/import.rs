@@ -66,17 +66,22 @@ pub async fn import_by(
     who: &str,
 ) -> Result<Imported> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    import_data(store, kind, &data, dry_run, skip_invalid, now).await
+    let file = path.display().to_string();
+    import_data(store, kind, &data, &file, dry_run, skip_invalid, now, who).await
 }
 
-/// As [`import`], with the file's bytes in hand (the console's upload).
+/// As [`import_by`], with the file's bytes in hand (the console's upload); `file` names it in
+/// the ledger entry.
+#[allow(clippy::too_many_arguments)]
 pub async fn import_data(
     store: &Store,
     kind: Kind,
     data: &[u8],
+    file: &str,
     dry_run: bool,
     skip_invalid: bool,
     now: i64,
+    who: &str,
 ) -> Result<Imported> {
     // Read before the transaction: SQLite has a single connection.
     let known = db::known(store).await?;
@@ -99,7 +104,7 @@ pub async fn import_data(
         tx.record(
             "roster.imported",
             format!("roster:{}", kind.name()),
-            serde_json::json!({"by": who, "kind": kind.name(), "file": path.display().to_string(),
+            serde_json::json!({"by": who, "kind": kind.name(), "file": file,
                 "rows": n, "skipped": errors.len()}),
             now,
         )

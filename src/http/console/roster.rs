@@ -264,7 +264,17 @@ pub async fn import_upload(
             "",
         ));
     };
-    let done = import::import_data(&core.store, kind, &data, dry_run, false, core.now()).await?;
+    let done = import::import_data(
+        &core.store,
+        kind,
+        &data,
+        "(console upload)",
+        dry_run,
+        false,
+        core.now(),
+        &officer.name,
+    )
+    .await?;
     if done.written {
         tracing::info!(kind = kind.name(), rows = done.rows, actor = %officer.name, "roster imported from the console");
     }
