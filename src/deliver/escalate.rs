@@ -1,14 +1,22 @@
 //! Answer deadlines: when one passes without an answer, walk the policy's ladder (call again,
 //! perhaps on another channel first; the backup; the superior; whoever holds a duty role on
 //! shift now) or mark the call-out unreached. The decision is `callout::on_deadline`; this
-//! applies it in one transaction with its ledger entry. `duty:` steps are resolved when they
-//! fire, against the duty roster at that moment.
+//! applies it with its ledger entry. `duty:` steps are resolved when they fire, against the
+//! duty roster at that moment.
+//!
+//! Deadlines are applied in batches like sends (issue 11 §4: ten thousand falling due in the
+//! same second): the deadlines claimed together are read, decided and written in one
+//! transaction per [`CHUNK`] — call-outs read in one query, incidents, contacts and the duty
+//! roster read once per chunk, one ledger append, one delete of the jobs. A chunk that fails
+//! is rolled back and its deadlines are applied one by one, so that one row that cannot be
+//! applied (a poison row) is rescheduled with its error, and parked after [`MAX_TRIES`],
+//! instead of failing the whole chunk again at every lease.
 //!
 //! A deadline job names the rung it is for: if the call-out has moved on (answered, or a
 //! deadline of the same rung already ran), it does nothing, so a deadline that runs twice
 //! never climbs two rungs. It must not send anything itself: it writes the jobs that do.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
 use sqlx::AnyConnection;
@@ -19,29 +27,165 @@ use crate::deliver::message;
 use crate::domain::callout::{on_deadline, Deadline, State};
 use crate::domain::{ChannelKind, IncidentState, RegionCode};
 use crate::store::callouts::{self, Callout};
-use crate::store::incidents;
+use crate::store::incidents::{self, Incident};
 use crate::store::jobs::{self, Job, NewJob, Task};
 use crate::store::ledger::{self, Record};
 use crate::store::roster;
 use crate::target::duty::Duty;
-use crate::target::roster::{role_label, Contact};
+use crate::target::roster::{role_label, Contact, DutyShift};
 
 /// Whoever a `duty:ROLE` step would call, with the shift that puts them on duty.
 type OnDuty = HashMap<String, Vec<(Contact, Option<String>)>>;
 
+/// Deadlines applied in one transaction: large enough that the commit, the ledger head and
+/// the job delete are paid once for many, small enough that the SQLite writer (and on
+/// PostgreSQL the ledger head's row lock) is never held for long.
+pub const CHUNK: usize = 256;
+
+/// Tries of a deadline that fails on its own before it is parked (kept, never run, and the
+/// ledger says why).
+pub const MAX_TRIES: i64 = 5;
+
+/// One deadline (tests, tools); the worker calls [`run_batch`].
 pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
-    let Task::Deadline { rung } = job.task else {
-        anyhow::bail!("job {} is not a deadline", job.id);
-    };
+    run_batch(core, worker, vec![job]).await
+}
+
+/// Applies claimed deadline jobs, [`CHUNK`] to a transaction. A chunk that fails, or one of
+/// whose jobs another worker has taken over, is applied again one deadline at a time.
+pub async fn run_batch(core: &Core, worker: &str, jobs: Vec<Job>) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    for chunk in jobs.chunks(CHUNK) {
+        let whole = match apply(core, worker, chunk).await {
+            Ok(all_mine) => all_mine || chunk.len() == 1,
+            Err(e) if chunk.len() == 1 => {
+                fail(core, worker, &chunk[0], &e).await?;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(jobs = chunk.len(), error = %format!("{e:#}"),
+                    "a batch of deadlines failed: applying them one by one");
+                false
+            }
+        };
+        if whole {
+            continue;
+        }
+        for job in chunk {
+            if let Err(e) = apply(core, worker, std::slice::from_ref(job)).await {
+                fail(core, worker, job, &e).await?;
+            }
+        }
+    }
+    core.wake.notify_waiters();
+    Ok(())
+}
+
+/// What a chunk reads once and every deadline in it shares.
+#[derive(Default)]
+struct Seen {
+    incidents: HashMap<i64, std::result::Result<Option<Incident>, String>>,
+    contacts: HashMap<String, Option<Contact>>,
+    shifts: Option<Vec<DutyShift>>,
+    /// Call-outs written in this chunk: read again if another deadline of the chunk names them.
+    touched: HashSet<i64>,
+}
+
+impl Seen {
+    async fn contact(&mut self, conn: &mut AnyConnection, key: &Option<String>) -> Result<Option<Contact>> {
+        let Some(key) = key else { return Ok(None) };
+        if let Some(c) = self.contacts.get(key) {
+            return Ok(c.clone());
+        }
+        let c = roster::contact_by_key(conn, key).await?;
+        self.contacts.insert(key.clone(), c.clone());
+        Ok(c)
+    }
+}
+
+/// One transaction for `chunk`: says false (and writes nothing) when another worker took one
+/// of its jobs over meanwhile.
+async fn apply(core: &Core, worker: &str, chunk: &[Job]) -> Result<bool> {
     let now = core.now();
     let backend = core.store.backend();
     let mut tx = core.store.begin().await?;
-    let Some(c) = (match job.callout_id {
-        Some(id) => callouts::callout(&mut tx, id).await?,
-        None => None,
-    }) else {
-        return done(tx, worker, job.id).await;
+    let ids: Vec<i64> = chunk.iter().filter_map(|j| j.callout_id).collect();
+    let mut loaded: HashMap<i64, Callout> = callouts::callouts_by_id(&mut tx, &ids)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c))
+        .collect();
+    let mut seen = Seen::default();
+    let mut records = Vec::new();
+    for job in chunk {
+        let Task::Deadline { rung } = job.task else {
+            anyhow::bail!("job {} is not a deadline", job.id);
+        };
+        let Some(id) = job.callout_id else { continue };
+        let c = match seen.touched.contains(&id) {
+            true => callouts::callout(&mut tx, id).await?,
+            false => loaded.remove(&id),
+        };
+        let Some(c) = c else { continue };
+        seen.touched.insert(id);
+        if let Some(r) = deadline(core, &mut tx, &mut seen, c, rung, now).await? {
+            tracing::debug!(kind = r.kind, subject = %r.subject, "deadline passed");
+            records.push(r);
+        }
+    }
+    ledger::append(&mut tx, backend, now, records).await?;
+    // Call-outs first, then jobs: the order an answer locks them in.
+    let job_ids: Vec<i64> = chunk.iter().map(|j| j.id).collect();
+    if jobs::finish_mine(&mut tx, worker, &job_ids).await?.len() < job_ids.len() {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// A deadline that failed on its own: put back with its error and a growing delay, parked
+/// after [`MAX_TRIES`] with a ledger entry (the ladder stops there, and the record says why).
+async fn fail(core: &Core, worker: &str, job: &Job, e: &anyhow::Error) -> Result<()> {
+    let now = core.now();
+    let tries = job.attempts + 1;
+    let error = format!("{e:#}");
+    let parked = tries >= MAX_TRIES;
+    tracing::error!(job.id = job.id, callout.id = job.callout_id, tries, parked, error = %error,
+        "a deadline could not be applied");
+    let due = match parked {
+        true => jobs::PARKED,
+        false => now + (5_000i64 << tries.clamp(0, 6)),
     };
+    let mut tx = core.store.begin().await?;
+    if jobs::reschedule_mine(&mut tx, worker, job.id, due, tries, &job.task, Some(&error)).await? && parked {
+        if let Some(id) = job.callout_id {
+            ledger::record(
+                &mut tx,
+                core.store.backend(),
+                now,
+                "callout.failed",
+                format!("callout:{id}"),
+                serde_json::json!({"reason": format!("the deadline could not be applied after {tries} tries: {error}")}),
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One deadline of a chunk, in its transaction: the ledger record of what it did, if anything.
+async fn deadline(
+    core: &Core,
+    tx: &mut AnyConnection,
+    seen: &mut Seen,
+    c: Callout,
+    rung: i64,
+    now: i64,
+) -> Result<Option<Record>> {
     if c.rung != rung {
         tracing::debug!(
             callout.id = c.id,
@@ -49,38 +193,33 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
             callout.rung = c.rung,
             "stale deadline: the call-out moved on"
         );
-        return done(tx, worker, job.id).await;
+        return Ok(None);
     }
-    let inc = match incidents::incident(&mut tx, c.incident_id).await {
-        Ok(Some(inc)) => inc,
-        Ok(None) => return done(tx, worker, job.id).await,
+    if !seen.incidents.contains_key(&c.incident_id) {
+        let read = incidents::incident(tx, c.incident_id)
+            .await
+            .map_err(|e| format!("{e:#}"));
+        seen.incidents.insert(c.incident_id, read);
+    }
+    let inc = match &seen.incidents[&c.incident_id] {
+        Ok(Some(inc)) => inc.clone(),
+        Ok(None) => return Ok(None),
         Err(e) => {
             // Not a silent finish: the ladder stops here, and the record says why.
-            tracing::error!(incident.id = c.incident_id, callout.id = c.id, error = %format!("{e:#}"),
+            tracing::error!(incident.id = c.incident_id, callout.id = c.id, error = %e,
                 "the incident's stored record does not read: this call-out cannot escalate");
-            ledger::record(
-                &mut tx,
-                backend,
-                now,
+            return Ok(Some(Record::new(
                 "callout.failed",
                 format!("callout:{}", c.id),
-                serde_json::json!({"reason": format!("the incident's stored record does not read: {e:#}")}),
-            )
-            .await?;
-            return done(tx, worker, job.id).await;
+                serde_json::json!({"reason": format!("the incident's stored record does not read: {e}")}),
+            )));
         }
     };
     let policy = &inc.policy;
     let ladder = core.settings.ladder(policy);
-    let backup = match &c.backup_key {
-        Some(k) => roster::contact_by_key(&mut tx, k).await?,
-        None => None,
-    };
-    let superior = match &c.superior_key {
-        Some(k) => roster::contact_by_key(&mut tx, k).await?,
-        None => None,
-    };
-    let mut on_duty = on_duty_ahead(&mut tx, ladder, &c, now).await?;
+    let backup = seen.contact(tx, &c.backup_key).await?;
+    let superior = seen.contact(tx, &c.superior_key).await?;
+    let mut on_duty = on_duty_ahead(tx, seen, ladder, &c, now).await?;
     let state = c.state;
     let expired = inc.expires_at.is_some_and(|e| e < now);
     let decision = if inc.state != IncidentState::Active || expired {
@@ -95,10 +234,10 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
         })
     };
     let deadline_ms = policy.deadline.as_millis() as i64;
-    let record = match decision {
+    Ok(match decision {
         Deadline::Nothing => None,
         Deadline::Repeat { next_rung, channel } => {
-            Some(repeat(&mut tx, &c, next_rung as i64, channel, now, now + deadline_ms).await?)
+            Some(repeat(tx, &c, next_rung as i64, channel, now, now + deadline_ms).await?)
         }
         Deadline::Escalate { to, next_rung } => {
             let who = format!("{}（{}）未应答", c.contact_name, role_label(&c.role));
@@ -154,35 +293,17 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
                 now,
                 deadline_at: now + deadline_ms,
             };
-            Some(escalate(core, &mut tx, step, &to, &targets).await?)
+            Some(escalate(core, tx, seen, step, &to, &targets).await?)
         }
         Deadline::Unreached => {
-            callouts::transition(&mut tx, &[c.id], &[state], State::Unreached, None, now).await?;
+            callouts::transition(tx, &[c.id], &[state], State::Unreached, None, now).await?;
             Some(Record::new(
                 "callout.unreached",
                 format!("callout:{}", c.id),
                 serde_json::json!({"rung": c.rung}),
             ))
         }
-    };
-    if let Some(r) = record {
-        tracing::debug!(callout.id = c.id, kind = r.kind, "deadline passed");
-        ledger::append(&mut tx, backend, now, vec![r]).await?;
-    }
-    done(tx, worker, job.id).await?;
-    core.wake.notify_waiters();
-    Ok(())
-}
-
-/// Ends the deadline job in the same unit of work, as its last statement (call-outs first,
-/// then jobs: the order an answer locks them in). If another worker took the job over, this
-/// one's work is rolled back and left to it.
-async fn done(mut tx: crate::store::Tx, worker: &str, job: i64) -> Result<()> {
-    if jobs::finish_mine(&mut tx, worker, &[job]).await?.is_empty() {
-        tx.rollback().await?;
-        return Ok(());
-    }
-    tx.commit().await
+    })
 }
 
 /// The same person again (on `channel` first when the step names one), with a new deadline.
@@ -233,6 +354,7 @@ struct Step<'a> {
 async fn escalate(
     core: &Core,
     tx: &mut AnyConnection,
+    seen: &mut Seen,
     s: Step<'_>,
     to: &Rung,
     targets: &[(Contact, String, String)],
@@ -253,6 +375,7 @@ async fn escalate(
         };
         if let Some(host) = open {
             let places = callouts::join(tx, &host, c, message::waiting_places, s.now).await?;
+            seen.touched.insert(host.id);
             // Well inside the answer deadline, whatever the configured window.
             let window =
                 (core.settings.escalation.bundle_window.as_millis() as i64).min((s.deadline_at - s.now) / 4);
@@ -307,7 +430,13 @@ async fn escalate(
 
 /// For each `duty:` step still ahead on the ladder, who holds that role now (read inside the
 /// transaction: SQLite has one connection, and the roster must be the one this step sees).
-async fn on_duty_ahead(conn: &mut AnyConnection, ladder: &[Rung], c: &Callout, now: i64) -> Result<OnDuty> {
+async fn on_duty_ahead(
+    conn: &mut AnyConnection,
+    seen: &mut Seen,
+    ladder: &[Rung],
+    c: &Callout,
+    now: i64,
+) -> Result<OnDuty> {
     let mut on_duty = OnDuty::new();
     let roles: Vec<&String> = ladder
         .iter()
@@ -320,8 +449,11 @@ async fn on_duty_ahead(conn: &mut AnyConnection, ladder: &[Rung], c: &Callout, n
     if roles.is_empty() {
         return Ok(on_duty);
     }
-    let shifts = roster::load_duty_in(conn).await?;
-    let duty = Duty::new(&shifts);
+    if seen.shifts.is_none() {
+        seen.shifts = Some(roster::load_duty_in(conn).await?);
+    }
+    let shifts = seen.shifts.as_deref().unwrap_or_default();
+    let duty = Duty::new(shifts);
     for role in roles {
         if !on_duty.contains_key(role) {
             let who = duty_holders(conn, &duty, role, &c.region_code, c.contact_id, now).await?;

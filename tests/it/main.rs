@@ -22,5 +22,6 @@ mod provider_twilio;
 mod queue;
 mod reconcile;
 mod respond;
+mod storm;
 mod updates;
 mod validate;
