@@ -34,8 +34,8 @@ pub async fn run_once(core: &Arc<Core>, worker: &str) -> Result<Round> {
 }
 
 /// A round: the sends claimed go out as one batch (finished even when `stop` fires meanwhile),
-/// and so do the deadlines (`escalate::run_batch`, a transaction per chunk); expiries run one
-/// by one, each its own transaction, and a stop ends the round
+/// and so do the deadlines (`escalate::run_batch`, a transaction per chunk, a stop ending it
+/// between two); expiries run one by one, each its own transaction, and a stop ends the round
 /// between two of them (the claims left are released by the worker). Feed polls and
 /// reconciliations, which wait on other people's servers, run in tasks of their own in `polls`
 /// (when given) so that a slow source never holds up a call-out.
@@ -73,7 +73,7 @@ async fn round(
     if !sends.is_empty() {
         dispatch::run(core, worker, sends).await?;
     }
-    escalate::run_batch(core, worker, deadlines).await?;
+    escalate::run_batch(core, worker, deadlines, stop).await?;
     for job in others {
         if stop.is_cancelled() {
             break;

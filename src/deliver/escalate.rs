@@ -6,7 +6,7 @@
 //!
 //! Deadlines are applied in batches like sends (issue 11 §4: ten thousand falling due in the
 //! same second): the deadlines claimed together are read, decided and written in one
-//! transaction per [`CHUNK`] — call-outs read in one query, incidents, contacts and the duty
+//! transaction per [`CHUNK`] (or per [`BUDGET`] of time, whichever ends first) — call-outs read in one query, incidents, contacts and the duty
 //! roster read once per chunk, one ledger append, one delete of the jobs. A chunk that fails
 //! is rolled back and its deadlines are applied one by one, so that one row that cannot be
 //! applied (a poison row) is rescheduled with its error, and parked after [`MAX_TRIES`],
@@ -20,6 +20,7 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
 use sqlx::AnyConnection;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Rung;
 use crate::core::Core;
@@ -42,42 +43,59 @@ type OnDuty = HashMap<String, Vec<(Contact, Option<String>)>>;
 /// PostgreSQL the ledger head's row lock) is never held for long.
 pub const CHUNK: usize = 256;
 
+/// Call-outs read in one query within a chunk.
+const PIECE: usize = 32;
+
+/// How long one chunk's transaction may run before it commits what it has: SQLite has one
+/// connection, and every answer and send waits while a chunk holds it.
+pub const BUDGET: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Tries of a deadline that fails on its own before it is parked (kept, never run, and the
 /// ledger says why).
 pub const MAX_TRIES: i64 = 5;
 
 /// One deadline (tests, tools); the worker calls [`run_batch`].
 pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
-    run_batch(core, worker, vec![job]).await
+    run_batch(core, worker, vec![job], &CancellationToken::new()).await
 }
 
-/// Applies claimed deadline jobs, [`CHUNK`] to a transaction. A chunk that fails, or one of
-/// whose jobs another worker has taken over, is applied again one deadline at a time.
-pub async fn run_batch(core: &Core, worker: &str, jobs: Vec<Job>) -> Result<()> {
+/// Applies claimed deadline jobs, up to [`CHUNK`] to a transaction (fewer when one runs past
+/// [`BUDGET`]). A chunk that fails, or one of whose jobs another worker has taken over, is
+/// applied again one deadline at a time. A stop ends the batch between two transactions (the
+/// worker releases the claims left).
+pub async fn run_batch(core: &Core, worker: &str, jobs: Vec<Job>, stop: &CancellationToken) -> Result<()> {
     if jobs.is_empty() {
         return Ok(());
     }
-    for chunk in jobs.chunks(CHUNK) {
-        let whole = match apply(core, worker, chunk).await {
-            Ok(all_mine) => all_mine || chunk.len() == 1,
+    let mut rest: &[Job] = &jobs;
+    while !rest.is_empty() && !stop.is_cancelled() {
+        let chunk = &rest[..rest.len().min(CHUNK)];
+        let applied = match apply(core, worker, chunk).await {
+            Ok(Some(k)) => k,
+            Ok(None) if chunk.len() == 1 => 1,
+            Ok(None) => 0,
             Err(e) if chunk.len() == 1 => {
                 fail(core, worker, &chunk[0], &e).await?;
-                true
+                1
             }
             Err(e) => {
                 tracing::warn!(jobs = chunk.len(), error = %format!("{e:#}"),
                     "a batch of deadlines failed: applying them one by one");
-                false
+                0
             }
         };
-        if whole {
-            continue;
-        }
-        for job in chunk {
-            if let Err(e) = apply(core, worker, std::slice::from_ref(job)).await {
-                fail(core, worker, job, &e).await?;
+        let done = match applied {
+            0 => {
+                for job in chunk {
+                    if let Err(e) = apply(core, worker, std::slice::from_ref(job)).await {
+                        fail(core, worker, job, &e).await?;
+                    }
+                }
+                chunk.len()
             }
-        }
+            k => k,
+        };
+        rest = &rest[done..];
     }
     core.wake.notify_waiters();
     Ok(())
@@ -105,21 +123,36 @@ impl Seen {
     }
 }
 
-/// One transaction for `chunk`: says false (and writes nothing) when another worker took one
-/// of its jobs over meanwhile.
-async fn apply(core: &Core, worker: &str, chunk: &[Job]) -> Result<bool> {
+/// One transaction for a prefix of `chunk`, ended when [`BUDGET`] has run out: how many
+/// deadlines it applied, or None (nothing written) when another worker took one of its jobs
+/// over meanwhile.
+async fn apply(core: &Core, worker: &str, chunk: &[Job]) -> Result<Option<usize>> {
+    // Pacing only (how long this transaction has held the writer), never a time the domain
+    // sees: that is `now`, from the one clock.
+    let started = std::time::Instant::now();
     let now = core.now();
     let backend = core.store.backend();
     let mut tx = core.store.begin().await?;
-    let ids: Vec<i64> = chunk.iter().filter_map(|j| j.callout_id).collect();
-    let mut loaded: HashMap<i64, Callout> = callouts::callouts_by_id(&mut tx, &ids)
-        .await?
-        .into_iter()
-        .map(|c| (c.id, c))
-        .collect();
+    let mut loaded: HashMap<i64, Callout> = HashMap::new();
     let mut seen = Seen::default();
     let mut records = Vec::new();
-    for job in chunk {
+    let mut applied = 0;
+    for (i, job) in chunk.iter().enumerate() {
+        if applied > 0 && started.elapsed() > BUDGET {
+            break;
+        }
+        applied += 1;
+        // The call-outs are read a piece at a time, so that a chunk the budget cuts short has
+        // not read what it will not use.
+        if i % PIECE == 0 {
+            let ids: Vec<i64> = chunk[i..]
+                .iter()
+                .take(PIECE)
+                .filter_map(|j| j.callout_id)
+                .collect();
+            let piece = callouts::callouts_by_id(&mut tx, &ids).await?;
+            loaded.extend(piece.into_iter().map(|c| (c.id, c)));
+        }
         let Task::Deadline { rung } = job.task else {
             anyhow::bail!("job {} is not a deadline", job.id);
         };
@@ -137,13 +170,13 @@ async fn apply(core: &Core, worker: &str, chunk: &[Job]) -> Result<bool> {
     }
     ledger::append(&mut tx, backend, now, records).await?;
     // Call-outs first, then jobs: the order an answer locks them in.
-    let job_ids: Vec<i64> = chunk.iter().map(|j| j.id).collect();
+    let job_ids: Vec<i64> = chunk[..applied].iter().map(|j| j.id).collect();
     if jobs::finish_mine(&mut tx, worker, &job_ids).await?.len() < job_ids.len() {
         tx.rollback().await?;
-        return Ok(false);
+        return Ok(None);
     }
     tx.commit().await?;
-    Ok(true)
+    Ok(Some(applied))
 }
 
 /// A deadline that failed on its own: put back with its error and a growing delay, parked
