@@ -228,11 +228,11 @@ async fn deadline(
         );
         return Ok(None);
     }
-    if !seen.incidents.contains_key(&c.incident_id) {
+    if let std::collections::hash_map::Entry::Vacant(slot) = seen.incidents.entry(c.incident_id) {
         let read = incidents::incident(tx, c.incident_id)
             .await
             .map_err(|e| format!("{e:#}"));
-        seen.incidents.insert(c.incident_id, read);
+        slot.insert(read);
     }
     let inc = match &seen.incidents[&c.incident_id] {
         Ok(Some(inc)) => inc.clone(),
