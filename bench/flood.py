@@ -33,9 +33,12 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
-BIN = os.path.join(ROOT, "target", "release", "jiaoying")
-SINK = os.path.join(ROOT, "target", "release", "jiaoying-bench-sink")
-LOAD = os.path.join(ROOT, "target", "release", "jiaoying-bench-replies")
+# BENCH_BIN_DIR=target/debug (with BENCH_NO_BUILD=1) tries the script itself on debug builds:
+# its figures are then not figures.
+BINS = os.path.join(ROOT, os.environ.get("BENCH_BIN_DIR", "target/release"))
+BIN = os.path.join(BINS, "jiaoying")
+SINK = os.path.join(BINS, "jiaoying-bench-sink")
+LOAD = os.path.join(BINS, "jiaoying-bench-replies")
 CONFIG = "bench/jiaoying.bench.toml"
 PG = "postgres://postgres@127.0.0.1:5432"
 SECRET = "bench-secret"
