@@ -33,8 +33,9 @@ pub async fn run_once(core: &Arc<Core>, worker: &str) -> Result<Round> {
     round(core, worker, &CancellationToken::new(), None).await
 }
 
-/// A round: the sends claimed go out as one batch (finished even when `stop` fires meanwhile);
-/// deadlines and expiries run one by one, each its own transaction, and a stop ends the round
+/// A round: the sends claimed go out as one batch (finished even when `stop` fires meanwhile),
+/// and so do the deadlines (`escalate::run_batch`, a transaction per chunk, a stop ending it
+/// between two); expiries run one by one, each its own transaction, and a stop ends the round
 /// between two of them (the claims left are released by the worker). Feed polls and
 /// reconciliations, which wait on other people's servers, run in tasks of their own in `polls`
 /// (when given) so that a slow source never holds up a call-out.
@@ -59,10 +60,12 @@ async fn round(
     }
     let n = claimed.len();
     let mut sends = Vec::new();
+    let mut deadlines = Vec::new();
     let mut others = Vec::new();
     for c in claimed {
         match c {
             Ok(job) if matches!(job.task, Task::Send(_) | Task::Notice { .. }) => sends.push(job),
+            Ok(job) if matches!(job.task, Task::Deadline { .. }) => deadlines.push(job),
             Ok(job) => others.push(job),
             Err((id, e)) => tracing::error!(job.id = id, error = %e, "a job does not read: parked, not run"),
         }
@@ -70,12 +73,13 @@ async fn round(
     if !sends.is_empty() {
         dispatch::run(core, worker, sends).await?;
     }
+    escalate::run_batch(core, worker, deadlines, stop).await?;
     for job in others {
         if stop.is_cancelled() {
             break;
         }
         match &job.task {
-            Task::Deadline { .. } => escalate::run(core, worker, job).await?,
+            Task::Deadline { .. } => unreachable!("applied in the batch above"),
             Task::ResponseExpiry { response } => {
                 let response = *response;
                 lease::renewing(core, worker, &[job.id], crate::respond::lapse(core, response))

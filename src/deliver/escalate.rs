@@ -1,17 +1,26 @@
 //! Answer deadlines: when one passes without an answer, walk the policy's ladder (call again,
 //! perhaps on another channel first; the backup; the superior; whoever holds a duty role on
 //! shift now) or mark the call-out unreached. The decision is `callout::on_deadline`; this
-//! applies it in one transaction with its ledger entry. `duty:` steps are resolved when they
-//! fire, against the duty roster at that moment.
+//! applies it with its ledger entry. `duty:` steps are resolved when they fire, against the
+//! duty roster at that moment.
+//!
+//! Deadlines are applied in batches like sends (issue 11 §4: ten thousand falling due in the
+//! same second): the deadlines claimed together are read, decided and written in one
+//! transaction per [`CHUNK`] (or per [`BUDGET`] of time, whichever ends first) — call-outs read in one query, incidents, contacts and the duty
+//! roster read once per chunk, one ledger append, one delete of the jobs. A chunk that fails
+//! is rolled back and its deadlines are applied one by one, so that one row that cannot be
+//! applied (a poison row) is rescheduled with its error, and parked after [`MAX_TRIES`],
+//! instead of failing the whole chunk again at every lease.
 //!
 //! A deadline job names the rung it is for: if the call-out has moved on (answered, or a
 //! deadline of the same rung already ran), it does nothing, so a deadline that runs twice
 //! never climbs two rungs. It must not send anything itself: it writes the jobs that do.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
 use sqlx::AnyConnection;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Rung;
 use crate::core::Core;
@@ -19,28 +28,196 @@ use crate::deliver::message;
 use crate::domain::callout::{on_deadline, Deadline, State};
 use crate::domain::{ChannelKind, IncidentState, RegionCode};
 use crate::store::callouts::{self, Callout};
-use crate::store::incidents;
+use crate::store::incidents::{self, Incident};
 use crate::store::jobs::{self, Job, NewJob, Task};
 use crate::store::ledger::Record;
 use crate::store::roster;
 use crate::target::duty::Duty;
-use crate::target::roster::{role_label, Contact};
+use crate::target::roster::{role_label, Contact, DutyShift};
 
 /// Whoever a `duty:ROLE` step would call, with the shift that puts them on duty.
 type OnDuty = HashMap<String, Vec<(Contact, Option<String>)>>;
 
+/// Deadlines applied in one transaction: large enough that the commit, the ledger head and
+/// the job delete are paid once for many, small enough that the SQLite writer (and on
+/// PostgreSQL the ledger head's row lock) is never held for long.
+pub const CHUNK: usize = 256;
+
+/// Call-outs read in one query within a chunk.
+const PIECE: usize = 32;
+
+/// How long one chunk's transaction may run before it commits what it has: SQLite has one
+/// connection, and every answer and send waits while a chunk holds it.
+pub const BUDGET: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Tries of a deadline that fails on its own before it is parked (kept, never run, and the
+/// ledger says why).
+pub const MAX_TRIES: i64 = 5;
+
+/// One deadline (tests, tools); the worker calls [`run_batch`].
 pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
-    let Task::Deadline { rung } = job.task else {
-        anyhow::bail!("job {} is not a deadline", job.id);
-    };
+    run_batch(core, worker, vec![job], &CancellationToken::new()).await
+}
+
+/// Applies claimed deadline jobs, up to [`CHUNK`] to a transaction (fewer when one runs past
+/// [`BUDGET`]). A chunk that fails, or one of whose jobs another worker has taken over, is
+/// applied again one deadline at a time. A stop ends the batch between two transactions (the
+/// worker releases the claims left).
+pub async fn run_batch(core: &Core, worker: &str, jobs: Vec<Job>, stop: &CancellationToken) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let mut rest: &[Job] = &jobs;
+    while !rest.is_empty() && !stop.is_cancelled() {
+        let chunk = &rest[..rest.len().min(CHUNK)];
+        let applied = match apply(core, worker, chunk).await {
+            Ok(Some(k)) => k,
+            Ok(None) if chunk.len() == 1 => 1,
+            Ok(None) => 0,
+            Err(e) if chunk.len() == 1 => {
+                fail(core, worker, &chunk[0], &e).await?;
+                1
+            }
+            Err(e) => {
+                tracing::warn!(jobs = chunk.len(), error = %format!("{e:#}"),
+                    "a batch of deadlines failed: applying them one by one");
+                0
+            }
+        };
+        let done = match applied {
+            0 => {
+                for job in chunk {
+                    if let Err(e) = apply(core, worker, std::slice::from_ref(job)).await {
+                        fail(core, worker, job, &e).await?;
+                    }
+                }
+                chunk.len()
+            }
+            k => k,
+        };
+        rest = &rest[done..];
+    }
+    core.wake.notify_waiters();
+    Ok(())
+}
+
+/// What a chunk reads once and every deadline in it shares.
+#[derive(Default)]
+struct Seen {
+    incidents: HashMap<i64, std::result::Result<Option<Incident>, String>>,
+    contacts: HashMap<String, Option<Contact>>,
+    shifts: Option<Vec<DutyShift>>,
+    /// Call-outs written in this chunk: read again if another deadline of the chunk names them.
+    touched: HashSet<i64>,
+}
+
+impl Seen {
+    async fn contact(&mut self, conn: &mut AnyConnection, key: &Option<String>) -> Result<Option<Contact>> {
+        let Some(key) = key else { return Ok(None) };
+        if let Some(c) = self.contacts.get(key) {
+            return Ok(c.clone());
+        }
+        let c = roster::contact_by_key(conn, key).await?;
+        self.contacts.insert(key.clone(), c.clone());
+        Ok(c)
+    }
+}
+
+/// One transaction for a prefix of `chunk`, ended when [`BUDGET`] has run out: how many
+/// deadlines it applied, or None (nothing written) when another worker took one of its jobs
+/// over meanwhile.
+async fn apply(core: &Core, worker: &str, chunk: &[Job]) -> Result<Option<usize>> {
+    // Pacing only (how long this transaction has held the writer), never a time the domain
+    // sees: that is `now`, from the one clock.
+    let started = std::time::Instant::now();
     let now = core.now();
     let mut tx = core.store.begin().await?;
-    let Some(c) = (match job.callout_id {
-        Some(id) => callouts::callout(&mut tx, id).await?,
-        None => None,
-    }) else {
-        return done(tx, worker, job.id).await;
+    let mut loaded: HashMap<i64, Callout> = HashMap::new();
+    let mut seen = Seen::default();
+    let mut records = Vec::new();
+    let mut applied = 0;
+    for (i, job) in chunk.iter().enumerate() {
+        if applied > 0 && started.elapsed() > BUDGET {
+            break;
+        }
+        applied += 1;
+        // The call-outs are read a piece at a time, so that a chunk the budget cuts short has
+        // not read what it will not use.
+        if i % PIECE == 0 {
+            let ids: Vec<i64> = chunk[i..]
+                .iter()
+                .take(PIECE)
+                .filter_map(|j| j.callout_id)
+                .collect();
+            let piece = callouts::callouts_by_id(&mut tx, &ids).await?;
+            loaded.extend(piece.into_iter().map(|c| (c.id, c)));
+        }
+        let Task::Deadline { rung } = job.task else {
+            anyhow::bail!("job {} is not a deadline", job.id);
+        };
+        let Some(id) = job.callout_id else { continue };
+        let c = match seen.touched.contains(&id) {
+            true => callouts::callout(&mut tx, id).await?,
+            false => loaded.remove(&id),
+        };
+        let Some(c) = c else { continue };
+        seen.touched.insert(id);
+        if let Some(r) = deadline(core, &mut tx, &mut seen, c, rung, now).await? {
+            tracing::debug!(kind = r.kind, subject = %r.subject, "deadline passed");
+            records.push(r);
+        }
+    }
+    // Kept by the unit of work and written at its commit, after the jobs: the ledger head is
+    // the last lock (the store's lock order). Call-outs first, then jobs: the order an answer
+    // locks them in.
+    tx.append(records, now).await?;
+    let job_ids: Vec<i64> = chunk[..applied].iter().map(|j| j.id).collect();
+    if jobs::finish_mine(&mut tx, worker, &job_ids).await?.len() < job_ids.len() {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    tx.commit().await?;
+    Ok(Some(applied))
+}
+
+/// A deadline that failed on its own: put back with its error and a growing delay, parked
+/// after [`MAX_TRIES`] with a ledger entry (the ladder stops there, and the record says why).
+async fn fail(core: &Core, worker: &str, job: &Job, e: &anyhow::Error) -> Result<()> {
+    let now = core.now();
+    let tries = job.attempts + 1;
+    let error = format!("{e:#}");
+    let parked = tries >= MAX_TRIES;
+    tracing::error!(job.id = job.id, callout.id = job.callout_id, tries, parked, error = %error,
+        "a deadline could not be applied");
+    let due = match parked {
+        true => jobs::PARKED,
+        false => now + (5_000i64 << tries.clamp(0, 6)),
     };
+    let mut tx = core.store.begin().await?;
+    if jobs::reschedule_mine(&mut tx, worker, job.id, due, tries, &job.task, Some(&error)).await? && parked {
+        if let Some(id) = job.callout_id {
+            tx.record(
+                "callout.failed",
+                format!("callout:{id}"),
+                serde_json::json!({"reason": format!("the deadline could not be applied after {tries} tries: {error}")}),
+                now,
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One deadline of a chunk, in its transaction: the ledger record of what it did, if anything.
+async fn deadline(
+    core: &Core,
+    tx: &mut AnyConnection,
+    seen: &mut Seen,
+    c: Callout,
+    rung: i64,
+    now: i64,
+) -> Result<Option<Record>> {
     if c.rung != rung {
         tracing::debug!(
             callout.id = c.id,
@@ -48,38 +225,33 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
             callout.rung = c.rung,
             "stale deadline: the call-out moved on"
         );
-        return done(tx, worker, job.id).await;
+        return Ok(None);
     }
-    let inc = match incidents::incident(&mut tx, c.incident_id).await {
-        Ok(Some(inc)) => inc,
-        Ok(None) => return done(tx, worker, job.id).await,
+    if let std::collections::hash_map::Entry::Vacant(slot) = seen.incidents.entry(c.incident_id) {
+        let read = incidents::incident(tx, c.incident_id)
+            .await
+            .map_err(|e| format!("{e:#}"));
+        slot.insert(read);
+    }
+    let inc = match &seen.incidents[&c.incident_id] {
+        Ok(Some(inc)) => inc.clone(),
+        Ok(None) => return Ok(None),
         Err(e) => {
             // Not a silent finish: the ladder stops here, and the record says why.
-            tracing::error!(incident.id = c.incident_id, callout.id = c.id, error = %format!("{e:#}"),
+            tracing::error!(incident.id = c.incident_id, callout.id = c.id, error = %e,
                 "the incident's stored record does not read: this call-out cannot escalate");
-            // Kept by the unit of work and written at its commit, after the job's end: the
-            // ledger head is the last lock (store's lock order).
-            tx.record(
+            return Ok(Some(Record::new(
                 "callout.failed",
                 format!("callout:{}", c.id),
-                serde_json::json!({"reason": format!("the incident's stored record does not read: {e:#}")}),
-                now,
-            )
-            .await?;
-            return done(tx, worker, job.id).await;
+                serde_json::json!({"reason": format!("the incident's stored record does not read: {e}")}),
+            )));
         }
     };
     let policy = &inc.policy;
     let ladder = core.settings.ladder(policy);
-    let backup = match &c.backup_key {
-        Some(k) => roster::contact_by_key(&mut tx, k).await?,
-        None => None,
-    };
-    let superior = match &c.superior_key {
-        Some(k) => roster::contact_by_key(&mut tx, k).await?,
-        None => None,
-    };
-    let mut on_duty = on_duty_ahead(&mut tx, ladder, &c, now).await?;
+    let backup = seen.contact(tx, &c.backup_key).await?;
+    let superior = seen.contact(tx, &c.superior_key).await?;
+    let mut on_duty = on_duty_ahead(tx, seen, ladder, &c, now).await?;
     let state = c.state;
     let expired = inc.expires_at.is_some_and(|e| e < now);
     let decision = if inc.state != IncidentState::Active || expired {
@@ -94,10 +266,10 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
         })
     };
     let deadline_ms = policy.deadline.as_millis() as i64;
-    let record = match decision {
+    Ok(match decision {
         Deadline::Nothing => None,
         Deadline::Repeat { next_rung, channel } => {
-            Some(repeat(&mut tx, &c, next_rung as i64, channel, now, now + deadline_ms).await?)
+            Some(repeat(tx, &c, next_rung as i64, channel, now, now + deadline_ms).await?)
         }
         Deadline::Escalate { to, next_rung } => {
             let who = format!("{}（{}）未应答", c.contact_name, role_label(&c.role));
@@ -153,35 +325,17 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
                 now,
                 deadline_at: now + deadline_ms,
             };
-            Some(escalate(core, &mut tx, step, &to, &targets).await?)
+            Some(escalate(core, tx, seen, step, &to, &targets).await?)
         }
         Deadline::Unreached => {
-            callouts::transition(&mut tx, &[c.id], &[state], State::Unreached, None, now).await?;
+            callouts::transition(tx, &[c.id], &[state], State::Unreached, None, now).await?;
             Some(Record::new(
                 "callout.unreached",
                 format!("callout:{}", c.id),
                 serde_json::json!({"rung": c.rung}),
             ))
         }
-    };
-    if let Some(r) = record {
-        tracing::debug!(callout.id = c.id, kind = r.kind, "deadline passed");
-        tx.append(vec![r], now).await?;
-    }
-    done(tx, worker, job.id).await?;
-    core.wake.notify_waiters();
-    Ok(())
-}
-
-/// Ends the deadline job in the same unit of work, as its last statement (call-outs first,
-/// then jobs: the order an answer locks them in). If another worker took the job over, this
-/// one's work is rolled back and left to it.
-async fn done(mut tx: crate::store::Tx, worker: &str, job: i64) -> Result<()> {
-    if jobs::finish_mine(&mut tx, worker, &[job]).await?.is_empty() {
-        tx.rollback().await?;
-        return Ok(());
-    }
-    tx.commit().await
+    })
 }
 
 /// The same person again (on `channel` first when the step names one), with a new deadline.
@@ -232,6 +386,7 @@ struct Step<'a> {
 async fn escalate(
     core: &Core,
     tx: &mut AnyConnection,
+    seen: &mut Seen,
     s: Step<'_>,
     to: &Rung,
     targets: &[(Contact, String, String)],
@@ -252,6 +407,7 @@ async fn escalate(
         };
         if let Some(host) = open {
             let places = callouts::join(tx, &host, c, message::waiting_places, s.now).await?;
+            seen.touched.insert(host.id);
             // Well inside the answer deadline, whatever the configured window.
             let window =
                 (core.settings.escalation.bundle_window.as_millis() as i64).min((s.deadline_at - s.now) / 4);
@@ -306,7 +462,13 @@ async fn escalate(
 
 /// For each `duty:` step still ahead on the ladder, who holds that role now (read inside the
 /// transaction: SQLite has one connection, and the roster must be the one this step sees).
-async fn on_duty_ahead(conn: &mut AnyConnection, ladder: &[Rung], c: &Callout, now: i64) -> Result<OnDuty> {
+async fn on_duty_ahead(
+    conn: &mut AnyConnection,
+    seen: &mut Seen,
+    ladder: &[Rung],
+    c: &Callout,
+    now: i64,
+) -> Result<OnDuty> {
     let mut on_duty = OnDuty::new();
     let roles: Vec<&String> = ladder
         .iter()
@@ -319,8 +481,11 @@ async fn on_duty_ahead(conn: &mut AnyConnection, ladder: &[Rung], c: &Callout, n
     if roles.is_empty() {
         return Ok(on_duty);
     }
-    let shifts = roster::load_duty_in(conn).await?;
-    let duty = Duty::new(&shifts);
+    if seen.shifts.is_none() {
+        seen.shifts = Some(roster::load_duty_in(conn).await?);
+    }
+    let shifts = seen.shifts.as_deref().unwrap_or_default();
+    let duty = Duty::new(shifts);
     for role in roles {
         if !on_duty.contains_key(role) {
             let who = duty_holders(conn, &duty, role, &c.region_code, c.contact_id, now).await?;

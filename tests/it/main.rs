@@ -28,5 +28,6 @@ mod report;
 mod respond;
 mod season;
 mod security;
+mod storm;
 mod updates;
 mod validate;
