@@ -52,7 +52,20 @@ impl Tx {
         now: i64,
     ) -> Result<(i64, String)> {
         let backend = self.backend;
-        create(self.conn(), backend, inc, planned, now).await
+        create(self.conn(), backend, inc, planned, planned.len(), now).await
+    }
+
+    /// As [`Tx::create_incident`] with only the first slice of a plan of `total` call-outs
+    /// (the rest is written by later units of work: `store::planning`).
+    pub async fn create_incident_sliced(
+        &mut self,
+        inc: &NewIncident<'_>,
+        first: &[Planned],
+        total: usize,
+        now: i64,
+    ) -> Result<(i64, String)> {
+        let backend = self.backend;
+        create(self.conn(), backend, inc, first, total, now).await
     }
 
     pub async fn incident(&mut self, id: i64) -> Result<Option<Incident>> {
@@ -99,6 +112,7 @@ async fn create(
     backend: Backend,
     inc: &NewIncident<'_>,
     planned: &[Planned],
+    total: usize,
     now: i64,
 ) -> Result<(i64, String)> {
     let id: i64 = sqlx::query_scalar(
@@ -142,7 +156,7 @@ async fn create(
         "incident.opened",
         format!("incident:{id}"),
         serde_json::json!({"code": code, "warning": inc.warning_id, "title": inc.title, "colour": inc.colour,
-            "hazard": inc.hazard, "policy": inc.policy, "drill": inc.drill, "callouts": ids.len()}),
+            "hazard": inc.hazard, "policy": inc.policy, "drill": inc.drill, "callouts": total}),
     )];
     records.extend(planned_records(id, planned, &ids, now + inc.deadline_ms));
     ledger::append(conn, backend, now, records).await?;

@@ -15,6 +15,7 @@ mod import;
 mod instances;
 mod ladder;
 mod limits;
+mod planning;
 mod preview;
 mod provider_aliyun;
 mod provider_tencent;
