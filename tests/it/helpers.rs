@@ -230,7 +230,8 @@ impl TestApp {
         self.execute("DELETE FROM duty_shifts").await;
         // A roster change behind the daemon's back: move the version on as the store's
         // writes do, so the daemon's held roster index is rebuilt for the next warning.
-        self.execute("UPDATE roster_version SET version = version + 1").await;
+        self.execute("UPDATE roster_version SET version = version + 1")
+            .await;
     }
 
     /// Makes every pending answer deadline due now: escalation tests then depend on what was
