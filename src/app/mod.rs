@@ -29,6 +29,8 @@ impl App {
         for (kind, n) in crate::store::jobs::unknown_kinds(core.store.pool()).await? {
             tracing::warn!(job.kind = %kind, jobs = n, "jobs of a kind this version does not know are kept, not run (a newer version wrote them)");
         }
+        // The roster index is built once here, not for the first warning (issue 11 §6).
+        core.roster().await?;
         let bind = core.settings.http.bind.clone();
         let listener = TcpListener::bind(&bind)
             .await

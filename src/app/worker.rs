@@ -110,6 +110,7 @@ async fn round(
                 }
                 None => poll(core, worker, job).await?,
             },
+            Task::Plan { .. } => crate::ingest::slices::resume(core, worker, job).await?,
             Task::Send(_) | Task::Notice { .. } => unreachable!("sent in the batch above"),
         }
     }

@@ -173,6 +173,20 @@ pub struct Dispatch {
     pub lease: Duration,
     #[serde(deserialize_with = "durations")]
     pub retry_backoff: Vec<Duration>,
+    /// Call-outs committed with a warning's incident; a larger plan is written after it in
+    /// slices of `plan_slice` (`ingest::slices`), while the first are already being sent.
+    #[serde(default = "plan_first")]
+    pub plan_first: u32,
+    #[serde(default = "plan_slice")]
+    pub plan_slice: u32,
+}
+
+fn plan_first() -> u32 {
+    256
+}
+
+fn plan_slice() -> u32 {
+    4096
 }
 
 #[derive(Debug, Clone, Deserialize)]

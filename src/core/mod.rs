@@ -17,7 +17,8 @@ use tokio::sync::Notify;
 use crate::channel::Gateways;
 use crate::clock::Clock;
 use crate::config::{self, Role, Settings};
-use crate::store::Store;
+use crate::store::{roster, Store};
+use crate::target::plan::Snapshot;
 
 pub use feeds::Feeds;
 pub use keys::TokenKey;
@@ -46,6 +47,9 @@ pub struct Core {
     pub metrics: Metrics,
     /// `/readyz` and `/metrics`'s database reads, cached (`health`).
     pub health: health::Health,
+    /// The roster index kept between warnings (issue 11 §6) with the roster version it was
+    /// built at: rebuilt only when the version in the database has moved on.
+    roster: tokio::sync::Mutex<Option<(i64, Arc<Snapshot>)>>,
 }
 
 /// What tests and the demo give directly instead of through the environment.
@@ -100,7 +104,37 @@ impl Core {
             wake: Notify::new(),
             metrics: Metrics::default(),
             health: health::Health::default(),
+            roster: tokio::sync::Mutex::new(None),
         }))
+    }
+
+    /// The roster index for planning: the one held, when the database's roster version is
+    /// still the one it was built at (one indexed read per warning), else rebuilt and held.
+    /// The lock makes two warnings arriving together build it once.
+    pub async fn roster(&self) -> Result<Arc<Snapshot>> {
+        let now = roster::version(&self.store).await?;
+        let mut held = self.roster.lock().await;
+        if let Some((v, s)) = held.as_ref() {
+            if *v == now {
+                return Ok(s.clone());
+            }
+        }
+        let started = std::time::Instant::now();
+        let (v, s) = roster::load_versioned(&self.store).await?;
+        let s = Arc::new(s);
+        tracing::info!(
+            roster.version = v,
+            contacts = s.contacts.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "roster index built"
+        );
+        *held = Some((v, s.clone()));
+        Ok(s)
+    }
+
+    /// The roster version of the index held, if one is (tests: rebuilt or not).
+    pub async fn roster_version(&self) -> Option<i64> {
+        self.roster.lock().await.as_ref().map(|(v, _)| *v)
     }
 
     /// Unix milliseconds by the one clock.

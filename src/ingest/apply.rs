@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use anyhow::Context;
 
+use super::slices;
 use super::{is_drill, Prepared};
 use crate::cap::MsgType;
 use crate::config::Policy;
@@ -15,7 +16,9 @@ use crate::domain::IncidentState;
 use crate::ingest::revise::{change_label, revise, Existing, Step};
 use crate::store::callouts::{self, Added};
 use crate::store::incidents::{Incident, NewIncident};
+use crate::store::jobs::{self, NewJob};
 use crate::store::ledger::Record;
+use crate::store::planning::Planning;
 use crate::store::Tx;
 use crate::target::plan::Planned;
 
@@ -24,6 +27,8 @@ use crate::target::plan::Planned;
 pub(super) struct Applied {
     pub(super) incident: Option<(i64, String, usize)>,
     pub(super) note: Option<String>,
+    /// Only the first slice of the plan was written (`slices`).
+    pub(super) sliced: Option<super::slices::Started>,
 }
 
 impl Applied {
@@ -31,6 +36,7 @@ impl Applied {
         Applied {
             incident: None,
             note: Some(note.into()),
+            sliced: None,
         }
     }
 }
@@ -41,6 +47,7 @@ pub(super) async fn apply(tx: &mut Tx, msg: &Prepared, now: i64) -> anyhow::Resu
         return Ok(Applied {
             incident: None,
             note: msg.note.clone(),
+            sliced: None,
         });
     }
     let refs = &msg.alert.references;
@@ -136,6 +143,7 @@ pub(super) async fn apply(tx: &mut Tx, msg: &Prepared, now: i64) -> anyhow::Resu
         return Ok(Applied {
             incident: Some((inc.id, inc.code.clone(), 0)),
             note: Some(format!("incident {} is closed: nobody called", inc.code)),
+            sliced: None,
         });
     }
     if msg.alert.msg_type == MsgType::Cancel {
@@ -143,6 +151,7 @@ pub(super) async fn apply(tx: &mut Tx, msg: &Prepared, now: i64) -> anyhow::Resu
         return Ok(Applied {
             incident: Some((inc.id, inc.code.clone(), 0)),
             note: Some(format!("incident {} cancelled (解除)", inc.code)),
+            sliced: None,
         });
     }
     update(tx, msg, inc, now).await
@@ -179,19 +188,53 @@ async fn open(tx: &mut Tx, msg: &Prepared, now: i64) -> anyhow::Result<Applied> 
         return Ok(Applied {
             incident: None,
             note: msg.note.clone(),
+            sliced: None,
         });
     };
     let title = title_of(msg);
     let new = new_incident(msg, policy, &title);
-    let (id, code) = tx.create_incident(&new, &msg.planned, now).await?;
+    let total = msg.planned.len();
+    let mut sliced = None;
+    let (id, code) = if msg.sliced && total > msg.plan_first {
+        // A large plan: the incident and its first slice now, the rest after the commit.
+        let first = &msg.planned[..msg.plan_first];
+        let (id, code) = tx.create_incident_sliced(&new, first, total, now).await?;
+        let deadline_at = now + new.deadline_ms;
+        tx.start_planning(&Planning {
+            incident_id: id,
+            warning_id: msg.warning_id,
+            colour: msg.plan_colour,
+            planned_at: now,
+            deadline_at,
+            total: total as i64,
+            done: first.len() as i64,
+            finished_at: None,
+        })
+        .await?;
+        // A plan that may take seconds: claimed for longer than any slice takes, renewed
+        // while it runs (`slices::write_rest`); a crash lets the claim run out.
+        let until = now + msg.lease_ms;
+        let job =
+            jobs::insert_claimed(&mut *tx, NewJob::plan(id, now), &slices::planner(id), until, now).await?;
+        sliced = Some(slices::Started {
+            incident: id,
+            job,
+            deadline_at,
+            done: first.len() as i64,
+        });
+        (id, code)
+    } else {
+        tx.create_incident(&new, &msg.planned, now).await?
+    };
     tx.link_warning(msg.warning_id, id).await?;
     if let Some((r, to)) = &msg.raised {
         let rec = crate::respond::raised_record(r, id, msg.class.colour, *to);
         tx.append(vec![rec], now).await?;
     }
     Ok(Applied {
-        incident: Some((id, code, msg.planned.len())),
+        incident: Some((id, code, total)),
         note: None,
+        sliced,
     })
 }
 
@@ -285,5 +328,6 @@ async fn update(tx: &mut Tx, msg: &Prepared, inc: Incident, now: i64) -> anyhow:
     Ok(Applied {
         incident: Some((inc.id, inc.code, made)),
         note: None,
+        sliced: None,
     })
 }

@@ -32,6 +32,7 @@
 mod apply;
 pub mod feed;
 pub mod revise;
+pub mod slices;
 pub mod validate;
 
 use serde::Serialize;
@@ -40,7 +41,7 @@ use crate::cap::{self, Alert, CapError, Classification, MsgType, Status};
 use crate::config::Policy;
 use crate::core::Core;
 use crate::domain::Colour;
-use crate::store::{incidents, roster, warnings};
+use crate::store::{incidents, warnings};
 use crate::target::plan::{decide, Planned};
 
 #[derive(Debug, Serialize)]
@@ -86,6 +87,15 @@ struct Prepared {
     note: Option<String>,
     /// How it came in (`feed:NAME`, `http:TOKEN`, `file:…`): who may revise what it says.
     source: String,
+    /// The colour planned at (raised by a response level, or the warning's own).
+    plan_colour: Option<Colour>,
+    /// Write the plan in slices (`slices`): only the message a POST brings, with no message
+    /// waiting for it, opening an incident.
+    sliced: bool,
+    /// The claim of the job that writes the slices after the first (`[dispatch] lease`).
+    lease_ms: i64,
+    /// Call-outs written with the incident when the plan is sliced.
+    plan_first: usize,
 }
 
 /// Who a source speaks as: a message cut out of a wrapper (`…#location`) speaks as the
@@ -144,7 +154,7 @@ fn is_drill(s: Status) -> bool {
     matches!(s, Status::Exercise | Status::Test)
 }
 
-type Roster = crate::target::plan::Snapshot;
+type Roster = std::sync::Arc<crate::target::plan::Snapshot>;
 
 async fn prepare(
     core: &Core,
@@ -170,7 +180,7 @@ async fn prepare(
         (true, None) => Some("no info block: nothing to target".into()),
         (true, Some(info)) => {
             if roster_cache.is_none() {
-                *roster_cache = Some(roster::load_snapshot(&core.store).await?);
+                *roster_cache = Some(core.roster().await?);
             }
             let roster = roster_cache.as_ref().expect("loaded above");
             let raised_class = Classification {
@@ -194,6 +204,10 @@ async fn prepare(
         open_empty: false,
         note,
         source: String::new(),
+        plan_colour: colour,
+        sliced: false,
+        lease_ms: core.settings.dispatch.lease.as_millis() as i64,
+        plan_first: slices::first(core),
     })
 }
 
@@ -271,21 +285,27 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
     // Prepare: classify and plan, outside any transaction.
     let (msg, waiting) = prepare_with_waiting(core, alert, source, now).await?;
     let planned_ms = started.elapsed().as_millis() as u64;
-    // Write: one transaction.
-    let (warning_id, touched, note) = match write(core, raw, source, msg, &waiting, now).await? {
+    // Write: one transaction, and for a large plan further ones (`slices`).
+    let (warning_id, touched, note, rest) = match write(core, raw, source, msg, &waiting, now).await? {
         Written::Duplicate(outcome) => return Ok(outcome),
         Written::New {
             warning_id,
             touched,
             note,
-        } => (warning_id, touched, note),
+            rest,
+        } => (warning_id, touched, note, rest),
     };
     core.wake.notify_waiters();
+    let first_ms = started.elapsed().as_millis() as u64;
+    if let Some((s, rest)) = rest {
+        slices::write_rest(core, &slices::planner(s.incident), s, rest).await?;
+    }
     let callouts: usize = touched.iter().map(|t| t.2).sum();
     tracing::info!(
         warning.id = warning_id,
         callouts,
         planned_ms,
+        first_ms,
         total_ms = started.elapsed().as_millis() as u64,
         "warning ingested"
     );
@@ -312,6 +332,7 @@ async fn prepare_with_waiting(
     let mut roster_cache = None;
     let mut msg = prepare(core, alert, &mut roster_cache, now).await?;
     msg.source = source.to_string();
+    msg.sliced = true;
     let mut waiting = Vec::new();
     if msg.dispatchable {
         let a = &msg.alert;
@@ -336,6 +357,9 @@ async fn prepare_with_waiting(
         msg.planned.clear();
         msg.open_empty = true;
     }
+    if !waiting.is_empty() {
+        msg.sliced = false;
+    }
     Ok((msg, waiting))
 }
 
@@ -348,6 +372,8 @@ enum Written {
         warning_id: i64,
         touched: Vec<(i64, String, usize)>,
         note: Option<String>,
+        /// A plan written in slices: the ones after the first.
+        rest: Option<(slices::Started, Vec<crate::target::plan::Planned>)>,
     },
 }
 
@@ -397,6 +423,7 @@ async fn write(
     msg.warning_id = warning_id;
     let first = apply::apply(&mut tx, &msg, now).await?;
     let note = first.note.clone();
+    let rest = first.sliced.map(|s| (s, msg.planned.split_off(s.done as usize)));
     let mut touched: Vec<(i64, String, usize)> = first.incident.into_iter().collect();
     for w in waiting {
         tx.resolve_refs(w.warning_id, now).await?;
@@ -414,6 +441,7 @@ async fn write(
             warning_id,
             touched,
             note,
+            rest,
         }),
         // Two feeds delivering the same warning at once: the unique key decides.
         Err(e) if format!("{e:#}").to_lowercase().contains("unique") => {

@@ -52,7 +52,22 @@ impl Tx {
         now: i64,
     ) -> Result<(i64, String)> {
         let backend = self.backend;
-        let (id, code, records) = create(self.conn(), backend, inc, planned, now).await?;
+        let (id, code, records) = create(self.conn(), backend, inc, planned, planned.len(), now).await?;
+        self.append(records, now).await?;
+        Ok((id, code))
+    }
+
+    /// As [`Tx::create_incident`] with only the first slice of a plan of `total` call-outs
+    /// (the rest is written by later units of work: `store::planning`).
+    pub async fn create_incident_sliced(
+        &mut self,
+        inc: &NewIncident<'_>,
+        first: &[Planned],
+        total: usize,
+        now: i64,
+    ) -> Result<(i64, String)> {
+        let backend = self.backend;
+        let (id, code, records) = create(self.conn(), backend, inc, first, total, now).await?;
         self.append(records, now).await?;
         Ok((id, code))
     }
@@ -101,6 +116,7 @@ async fn create(
     backend: Backend,
     inc: &NewIncident<'_>,
     planned: &[Planned],
+    total: usize,
     now: i64,
 ) -> Result<(i64, String, Vec<Record>)> {
     let id: i64 = sqlx::query_scalar(
@@ -144,7 +160,7 @@ async fn create(
         "incident.opened",
         format!("incident:{id}"),
         serde_json::json!({"code": code, "warning": inc.warning_id, "title": inc.title, "colour": inc.colour,
-            "hazard": inc.hazard, "policy": inc.policy, "drill": inc.drill, "callouts": ids.len()}),
+            "hazard": inc.hazard, "policy": inc.policy, "drill": inc.drill, "callouts": total}),
     )];
     records.extend(planned_records(id, planned, &ids, now + inc.deadline_ms));
     Ok((id, code, records))

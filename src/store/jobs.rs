@@ -27,10 +27,11 @@ pub enum Kind {
     FeedPoll,
     Round,
     Reconcile,
+    Plan,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Send,
         Kind::Deadline,
         Kind::Notice,
@@ -38,6 +39,7 @@ impl Kind {
         Kind::FeedPoll,
         Kind::Round,
         Kind::Reconcile,
+        Kind::Plan,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +51,7 @@ impl Kind {
             Kind::FeedPoll => "feed_poll",
             Kind::Round => "round",
             Kind::Reconcile => "reconcile",
+            Kind::Plan => "plan",
         }
     }
 
@@ -110,6 +113,10 @@ pub enum Task {
     Reconcile {
         gateway: String,
     },
+    /// The rest of an incident's plan, written slice by slice (`ingest::slices`).
+    Plan {
+        incident: i64,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -137,6 +144,10 @@ struct RoundPayload {
     round: i64,
 }
 #[derive(Serialize, Deserialize)]
+struct PlanPayload {
+    incident: i64,
+}
+#[derive(Serialize, Deserialize)]
 struct ReconcilePayload {
     gateway: String,
 }
@@ -151,6 +162,7 @@ impl Task {
             Task::FeedPoll { .. } => Kind::FeedPoll,
             Task::Round { .. } => Kind::Round,
             Task::Reconcile { .. } => Kind::Reconcile,
+            Task::Plan { .. } => Kind::Plan,
         }
     }
 
@@ -171,6 +183,7 @@ impl Task {
             Task::Reconcile { gateway } => serde_json::to_value(ReconcilePayload {
                 gateway: gateway.clone(),
             }),
+            Task::Plan { incident } => serde_json::to_value(PlanPayload { incident: *incident }),
         };
         v.expect("job payloads are plain data").to_string()
     }
@@ -209,6 +222,10 @@ impl Task {
             Kind::Reconcile => {
                 let p: ReconcilePayload = serde_json::from_str(payload).map_err(bad)?;
                 Task::Reconcile { gateway: p.gateway }
+            }
+            Kind::Plan => {
+                let p: PlanPayload = serde_json::from_str(payload).map_err(bad)?;
+                Task::Plan { incident: p.incident }
             }
         })
     }
@@ -317,6 +334,16 @@ impl NewJob {
         }
     }
 
+    /// The rest of an incident's plan, once per incident.
+    pub fn plan(incident: i64, due_at: i64) -> NewJob {
+        NewJob {
+            task: Task::Plan { incident },
+            callout_id: None,
+            due_at,
+            dedupe_key: Some(format!("plan:{incident}")),
+        }
+    }
+
     pub fn response_expiry(response: i64, due_at: i64) -> NewJob {
         NewJob {
             task: Task::ResponseExpiry { response },
@@ -384,6 +411,34 @@ pub async fn insert_once(conn: &mut AnyConnection, job: NewJob, now: i64) -> Res
         " ON CONFLICT (dedupe_key) DO NOTHING",
     )
     .await
+}
+
+/// Inserts a job already claimed by `worker` until `until`, and returns its id: work the
+/// inserting transaction's caller goes on with at once, that another worker takes over only
+/// if the claim runs out (a crash).
+pub async fn insert_claimed(
+    conn: &mut AnyConnection,
+    job: NewJob,
+    worker: &str,
+    until: i64,
+    now: i64,
+) -> Result<i64> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO jobs (kind, callout_id, payload, due_at, created_at, dedupe_key, claimed_by, claimed_until)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+    )
+    .bind(job.task.kind().as_str())
+    .bind(job.callout_id)
+    .bind(job.task.payload())
+    .bind(job.due_at)
+    .bind(now)
+    .bind(job.dedupe_key)
+    .bind(worker)
+    .bind(until)
+    .fetch_one(&mut *conn)
+    .await
+    .context("inserting a claimed job")?;
+    Ok(id)
 }
 
 /// A claimed row: its task, or the reason it does not read (it has been parked).

@@ -36,6 +36,7 @@ pub mod inbound;
 pub mod incidents;
 pub mod jobs;
 pub mod ledger;
+pub mod planning;
 pub mod reports;
 pub mod responses;
 pub mod roster;

@@ -19,7 +19,8 @@ use crate::target::targeting::Index;
 
 impl Tx {
     pub async fn upsert_regions(&mut self, regions: &[Region], now: i64) -> Result<()> {
-        upsert_regions(self.conn(), regions, now).await
+        upsert_regions(self.conn(), regions, now).await?;
+        bump_version(self.conn()).await
     }
 
     /// A region's boundary (GeoJSON geometry); false when no such region.
@@ -30,25 +31,29 @@ impl Tx {
             .bind(code.as_str())
             .execute(self.conn())
             .await?;
+        bump_version(self.conn()).await?;
         Ok(r.rows_affected() > 0)
     }
 
     /// Contacts (primary phone in `contacts.phone`), every phone in order, and the risk point
     /// a row names as monitored. A contact's phone list is replaced by the sheet's.
     pub async fn upsert_contact_rows(&mut self, rows: &[ContactRow], now: i64) -> Result<()> {
-        upsert_contact_rows(self.conn(), rows, now).await
+        upsert_contact_rows(self.conn(), rows, now).await?;
+        bump_version(self.conn()).await
     }
 
     /// Risk points by key. A point whose row lists monitors gets exactly those (the sheet is
     /// the authority); a row with none keeps the monitors it had (e.g. from the contacts sheet).
     pub async fn upsert_risk_points(&mut self, points: &[RiskPoint], now: i64) -> Result<()> {
-        upsert_risk_points(self.conn(), points, now).await
+        upsert_risk_points(self.conn(), points, now).await?;
+        bump_version(self.conn()).await
     }
 
     /// Duty lines by (role, region, contact, start): an updated sheet changes lengths, ends
     /// and time zones in place.
     pub async fn upsert_duty(&mut self, shifts: &[DutyShift], now: i64) -> Result<()> {
-        upsert_duty(self.conn(), shifts, now).await
+        upsert_duty(self.conn(), shifts, now).await?;
+        bump_version(self.conn()).await
     }
 
     /// Everyone who has this number, as primary or any other of their phones.
@@ -558,6 +563,37 @@ pub async fn load_duty_in(conn: &mut AnyConnection) -> Result<Vec<DutyShift>> {
 }
 
 /// Regions, risk points, contacts and duty shifts as stored, with the matching index built.
+/// Every change to the roster moves its version on, in the change's own transaction, so a
+/// daemon holding the roster index in memory sees that another instance imported (issue 11 §6).
+async fn bump_version(conn: &mut AnyConnection) -> Result<()> {
+    sqlx::query("UPDATE roster_version SET version = version + 1 WHERE id = 1")
+        .execute(&mut *conn)
+        .await
+        .context("moving the roster version on")?;
+    Ok(())
+}
+
+/// The roster's version now (one indexed row: cheap enough to read for every warning).
+pub async fn version(store: &Store) -> Result<i64> {
+    sqlx::query_scalar("SELECT version FROM roster_version WHERE id = 1")
+        .fetch_one(&mut *store.conn().await?)
+        .await
+        .context("reading the roster version")
+}
+
+/// The snapshot with the version it was read at. The loads are several reads (on SQLite the
+/// pool's one connection is taken by each in turn), so the version is read before and after:
+/// equal means no import committed in between, and the snapshot is that version's.
+pub async fn load_versioned(store: &Store) -> Result<(i64, Snapshot)> {
+    loop {
+        let before = version(store).await?;
+        let snapshot = load_snapshot(store).await?;
+        if version(store).await? == before {
+            return Ok((before, snapshot));
+        }
+    }
+}
+
 pub async fn load_snapshot(store: &Store) -> Result<Snapshot> {
     let regions = load_regions(store).await?;
     let points = load_risk_points(store).await?;

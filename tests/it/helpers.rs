@@ -228,6 +228,10 @@ impl TestApp {
     /// for tests whose oracle is the contacts sheet alone (duty resolution has its own tests).
     pub async fn without_duty_rosters(&self) {
         self.execute("DELETE FROM duty_shifts").await;
+        // A roster change behind the daemon's back: move the version on as the store's
+        // writes do, so the daemon's held roster index is rebuilt for the next warning.
+        self.execute("UPDATE roster_version SET version = version + 1")
+            .await;
     }
 
     /// Makes every pending answer deadline due now: escalation tests then depend on what was

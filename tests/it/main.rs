@@ -18,6 +18,7 @@ mod instances;
 mod ladder;
 mod limits;
 mod login;
+mod planning;
 mod preview;
 mod provider_aliyun;
 mod provider_tencent;
