@@ -18,8 +18,16 @@
 //!   what people would see twice); `max_per_to` the most delivered to one recipient; the times
 //!   are the first and last deliveries in unix seconds (µs precision), `null` before any.
 //!
-//! Usage: `jiaoying-bench-sink [--bind ADDR]` (default `127.0.0.1:0`); the first stdout line is
-//! `listening ADDR`.
+//! Usage: `jiaoying-bench-sink [--bind ADDR] [--fail-5xx P] [--hang P] [--hang-for SECS]
+//! [--seed N]` (default `127.0.0.1:0`, no faults); the first stdout line is `listening ADDR`.
+//!
+//! **Flaky mode** (`bench/faults`' `flaky` case): of the well-signed sends, a share `--fail-5xx`
+//! is answered 503 and not delivered, and a share `--hang` is delivered and then answered only
+//! after `--hang-for` seconds (default 3), past the daemon's gateway time-out: the answer is
+//! lost though the message went out, the worst kind of time-out. Which request fails is decided
+//! by a hash of (seed, ref, how many times this ref was seen), so a run is replayable whatever
+//! order the concurrent requests arrive in. A ref already accepted is always a plain repeat.
+//! Counted in `failed_5xx` and `hung`.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -42,12 +50,45 @@ const MAX_SKEW_SECS: i64 = 300;
 
 struct Sink {
     secret: Vec<u8>,
+    faults: Faults,
+    failed_5xx: AtomicU64,
+    hung: AtomicU64,
     bad_signature: AtomicU64,
     bad_request: AtomicU64,
     /// Unix microseconds of the first / last delivered message; 0 = none yet.
     first_us: AtomicU64,
     last_us: AtomicU64,
     book: Mutex<Book>,
+}
+
+/// The flaky mode's shares (0 = off) and seed.
+#[derive(Clone, Copy, Default)]
+struct Faults {
+    fail_5xx: f64,
+    hang: f64,
+    hang_for: std::time::Duration,
+    seed: u64,
+}
+
+impl Faults {
+    /// A uniform number in [0, 1) for the `nth` request carrying `reference`.
+    fn draw(&self, reference: &str, nth: u64) -> f64 {
+        use sha2::Digest;
+        let mut h = Sha256::new();
+        h.update(self.seed.to_le_bytes());
+        h.update(nth.to_le_bytes());
+        h.update(reference.as_bytes());
+        let d = h.finalize();
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&d[..8]);
+        (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+enum Fate {
+    Deliver,
+    Fail,
+    Hang,
 }
 
 /// What was delivered, under one lock: refs seen and messages per recipient.
@@ -64,6 +105,8 @@ struct Book {
     /// recipients with more than one delivered message
     dup_recipients: u64,
     max_per_to: u64,
+    /// ref → requests seen that were refused (flaky mode), to draw the next one's fate
+    refused: HashMap<String, u64>,
 }
 
 #[derive(Deserialize)]
@@ -138,8 +181,33 @@ async fn send(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes) ->
             return error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string());
         }
     };
-    let (id, delivered) = {
+    let (id, delivered, fate) = {
         let mut book = sink.book.lock().unwrap_or_else(|p| p.into_inner());
+        let fate = if book.refs.contains_key(&req.reference)
+            || (sink.faults.fail_5xx <= 0.0 && sink.faults.hang <= 0.0)
+        {
+            Fate::Deliver
+        } else {
+            let nth = book.refused.get(&req.reference).copied().unwrap_or(0);
+            let x = sink.faults.draw(&req.reference, nth);
+            if x < sink.faults.fail_5xx {
+                *book.refused.entry(req.reference.clone()).or_insert(0) += 1;
+                Fate::Fail
+            } else if x < sink.faults.fail_5xx + sink.faults.hang {
+                Fate::Hang
+            } else {
+                Fate::Deliver
+            }
+        };
+        if matches!(fate, Fate::Fail) {
+            drop(book);
+            sink.failed_5xx.fetch_add(1, Ordering::Relaxed);
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "flaky",
+                "flaky mode: try again later",
+            );
+        }
         book.requests += 1;
         if let Some((id, to)) = book.refs.get(&req.reference) {
             let (id, conflict) = (*id, *to != req.to);
@@ -147,7 +215,7 @@ async fn send(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes) ->
             if conflict {
                 book.ref_conflicts += 1;
             }
-            (id, false)
+            (id, false, fate)
         } else {
             book.delivered += 1;
             let id = book.delivered;
@@ -159,9 +227,13 @@ async fn send(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes) ->
                 book.dup_recipients += 1;
             }
             book.max_per_to = book.max_per_to.max(n);
-            (id, true)
+            (id, true, fate)
         }
     };
+    if matches!(fate, Fate::Hang) {
+        sink.hung.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(sink.faults.hang_for).await;
+    }
     if delivered {
         let _ = sink
             .first_us
@@ -195,6 +267,8 @@ async fn stats(State(sink): State<Arc<Sink>>) -> Response {
         "distinct_refs": book.refs.len(),
         "bad_signature": sink.bad_signature.load(Ordering::Relaxed),
         "bad_request": sink.bad_request.load(Ordering::Relaxed),
+        "failed_5xx": sink.failed_5xx.load(Ordering::Relaxed),
+        "hung": sink.hung.load(Ordering::Relaxed),
         "distinct_to": distinct_to,
         "dup_recipients": book.dup_recipients,
         "duplicates": book.delivered - distinct_to,
@@ -207,17 +281,32 @@ async fn stats(State(sink): State<Arc<Sink>>) -> Response {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: jiaoying-bench-sink [--bind ADDR]   (secret from env BENCH_SINK_SECRET)");
+    eprintln!(
+        "usage: jiaoying-bench-sink [--bind ADDR] [--fail-5xx P] [--hang P] [--hang-for SECS] [--seed N]   (secret from env BENCH_SINK_SECRET)"
+    );
     std::process::exit(2);
 }
 
 #[tokio::main]
 async fn main() {
     let mut bind = String::from("127.0.0.1:0");
+    let mut faults = Faults {
+        hang_for: std::time::Duration::from_secs(3),
+        ..Faults::default()
+    };
     let mut args = std::env::args().skip(1);
+    let number = |v: Option<String>| -> f64 {
+        v.and_then(|v| v.parse::<f64>().ok())
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .unwrap_or_else(|| usage())
+    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--bind" => bind = args.next().unwrap_or_else(|| usage()),
+            "--fail-5xx" => faults.fail_5xx = number(args.next()),
+            "--hang" => faults.hang = number(args.next()),
+            "--hang-for" => faults.hang_for = std::time::Duration::from_secs_f64(number(args.next())),
+            "--seed" => faults.seed = number(args.next()) as u64,
             a if a.starts_with("--bind=") => bind = a["--bind=".len()..].to_string(),
             "-h" | "--help" => usage(),
             _ => {
@@ -235,6 +324,9 @@ async fn main() {
     };
     let sink = Arc::new(Sink {
         secret: secret.into_bytes(),
+        faults,
+        failed_5xx: AtomicU64::new(0),
+        hung: AtomicU64::new(0),
         bad_signature: AtomicU64::new(0),
         bad_request: AtomicU64::new(0),
         first_us: AtomicU64::new(0),

@@ -6,6 +6,14 @@
 //! the test calls [`Clock::advance`]) or flowing from that instant at the machine's pace (for
 //! tests that let real retries and time-outs play out). Measuring how long something took
 //! (`std::time::Instant`) is not reading the time and stays where it is.
+//!
+//! The system clock is read through an anchor: the time of day when it was made (or last
+//! re-synchronised) plus the monotonic time since. A step of the machine's clock (an NTP
+//! correction, `date -s`) is therefore not seen by the daemon until [`Clock::resync`], which
+//! the daemon's clock watch (`app`) calls only after moving the jobs planned on the old time by
+//! the step: a deadline stays "30 minutes after the call-out" in real time, so an hour forward
+//! does not fire every deadline at once, and an hour back does not hold them for an hour
+//! (bench/faults' `clock` case).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -17,7 +25,8 @@ use chrono::{DateTime, TimeZone, Utc};
 pub struct Clock(Arc<Inner>);
 
 enum Inner {
-    System,
+    /// Unix ms = `base_ms` + monotonic time since `started` (see the module doc).
+    System { base_ms: AtomicI64, started: Instant },
     /// `base_ms` (plus what real time has passed since `started`, when flowing).
     Manual {
         base_ms: AtomicI64,
@@ -27,7 +36,36 @@ enum Inner {
 
 impl Clock {
     pub fn system() -> Clock {
-        Clock(Arc::new(Inner::System))
+        let started = Instant::now();
+        Clock(Arc::new(Inner::System {
+            base_ms: AtomicI64::new(Utc::now().timestamp_millis()),
+            started,
+        }))
+    }
+
+    /// How far the machine's clock has stepped away from this one, in ms (positive: forward);
+    /// always 0 for a manual clock. Only steps show: both run at the machine's pace.
+    pub fn step_ms(&self) -> i64 {
+        match &*self.0 {
+            Inner::System { .. } => Utc::now().timestamp_millis() - self.now_ms(),
+            Inner::Manual { .. } => 0,
+        }
+    }
+
+    /// Takes up the machine's clock again after a step (and returns the step taken, ms).
+    /// The caller moves what was planned on the old time first (`app`'s clock watch).
+    pub fn resync(&self) -> i64 {
+        match &*self.0 {
+            Inner::System { base_ms, started } => {
+                let step = self.step_ms();
+                base_ms.store(
+                    Utc::now().timestamp_millis() - started.elapsed().as_millis() as i64,
+                    Ordering::SeqCst,
+                );
+                step
+            }
+            Inner::Manual { .. } => 0,
+        }
     }
 
     /// A clock that stands at `at` until advanced.
@@ -49,7 +87,9 @@ impl Clock {
     /// Unix milliseconds.
     pub fn now_ms(&self) -> i64 {
         match &*self.0 {
-            Inner::System => Utc::now().timestamp_millis(),
+            Inner::System { base_ms, started } => {
+                base_ms.load(Ordering::SeqCst) + started.elapsed().as_millis() as i64
+            }
             Inner::Manual { base_ms, flowing } => {
                 let passed = flowing.map_or(0, |s| s.elapsed().as_millis() as i64);
                 base_ms.load(Ordering::SeqCst) + passed
@@ -72,7 +112,7 @@ impl Clock {
     /// moved: asking is a bug in the caller.
     pub fn advance_ms(&self, ms: i64) {
         match &*self.0 {
-            Inner::System => panic!("the system clock cannot be advanced"),
+            Inner::System { .. } => panic!("the system clock cannot be advanced"),
             Inner::Manual { base_ms, .. } => {
                 base_ms.fetch_add(ms, Ordering::SeqCst);
             }
@@ -91,7 +131,7 @@ impl Clock {
 impl std::fmt::Debug for Clock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &*self.0 {
-            Inner::System => f.write_str("Clock::system"),
+            Inner::System { .. } => f.write_str("Clock::system"),
             Inner::Manual { flowing, .. } => write!(
                 f,
                 "Clock::manual({}, {})",
@@ -129,6 +169,16 @@ mod tests {
         let shared = c.clone();
         shared.advance(Duration::from_secs(60));
         assert!(c.now_ms() >= a + 60_000, "clones share one clock");
+    }
+
+    #[test]
+    fn the_system_clock_follows_the_machine_until_it_steps() {
+        let c = Clock::system();
+        let wall = Utc::now().timestamp_millis();
+        assert!((c.now_ms() - wall).abs() < 1000);
+        assert!(c.step_ms().abs() < 1000, "no step yet");
+        assert!(c.resync().abs() < 1000);
+        assert_eq!(Clock::frozen(Utc::now()).step_ms(), 0);
     }
 
     #[test]

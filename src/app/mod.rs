@@ -62,6 +62,7 @@ impl App {
                 stop.clone(),
             ));
         }
+        workers.spawn(clock_watch(self.core.clone(), stop.clone()));
         let router = crate::http::router(self.core.clone());
         let header_timeout = self.core.settings.http.header_timeout;
         let max_connections = self.core.settings.http.max_connections;
@@ -79,6 +80,48 @@ impl App {
         self.core.store.close().await;
         result
     }
+}
+
+/// A step of the machine's clock bigger than this is taken up (clock.rs); smaller ones are
+/// the noise of reading two clocks.
+const CLOCK_STEP_MS: i64 = 2_000;
+
+/// Once a second: has the machine's clock stepped? Then the jobs planned on the old time move
+/// by the step (with a ledger entry, in one unit of work), and only then does the daemon's
+/// clock take up the new time, so no deadline fires early or waits an extra hour for it.
+async fn clock_watch(core: Arc<Core>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        let step = core.clock.step_ms();
+        if step.abs() < CLOCK_STEP_MS {
+            continue;
+        }
+        match take_clock_step(&core, step).await {
+            Ok(moved) => tracing::warn!(step_ms = step, jobs_moved = moved,
+                "系统时钟跳变 the machine's clock stepped: waiting jobs moved by the step, then the clock taken up"),
+            Err(e) => tracing::error!(step_ms = step, error = %format!("{e:#}"),
+                "the machine's clock stepped and the jobs could not be moved; trying again in 1 s"),
+        }
+    }
+}
+
+async fn take_clock_step(core: &Core, step: i64) -> Result<u64> {
+    let old_now = core.now();
+    let mut tx = core.store.begin().await?;
+    let moved = crate::store::jobs::shift_for_clock_step(&mut tx, step, old_now).await?;
+    tx.record(
+        "clock.stepped",
+        "clock".to_string(),
+        serde_json::json!({"step_ms": step, "jobs_moved": moved}),
+        old_now,
+    )
+    .await?;
+    tx.commit().await?;
+    core.clock.resync();
+    Ok(moved)
 }
 
 fn hostname() -> String {

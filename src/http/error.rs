@@ -82,9 +82,34 @@ fn body_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> ApiError {
+        if disk_full(&e) {
+            // The operator's to fix, and the same request will work once there is room: a 503
+            // that names the disk, not an opaque 500 (bench/faults diskfull).
+            tracing::error!(error = %format!("{e:#}"), "request refused: the database's disk is full");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "disk_full",
+                "数据库磁盘已满，未保存，请稍后重发 the database's disk is full: nothing was saved; send again once there is room",
+            );
+        }
         tracing::error!(error = %format!("{e:#}"), "request failed");
         Self::internal()
     }
+}
+
+/// Whether the database refused a write for want of disk space, somewhere down the causes:
+/// SQLite's `SQLITE_FULL` (13), PostgreSQL's `disk_full` (53100), or the OS's ENOSPC text.
+pub(crate) fn disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        let coded = match c.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Database(d)) => matches!(d.code().as_deref(), Some("13" | "53100")),
+            _ => false,
+        };
+        coded || {
+            let text = c.to_string();
+            text.contains("database or disk is full") || text.contains("No space left on device")
+        }
+    })
 }
 
 impl From<sqlx::Error> for ApiError {
@@ -115,5 +140,26 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
         (self.status, axum::Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_a_503_that_names_the_disk_and_other_errors_stay_opaque() {
+        let full = anyhow::anyhow!("error returned from database: (code: 13) database or disk is full")
+            .context("recording a batch");
+        let e = ApiError::from(full);
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code, "disk_full");
+        assert!(
+            e.message.contains("磁盘") && e.message.contains("disk"),
+            "{}",
+            e.message
+        );
+        let other = ApiError::from(anyhow::anyhow!("UNIQUE constraint failed: callouts.id"));
+        assert_eq!(other.status, StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

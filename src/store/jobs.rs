@@ -447,6 +447,26 @@ pub type Claimed = std::result::Result<Job, (i64, String)>;
 /// Far in the future: a parked job is kept for an operator to see and never runs.
 pub const PARKED: i64 = i64::MAX / 4;
 
+/// The machine's clock stepped by `step_ms` (app's clock watch): every job planned on the old
+/// time and not yet due by it (due after `old_now`) moves by the step, and so does every live
+/// claim's lease, so that their waits stay what they were in real time. Response expiries are
+/// left alone: they are the warning's own instants, not waits. Returns the jobs moved.
+pub async fn shift_for_clock_step(conn: &mut AnyConnection, step_ms: i64, old_now: i64) -> Result<u64> {
+    let moved = sqlx::query("UPDATE jobs SET due_at = due_at + $1 WHERE due_at > $2 AND kind <> $3")
+        .bind(step_ms)
+        .bind(old_now)
+        .bind(Kind::ResponseExpiry.as_str())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    sqlx::query("UPDATE jobs SET claimed_until = claimed_until + $1 WHERE claimed_until > $2")
+        .bind(step_ms)
+        .bind(old_now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(moved)
+}
+
 /// Claims up to `limit` due jobs of the kinds this version knows, for `worker` until
 /// `now + lease_ms`. A row whose payload does not read is parked (its `last_error` says why)
 /// and returned as an error so the caller can log it.
