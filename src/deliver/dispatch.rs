@@ -514,7 +514,7 @@ async fn record(
     )
     .await?;
     callouts::sent_after_cancel(&mut tx, &sent, &marked, now).await?;
-    callouts::transition(
+    let failed = callouts::transition(
         &mut tx,
         &b.failed,
         &[State::Planned, State::Sending],
@@ -523,6 +523,8 @@ async fn record(
         now,
     )
     .await?;
+    b.records.extend(callouts::state_record(&marked, State::Sent));
+    b.records.extend(callouts::state_record(&failed, State::Failed));
     // The jobs last, and only those still ours: see `jobs::finish_mine`.
     let ended = jobs::finish_mine(&mut tx, worker, &b.finished).await?.len();
     let mut kept = 0;

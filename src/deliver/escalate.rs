@@ -95,10 +95,10 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
         })
     };
     let deadline_ms = policy.deadline.as_millis() as i64;
-    let record = match decision {
-        Deadline::Nothing => None,
+    let records = match decision {
+        Deadline::Nothing => Vec::new(),
         Deadline::Repeat { next_rung, channel } => {
-            Some(repeat(&mut tx, &c, next_rung as i64, channel, now, now + deadline_ms).await?)
+            vec![repeat(&mut tx, &c, next_rung as i64, channel, now, now + deadline_ms).await?]
         }
         Deadline::Escalate { to, next_rung } => {
             let who = format!("{}（{}）未应答", c.contact_name, role_label(&c.role));
@@ -154,20 +154,23 @@ pub async fn run(core: &Core, worker: &str, job: Job) -> Result<()> {
                 now,
                 deadline_at: now + deadline_ms,
             };
-            Some(escalate(core, &mut tx, step, &to, &targets).await?)
+            escalate(core, &mut tx, step, &to, &targets).await?
         }
         Deadline::Unreached => {
-            callouts::transition(&mut tx, &[c.id], &[state], State::Unreached, None, now).await?;
-            Some(Record::new(
+            let changed =
+                callouts::transition(&mut tx, &[c.id], &[state], State::Unreached, None, now).await?;
+            let mut r = vec![Record::new(
                 "callout.unreached",
                 format!("callout:{}", c.id),
                 serde_json::json!({"rung": c.rung}),
-            ))
+            )];
+            r.extend(callouts::state_record(&changed, State::Unreached));
+            r
         }
     };
-    if let Some(r) = record {
+    if let Some(r) = records.first() {
         tracing::debug!(callout.id = c.id, kind = r.kind, "deadline passed");
-        ledger::append(&mut tx, backend, now, vec![r]).await?;
+        ledger::append(&mut tx, backend, now, records).await?;
     }
     done(tx, worker, job.id).await?;
     core.wake.notify_waiters();
@@ -236,9 +239,9 @@ async fn escalate(
     s: Step<'_>,
     to: &Rung,
     targets: &[(Contact, String, String)],
-) -> Result<Record> {
+) -> Result<Vec<Record>> {
     let c = s.c;
-    callouts::transition(tx, &[c.id], &[s.state], State::Escalated, None, s.now).await?;
+    let changed = callouts::transition(tx, &[c.id], &[s.state], State::Escalated, None, s.now).await?;
     callouts::set_rung(tx, c.id, s.next_rung, None, s.now).await?;
     let mut children = Vec::new();
     let mut joined = Vec::new();
@@ -297,12 +300,15 @@ async fn escalate(
         children.push(child);
     }
     let contacts: Vec<&str> = targets.iter().map(|t| t.0.key.as_str()).collect();
-    Ok(Record::new(
+    let mut records = vec![Record::new(
         "callout.escalated",
         format!("callout:{}", c.id),
         serde_json::json!({"to": to, "contact": contacts.first(), "contacts": contacts,
-            "new_callout": children.first(), "new_callouts": children, "joined": joined, "rung": s.next_rung}),
-    ))
+            "new_callout": children.first(), "new_callouts": children, "joined": joined, "rung": s.next_rung,
+            "incident": c.incident_id}),
+    )];
+    records.extend(callouts::state_record(&changed, State::Escalated));
+    Ok(records)
 }
 
 /// For each `duty:` step still ahead on the ladder, who holds that role now (read inside the

@@ -27,10 +27,11 @@ pub enum Kind {
     FeedPoll,
     Round,
     Reconcile,
+    Checkpoint,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Send,
         Kind::Deadline,
         Kind::Notice,
@@ -38,6 +39,7 @@ impl Kind {
         Kind::FeedPoll,
         Kind::Round,
         Kind::Reconcile,
+        Kind::Checkpoint,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +51,7 @@ impl Kind {
             Kind::FeedPoll => "feed_poll",
             Kind::Round => "round",
             Kind::Reconcile => "reconcile",
+            Kind::Checkpoint => "checkpoint",
         }
     }
 
@@ -110,6 +113,11 @@ pub enum Task {
     Reconcile {
         gateway: String,
     },
+    /// A signed checkpoint of the ledger's head (`audit`): `schedule` (every period, one job
+    /// across instances) or `standdown:INCIDENT`.
+    Checkpoint {
+        why: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -137,6 +145,10 @@ struct RoundPayload {
     round: i64,
 }
 #[derive(Serialize, Deserialize)]
+struct CheckpointPayload {
+    why: String,
+}
+#[derive(Serialize, Deserialize)]
 struct ReconcilePayload {
     gateway: String,
 }
@@ -151,6 +163,7 @@ impl Task {
             Task::FeedPoll { .. } => Kind::FeedPoll,
             Task::Round { .. } => Kind::Round,
             Task::Reconcile { .. } => Kind::Reconcile,
+            Task::Checkpoint { .. } => Kind::Checkpoint,
         }
     }
 
@@ -171,6 +184,7 @@ impl Task {
             Task::Reconcile { gateway } => serde_json::to_value(ReconcilePayload {
                 gateway: gateway.clone(),
             }),
+            Task::Checkpoint { why } => serde_json::to_value(CheckpointPayload { why: why.clone() }),
         };
         v.expect("job payloads are plain data").to_string()
     }
@@ -209,6 +223,10 @@ impl Task {
             Kind::Reconcile => {
                 let p: ReconcilePayload = serde_json::from_str(payload).map_err(bad)?;
                 Task::Reconcile { gateway: p.gateway }
+            }
+            Kind::Checkpoint => {
+                let p: CheckpointPayload = serde_json::from_str(payload).map_err(bad)?;
+                Task::Checkpoint { why: p.why }
             }
         })
     }
@@ -304,6 +322,30 @@ impl NewJob {
             callout_id: None,
             due_at,
             dedupe_key: Some(format!("reconcile:{gateway}")),
+        }
+    }
+
+    /// The scheduled ledger checkpoint, once whatever the instances (it reschedules itself).
+    pub fn checkpoint_schedule(due_at: i64) -> NewJob {
+        NewJob {
+            task: Task::Checkpoint {
+                why: "schedule".into(),
+            },
+            callout_id: None,
+            due_at,
+            dedupe_key: Some("ledger-checkpoint".into()),
+        }
+    }
+
+    /// The checkpoint of an incident's stand-down, taken once after it commits.
+    pub fn checkpoint_standdown(incident: i64, due_at: i64) -> NewJob {
+        NewJob {
+            task: Task::Checkpoint {
+                why: format!("standdown:{incident}"),
+            },
+            callout_id: None,
+            due_at,
+            dedupe_key: Some(format!("checkpoint:standdown:{incident}")),
         }
     }
 

@@ -26,6 +26,7 @@ pub mod reports;
 pub mod responses;
 pub mod roster;
 pub mod stats;
+pub mod tamper;
 pub mod warnings;
 
 use std::ops::{Deref, DerefMut};
