@@ -412,9 +412,10 @@ async fn report(
     out: Option<&std::path::Path>,
 ) -> Result<ExitCode> {
     let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
-    let r = jiaoying::store::reports::load(&store, incident)
+    let mut r = jiaoying::store::reports::load(&store, incident)
         .await?
         .with_context(|| format!("no incident {incident}"))?;
+    r.checkpoint = jiaoying::audit::latest(settings);
     let text = match format {
         "json" => serde_json::to_string_pretty(&r)?,
         _ => report::table(&r),

@@ -129,9 +129,10 @@ pub async fn report(
     Query(f): Query<Format>,
 ) -> Result<Response, ApiError> {
     authorize(&core, &headers, Role::Viewer)?;
-    let r = reports::load(&core.store, id)
+    let mut r = reports::load(&core.store, id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such incident"))?;
+    r.checkpoint = crate::audit::latest(&core.settings);
     match f.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(r).into_response()),
         "text" => Ok(report::table(&r).into_response()),

@@ -14,6 +14,7 @@ mod helpers;
 mod import;
 mod instances;
 mod ladder;
+mod ledger;
 mod limits;
 mod preview;
 mod provider_aliyun;
