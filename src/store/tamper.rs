@@ -36,7 +36,7 @@ pub async fn flush(store: &Store) -> Result<()> {
 /// PostgreSQL: `name` becomes a copy of `template` (which nobody may be connected to).
 pub async fn pg_copy(admin: &Store, name: &str, template: &str) -> Result<()> {
     let mut c = admin.conn().await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut *c)
         .await?;
     sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
@@ -47,7 +47,7 @@ pub async fn pg_copy(admin: &Store, name: &str, template: &str) -> Result<()> {
 }
 
 pub async fn pg_drop(admin: &Store, name: &str) -> Result<()> {
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut *admin.conn().await?)
         .await?;
     Ok(())
