@@ -22,6 +22,7 @@
 
 pub mod answer;
 pub mod app;
+pub mod audit;
 pub mod cap;
 pub mod channel;
 pub mod clock;

@@ -12,7 +12,7 @@ use jiaoying::app::{shutdown_signal, App};
 use jiaoying::clock::Clock;
 use jiaoying::config::Settings;
 use jiaoying::core::{Core, Overrides};
-use jiaoying::store::{ledger, Store};
+use jiaoying::store::Store;
 use jiaoying::tools::import::{self, Kind};
 use jiaoying::{app::telemetry, ingest, respond, tools::demo, tools::simulate};
 
@@ -222,8 +222,22 @@ enum UserAction {
 
 #[derive(Subcommand)]
 enum LedgerAction {
-    /// Re-check the hash chain: prints `ok N entries` or the first broken entry.
+    /// Replay the ledger: the hash chain, the signed checkpoints, and the state tables rebuilt
+    /// from the entries against the live ones; prints `ok N entries` or the first problem
+    /// (exit 1).
     Verify,
+    /// Sign the chain head with the ledger key and append it to the checkpoint file.
+    Checkpoint,
+    /// Make a new ledger signing key in FILE (mode 0600) and print its public key.
+    Keygen { file: PathBuf },
+    /// The tamper trial (bench/tamper): copies of the database, one random change each, verify.
+    #[command(hide = true)]
+    Tamper {
+        #[arg(long, default_value_t = 1000)]
+        trials: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -381,6 +395,42 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ledger {
             action: LedgerAction::Verify,
         } => verify_ledger(&settings).await,
+        Command::Ledger {
+            action: LedgerAction::Checkpoint,
+        } => {
+            let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
+            let now = Clock::system().now_ms();
+            match jiaoying::audit::take(&store, &settings, now, "manual").await? {
+                Some(c) => {
+                    println!(
+                        "检查点已签名 checkpoint signed: seq {} hash {} → {}",
+                        c.seq, c.hash, settings.ledger.checkpoints
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    println!(
+                        "无签名密钥 no ledger key: set {} or [ledger] signing_key_file (`jiaoying ledger keygen FILE`)",
+                        jiaoying::audit::KEY_ENV
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Ledger {
+            action: LedgerAction::Keygen { file },
+        } => {
+            let public = jiaoying::audit::keygen(&file)?;
+            println!("{}", jiaoying::record::checkpoint::key_hex(&public));
+            eprintln!(
+                "密钥已写入 key written to {} (0600); set [ledger] signing_key_file to it, and public_key where only verifying",
+                file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ledger {
+            action: LedgerAction::Tamper { trials, seed },
+        } => jiaoying::tools::tamper::run(&settings, trials, seed).await,
         Command::Validate { .. } => unreachable!("handled before the runtime starts"),
         Command::CheckConfig => {
             check_config(&settings);
@@ -508,9 +558,10 @@ async fn report(settings: &Settings, a: ReportArgs, out: Option<&std::path::Path
         );
     }
     let store = read_store(settings, a.database).await?;
-    let r = jiaoying::store::reports::load(&store, a.incident)
+    let mut r = jiaoying::store::reports::load(&store, a.incident)
         .await?
         .with_context(|| format!("no incident {}", a.incident))?;
+    r.checkpoint = jiaoying::audit::latest(settings);
     let options = export::Options {
         lang: a.lang,
         // The one wall-clock read of the command: the "generated at" line, not a decision.
@@ -556,16 +607,11 @@ async fn user(settings: &Settings, action: UserAction) -> Result<ExitCode> {
 
 async fn verify_ledger(settings: &Settings) -> Result<ExitCode> {
     let store = read_store(settings, None).await?;
-    match ledger::verify(&store).await? {
-        Ok(n) => {
-            println!("ok {n} entries");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(b) => {
-            println!("broken at entry {}: {}", b.seq, b.reason);
-            Ok(ExitCode::FAILURE)
-        }
+    let (ok, lines) = jiaoying::audit::describe(&jiaoying::audit::verify(&store, settings).await?);
+    for l in lines {
+        println!("{l}");
     }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn check_config(settings: &Settings) {

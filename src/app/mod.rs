@@ -26,6 +26,7 @@ impl App {
         // jobs this version cannot run are pointed out to the operator.
         crate::ingest::feed::ensure_jobs(&core).await?;
         crate::answer::reconcile::ensure_jobs(&core).await?;
+        crate::audit::ensure_job(&core.store, &core.settings, core.now()).await?;
         for (kind, n) in crate::store::jobs::unknown_kinds(core.store.pool()).await? {
             tracing::warn!(job.kind = %kind, jobs = n, "jobs of a kind this version does not know are kept, not run (a newer version wrote them)");
         }

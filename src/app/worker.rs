@@ -99,6 +99,16 @@ async fn round(
                 .map_err(|e| anyhow::anyhow!("round {round} of response {response}: {e}"))?;
                 finish(core, worker, &job, None).await?;
             }
+            Task::Checkpoint { .. } => {
+                let next = crate::audit::run_job(&core.store, &core.settings, &job.task, core.now()).await;
+                // A failed checkpoint (disk full, a bad key file) is logged and tried again next
+                // period; it never stops the queue.
+                let next = next.unwrap_or_else(|e| {
+                    tracing::error!(error = %format!("{e:#}"), "ledger checkpoint failed");
+                    Some(core.now() + 60_000)
+                });
+                finish(core, worker, &job, next).await?;
+            }
             Task::FeedPoll { .. } | Task::Reconcile { .. } => match polls.as_deref_mut() {
                 Some(set) => {
                     let (core, worker) = (core.clone(), worker.to_string());

@@ -45,6 +45,36 @@ pub struct Settings {
     /// Polled warning sources (`[[feed]]`); none by default.
     #[serde(default, rename = "feed")]
     pub feeds: Vec<Feed>,
+    /// Signed checkpoints of the ledger's head (`[ledger]`).
+    #[serde(default)]
+    pub ledger: Ledger,
+}
+
+/// `[ledger]`: where signed checkpoints of the chain head go and the key that signs them,
+/// which the database never holds (the key itself: env `JIAOYING_LEDGER_KEY`, else the file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ledger {
+    /// A file holding the ed25519 signing key (hex, 32 bytes), made by `jiaoying ledger keygen`.
+    pub signing_key_file: Option<String>,
+    /// The public key (hex) `verify` checks checkpoints with when the signing key is not here.
+    pub public_key: Option<String>,
+    /// One JSON line per checkpoint, appended.
+    pub checkpoints: String,
+    /// A checkpoint is taken this often (one per period across instances), and at each stand-down.
+    #[serde(deserialize_with = "duration")]
+    pub checkpoint_every: Duration,
+}
+
+impl Default for Ledger {
+    fn default() -> Ledger {
+        Ledger {
+            signing_key_file: None,
+            public_key: None,
+            checkpoints: "data/checkpoints.jsonl".into(),
+            checkpoint_every: Duration::from_secs(3600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -627,7 +627,7 @@ async fn record_some(core: &Core, worker: &str, mut b: Batch, results: &[Sent]) 
     )
     .await?;
     callouts::sent_after_cancel(&mut tx, &sent, &marked, now).await?;
-    callouts::transition(
+    let failed = callouts::transition(
         &mut tx,
         &b.failed,
         &[State::Planned, State::Sending],
@@ -636,6 +636,8 @@ async fn record_some(core: &Core, worker: &str, mut b: Batch, results: &[Sent]) 
         now,
     )
     .await?;
+    b.records.extend(callouts::state_record(&marked, State::Sent));
+    b.records.extend(callouts::state_record(&failed, State::Failed));
     // The jobs last, and only those still ours: see `jobs::finish_mine`.
     let ended = jobs::finish_mine(&mut tx, worker, &b.finished).await?.len();
     let mut kept = 0;

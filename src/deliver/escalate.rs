@@ -162,10 +162,11 @@ async fn apply(core: &Core, worker: &str, chunk: &[Job]) -> Result<Option<usize>
         };
         let Some(c) = c else { continue };
         seen.touched.insert(id);
-        if let Some(r) = deadline(core, &mut tx, &mut seen, c, rung, now).await? {
+        let done = deadline(core, &mut tx, &mut seen, c, rung, now).await?;
+        if let Some(r) = done.first() {
             tracing::debug!(kind = r.kind, subject = %r.subject, "deadline passed");
-            records.push(r);
         }
+        records.extend(done);
     }
     // Kept by the unit of work and written at its commit, after the jobs: the ledger head is
     // the last lock (the store's lock order). Call-outs first, then jobs: the order an answer
@@ -217,7 +218,7 @@ async fn deadline(
     c: Callout,
     rung: i64,
     now: i64,
-) -> Result<Option<Record>> {
+) -> Result<Vec<Record>> {
     if c.rung != rung {
         tracing::debug!(
             callout.id = c.id,
@@ -225,7 +226,7 @@ async fn deadline(
             callout.rung = c.rung,
             "stale deadline: the call-out moved on"
         );
-        return Ok(None);
+        return Ok(Vec::new());
     }
     if let std::collections::hash_map::Entry::Vacant(slot) = seen.incidents.entry(c.incident_id) {
         let read = incidents::incident(tx, c.incident_id)
@@ -235,16 +236,16 @@ async fn deadline(
     }
     let inc = match &seen.incidents[&c.incident_id] {
         Ok(Some(inc)) => inc.clone(),
-        Ok(None) => return Ok(None),
+        Ok(None) => return Ok(Vec::new()),
         Err(e) => {
             // Not a silent finish: the ladder stops here, and the record says why.
             tracing::error!(incident.id = c.incident_id, callout.id = c.id, error = %e,
                 "the incident's stored record does not read: this call-out cannot escalate");
-            return Ok(Some(Record::new(
+            return Ok(vec![Record::new(
                 "callout.failed",
                 format!("callout:{}", c.id),
                 serde_json::json!({"reason": format!("the incident's stored record does not read: {e}")}),
-            )));
+            )]);
         }
     };
     let policy = &inc.policy;
@@ -266,10 +267,10 @@ async fn deadline(
         })
     };
     let deadline_ms = policy.deadline.as_millis() as i64;
-    Ok(match decision {
-        Deadline::Nothing => None,
+    let records = match decision {
+        Deadline::Nothing => Vec::new(),
         Deadline::Repeat { next_rung, channel } => {
-            Some(repeat(tx, &c, next_rung as i64, channel, now, now + deadline_ms).await?)
+            vec![repeat(tx, &c, next_rung as i64, channel, now, now + deadline_ms).await?]
         }
         Deadline::Escalate { to, next_rung } => {
             let who = format!("{}（{}）未应答", c.contact_name, role_label(&c.role));
@@ -325,17 +326,20 @@ async fn deadline(
                 now,
                 deadline_at: now + deadline_ms,
             };
-            Some(escalate(core, tx, seen, step, &to, &targets).await?)
+            escalate(core, tx, seen, step, &to, &targets).await?
         }
         Deadline::Unreached => {
-            callouts::transition(tx, &[c.id], &[state], State::Unreached, None, now).await?;
-            Some(Record::new(
+            let changed = callouts::transition(tx, &[c.id], &[state], State::Unreached, None, now).await?;
+            let mut r = vec![Record::new(
                 "callout.unreached",
                 format!("callout:{}", c.id),
                 serde_json::json!({"rung": c.rung}),
-            ))
+            )];
+            r.extend(callouts::state_record(&changed, State::Unreached));
+            r
         }
-    })
+    };
+    Ok(records)
 }
 
 /// The same person again (on `channel` first when the step names one), with a new deadline.
@@ -390,9 +394,9 @@ async fn escalate(
     s: Step<'_>,
     to: &Rung,
     targets: &[(Contact, String, String)],
-) -> Result<Record> {
+) -> Result<Vec<Record>> {
     let c = s.c;
-    callouts::transition(tx, &[c.id], &[s.state], State::Escalated, None, s.now).await?;
+    let changed = callouts::transition(tx, &[c.id], &[s.state], State::Escalated, None, s.now).await?;
     callouts::set_rung(tx, c.id, s.next_rung, None, s.now).await?;
     let mut children = Vec::new();
     let mut joined = Vec::new();
@@ -452,12 +456,15 @@ async fn escalate(
         children.push(child);
     }
     let contacts: Vec<&str> = targets.iter().map(|t| t.0.key.as_str()).collect();
-    Ok(Record::new(
+    let mut records = vec![Record::new(
         "callout.escalated",
         format!("callout:{}", c.id),
         serde_json::json!({"to": to, "contact": contacts.first(), "contacts": contacts,
-            "new_callout": children.first(), "new_callouts": children, "joined": joined, "rung": s.next_rung}),
-    ))
+            "new_callout": children.first(), "new_callouts": children, "joined": joined, "rung": s.next_rung,
+            "incident": c.incident_id}),
+    )];
+    records.extend(callouts::state_record(&changed, State::Escalated));
+    Ok(records)
 }
 
 /// For each `duty:` step still ahead on the ladder, who holds that role now (read inside the

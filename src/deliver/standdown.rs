@@ -44,6 +44,14 @@ pub async fn within(tx: &mut Tx, incident_id: i64, actor: &str, now: i64) -> Res
     let cancelled = tx.cancel_unanswered(&open, now).await?;
     tx.notify(&tell, crate::store::jobs::Notice::Standdown, now)
         .await?;
+    // A signed checkpoint of the ledger once this commits (the job runs after the commit, so
+    // its head includes the close).
+    crate::store::jobs::insert_once(
+        tx,
+        crate::store::jobs::NewJob::checkpoint_standdown(incident_id, now),
+        now,
+    )
+    .await?;
     tx.record(
         "incident.closed",
         format!("incident:{incident_id}"),

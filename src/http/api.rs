@@ -151,9 +151,10 @@ pub async fn report(
             export::TABLES.join(", ")
         )));
     }
-    let r = reports::load(&core.store, id)
+    let mut r = reports::load(&core.store, id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such incident"))?;
+    r.checkpoint = crate::audit::latest(&core.settings);
     let options = export::Options {
         lang,
         generated_at: core.clock.now_ms(),

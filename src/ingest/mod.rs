@@ -416,7 +416,7 @@ async fn write(
         serde_json::json!({"sender": alert.sender, "identifier": alert.identifier, "sent": alert.sent,
         "msg_type": alert.msg_type.as_str(), "status": alert.status.as_str(), "colour": msg.class.colour,
         "hazard": msg.class.hazard, "source": source, "deviations": alert.deviations,
-        "references": alert.references}),
+        "references": alert.references, "raw_sha256": crate::record::fold::digest(raw)}),
         now,
     )
     .await?;

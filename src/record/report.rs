@@ -68,6 +68,10 @@ pub struct Report<P> {
     pub evacuation: Vec<EvacuationTotal>,
     /// The ledger state this report was read at (`None` until the store fills it).
     pub ledger: Option<LedgerHead>,
+    /// The latest signed checkpoint of the ledger when the report was made (None: checkpoints
+    /// off, or none yet); the reader can hold the ledger to it. Filled by whoever reads the
+    /// checkpoint file (`audit::latest`), not by `summarise`.
+    pub checkpoint: Option<super::checkpoint::Checkpoint>,
 }
 
 /// One line of the timeline.
@@ -436,6 +440,7 @@ pub fn summarise<P>(
         door_knocks,
         rounds,
         callouts,
+        checkpoint: None,
     }
 }
 
@@ -464,6 +469,12 @@ pub fn table<P>(r: &Report<P>) -> String {
         s.push_str(&format!(
             "{:<10} {:<8} {:>6} {:>6} {:>6} {:>6} {:>8}\n",
             row.code, row.name, c.called, c.answered, c.escalated, c.unreached, c.evacuated
+        ));
+    }
+    if let Some(c) = &r.checkpoint {
+        s.push_str(&format!(
+            "台账检查点 ledger checkpoint: seq {} hash {} at {} (key {})\n",
+            c.seq, c.hash, c.at, c.key
         ));
     }
     s

@@ -59,6 +59,9 @@ impl Tx {
             now,
         )
         .await?;
+        if let Some(r) = state_record(&changed, State::Delivered) {
+            self.append(vec![r], now).await?;
+        }
         Ok(!changed.is_empty())
     }
 
@@ -72,6 +75,9 @@ impl Tx {
         lock(conn, backend, ids).await?;
         let cancelled = transition(conn, ids, &awaiting, State::Cancelled, None, now).await?;
         jobs::delete_for_callouts(conn, &cancelled, &[Kind::Send, Kind::Deadline]).await?;
+        if let Some(r) = state_record(&cancelled, State::Cancelled) {
+            self.append(vec![r], now).await?;
+        }
         Ok(cancelled)
     }
 
@@ -249,6 +255,20 @@ pub async fn set_rung(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// The ledger entry saying these call-outs are now in `state` (None: none changed). Every
+/// caller of [`transition`] writes it with the ids `transition` returned, in the same unit of
+/// work, so that `ledger verify` can rebuild each call-out's state from the ledger alone. It
+/// is returned rather than appended so that the caller keeps taking the ledger head last.
+pub fn state_record(ids: &[i64], state: State) -> Option<Record> {
+    (!ids.is_empty()).then(|| {
+        Record::new(
+            "callout.state",
+            "callouts",
+            serde_json::json!({"state": state.as_str(), "ids": ids}),
+        )
+    })
 }
 
 /// Sets `state` on call-outs whose current state is one of `from` (so an answer that came in

@@ -28,10 +28,11 @@ pub enum Kind {
     Round,
     Reconcile,
     Plan,
+    Checkpoint,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Send,
         Kind::Deadline,
         Kind::Notice,
@@ -40,6 +41,7 @@ impl Kind {
         Kind::Round,
         Kind::Reconcile,
         Kind::Plan,
+        Kind::Checkpoint,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +54,7 @@ impl Kind {
             Kind::Round => "round",
             Kind::Reconcile => "reconcile",
             Kind::Plan => "plan",
+            Kind::Checkpoint => "checkpoint",
         }
     }
 
@@ -117,6 +120,11 @@ pub enum Task {
     Plan {
         incident: i64,
     },
+    /// A signed checkpoint of the ledger's head (`audit`): `schedule` (every period, one job
+    /// across instances) or `standdown:INCIDENT`.
+    Checkpoint {
+        why: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -148,6 +156,10 @@ struct PlanPayload {
     incident: i64,
 }
 #[derive(Serialize, Deserialize)]
+struct CheckpointPayload {
+    why: String,
+}
+#[derive(Serialize, Deserialize)]
 struct ReconcilePayload {
     gateway: String,
 }
@@ -163,6 +175,7 @@ impl Task {
             Task::Round { .. } => Kind::Round,
             Task::Reconcile { .. } => Kind::Reconcile,
             Task::Plan { .. } => Kind::Plan,
+            Task::Checkpoint { .. } => Kind::Checkpoint,
         }
     }
 
@@ -184,6 +197,7 @@ impl Task {
                 gateway: gateway.clone(),
             }),
             Task::Plan { incident } => serde_json::to_value(PlanPayload { incident: *incident }),
+            Task::Checkpoint { why } => serde_json::to_value(CheckpointPayload { why: why.clone() }),
         };
         v.expect("job payloads are plain data").to_string()
     }
@@ -226,6 +240,10 @@ impl Task {
             Kind::Plan => {
                 let p: PlanPayload = serde_json::from_str(payload).map_err(bad)?;
                 Task::Plan { incident: p.incident }
+            }
+            Kind::Checkpoint => {
+                let p: CheckpointPayload = serde_json::from_str(payload).map_err(bad)?;
+                Task::Checkpoint { why: p.why }
             }
         })
     }
@@ -321,6 +339,30 @@ impl NewJob {
             callout_id: None,
             due_at,
             dedupe_key: Some(format!("reconcile:{gateway}")),
+        }
+    }
+
+    /// The scheduled ledger checkpoint, once whatever the instances (it reschedules itself).
+    pub fn checkpoint_schedule(due_at: i64) -> NewJob {
+        NewJob {
+            task: Task::Checkpoint {
+                why: "schedule".into(),
+            },
+            callout_id: None,
+            due_at,
+            dedupe_key: Some("ledger-checkpoint".into()),
+        }
+    }
+
+    /// The checkpoint of an incident's stand-down, taken once after it commits.
+    pub fn checkpoint_standdown(incident: i64, due_at: i64) -> NewJob {
+        NewJob {
+            task: Task::Checkpoint {
+                why: format!("standdown:{incident}"),
+            },
+            callout_id: None,
+            due_at,
+            dedupe_key: Some(format!("checkpoint:standdown:{incident}")),
         }
     }
 

@@ -8,6 +8,8 @@ use anyhow::{Context, Result};
 use sqlx::{AnyConnection, Row};
 
 use super::{insert_rows, Backend, Store, Tx, Val};
+use crate::record::checkpoint::{self, Checkpoint};
+use crate::record::fold;
 use crate::record::ledger::{self, Entry};
 
 /// One thing to record: kind (`callout.sent` …), subject (`callout:42`), body (JSON).
@@ -198,7 +200,241 @@ pub async fn entries_for(store: &Store, subjects: &[String]) -> Result<Vec<Entry
     Ok(out)
 }
 
-/// Every entry, in order (read in pages, so a long ledger is never one huge result).
+/// The chain's head as the database records it: (seq, hash).
+pub async fn head(store: &Store) -> Result<(i64, String)> {
+    Ok(sqlx::query_as("SELECT seq, hash FROM ledger_head WHERE id = 1")
+        .fetch_one(&mut *store.conn().await?)
+        .await?)
+}
+
+/// What `ledger verify` found: how many entries were checked, the head, and the first
+/// problem (none: the record holds).
+#[derive(Debug)]
+pub struct Verified {
+    pub entries: usize,
+    pub head_seq: i64,
+    pub problem: Option<Problem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The hash chain or its head does not hold.
+    Broken(ledger::Broken),
+    /// A signed checkpoint the chain does not agree with (truncated or rewritten).
+    Checkpoint(String),
+    /// An entry a fold cannot read.
+    Unreadable(String),
+    /// A state row that is not what the ledger says.
+    Differs(fold::Differs),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Broken(b) => write!(f, "broken at entry {}: {}", b.seq, b.reason),
+            Problem::Checkpoint(s) => write!(f, "checkpoint: {s}"),
+            Problem::Unreadable(s) => write!(f, "unreadable entry: {s}"),
+            Problem::Differs(d) => write!(f, "differs: {d}"),
+        }
+    }
+}
+
+/// The whole check: replays the chain page by page (each page is checked, folded and
+/// dropped, so memory holds the folded state, not the ledger), compares the head with the
+/// checkpoints given (their signatures already checked by the caller), then reads the live
+/// state tables and compares them with the fold.
+pub async fn verify_full(store: &Store, checkpoints: &[Checkpoint]) -> Result<Verified> {
+    let mut conn = store.conn().await?;
+    let wanted: std::collections::HashMap<i64, ()> = checkpoints.iter().map(|c| (c.seq, ())).collect();
+    let mut hash_at: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
+    let mut folded = fold::Tables::default();
+    let mut prev = ledger::GENESIS.to_string();
+    let mut after = 0i64;
+    let mut count = 0usize;
+    let done = |problem, count, after| Verified {
+        entries: count,
+        head_seq: after,
+        problem: Some(problem),
+    };
+    loop {
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, subject, body, prev_hash, hash FROM ledger WHERE seq > $1 ORDER BY seq LIMIT 5000",
+        )
+        .bind(after)
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        let entries: Vec<Entry> = rows.iter().map(entry_of).collect::<Result<_>>()?;
+        drop(rows);
+        if entries[0].seq != after + 1 {
+            let b = ledger::Broken {
+                seq: after + 1,
+                reason: format!("entry {} is missing", after + 1),
+            };
+            return Ok(done(Problem::Broken(b), count, after));
+        }
+        if let Err(b) = ledger::verify(entries.iter().cloned(), &prev) {
+            return Ok(done(Problem::Broken(b), count, after));
+        }
+        for e in &entries {
+            if let Err(s) = folded.apply(e) {
+                return Ok(done(Problem::Unreadable(s), count, after));
+            }
+            if wanted.contains_key(&e.seq) {
+                hash_at.insert(e.seq, e.hash.clone());
+            }
+        }
+        count += entries.len();
+        let last = entries.last().expect("a page is never empty here");
+        after = last.seq;
+        prev = last.hash.clone();
+    }
+    let head: (i64, String) = sqlx::query_as("SELECT seq, hash FROM ledger_head WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await?;
+    if head.0 != after || head.1 != prev {
+        let b = ledger::Broken {
+            seq: head.0,
+            reason: format!("the chain ends at {after} but its head says {}", head.0),
+        };
+        return Ok(done(Problem::Broken(b), count, after));
+    }
+    for c in checkpoints {
+        if let Err(s) = checkpoint::against_chain(c, after, hash_at.get(&c.seq).map(String::as_str)) {
+            return Ok(done(Problem::Checkpoint(s), count, after));
+        }
+    }
+    let live = live_tables(&mut conn).await?;
+    Ok(Verified {
+        entries: count,
+        head_seq: after,
+        problem: fold::compare(&live, &folded).map(Problem::Differs),
+    })
+}
+
+/// The live rows of every table the fold covers, in the fold's shape.
+async fn live_tables(conn: &mut AnyConnection) -> Result<fold::Tables> {
+    use serde_json::Value;
+    let mut t = fold::Tables::default();
+    let opt_i = |v: Option<i64>| v.map_or(Value::Null, Value::from);
+    let opt_t = |v: Option<String>| v.map_or(Value::Null, Value::from);
+    for r in sqlx::query("SELECT id, state, colour, closed_at FROM incidents")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let row = t.row_mut("incidents", r.try_get(0)?);
+        row.insert("state", Value::from(r.try_get::<String, _>(1)?));
+        row.insert("colour", opt_t(r.try_get(2)?));
+        row.insert("closed_at", opt_i(r.try_get(3)?));
+    }
+    for r in sqlx::query("SELECT id, incident_id, state, acked_at, ack_late FROM callouts")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let row = t.row_mut("callouts", r.try_get(0)?);
+        row.insert("incident_id", Value::from(r.try_get::<i64, _>(1)?));
+        row.insert("state", Value::from(r.try_get::<String, _>(2)?));
+        row.insert("acked_at", opt_i(r.try_get(3)?));
+        row.insert("ack_late", Value::from(r.try_get::<i64, _>(4)?));
+    }
+    for r in sqlx::query("SELECT callout_id, method, at, late, actor FROM acks")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let row = t.row_mut("acks", r.try_get(0)?);
+        row.insert("method", Value::from(r.try_get::<String, _>(1)?));
+        row.insert("at", Value::from(r.try_get::<i64, _>(2)?));
+        row.insert("late", Value::from(r.try_get::<i64, _>(3)?));
+        row.insert("actor", opt_t(r.try_get(4)?));
+    }
+    for r in sqlx::query(
+        "SELECT id, incident_id, callout_id, reporter, region_code, moved, threatened, method, at FROM evacuations",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let row = t.row_mut("evacuations", r.try_get(0)?);
+        row.insert("incident_id", Value::from(r.try_get::<i64, _>(1)?));
+        row.insert("callout_id", opt_i(r.try_get(2)?));
+        row.insert("reporter", Value::from(r.try_get::<String, _>(3)?));
+        row.insert("region_code", Value::from(r.try_get::<String, _>(4)?));
+        row.insert("moved", Value::from(r.try_get::<i64, _>(5)?));
+        row.insert("threatened", opt_i(r.try_get(6)?));
+        row.insert("method", Value::from(r.try_get::<String, _>(7)?));
+        row.insert("at", Value::from(r.try_get::<i64, _>(8)?));
+    }
+    for r in sqlx::query("SELECT id, task_id, callout_id, result, method, at FROM knocks")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let row = t.row_mut("knocks", r.try_get(0)?);
+        row.insert("task_id", Value::from(r.try_get::<i64, _>(1)?));
+        row.insert("callout_id", Value::from(r.try_get::<i64, _>(2)?));
+        row.insert("result", Value::from(r.try_get::<String, _>(3)?));
+        row.insert("method", Value::from(r.try_get::<String, _>(4)?));
+        row.insert("at", Value::from(r.try_get::<i64, _>(5)?));
+    }
+    for r in sqlx::query(
+        "SELECT id, hazard, level, regions, incident_id, started_at, until_at, ended_at, ended_by FROM responses",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let id: i64 = r.try_get(0)?;
+        let regions: String = r.try_get(3)?;
+        let row = t.row_mut("responses", id);
+        row.insert("hazard", Value::from(r.try_get::<String, _>(1)?));
+        row.insert("level", Value::from(r.try_get::<String, _>(2)?));
+        // A JSON column: compared as the JSON it holds (unreadable: as its text, which differs).
+        row.insert("regions", serde_json::from_str(&regions).unwrap_or(Value::from(regions)));
+        row.insert("incident_id", opt_i(r.try_get(4)?));
+        row.insert("started_at", Value::from(r.try_get::<i64, _>(5)?));
+        row.insert("until_at", opt_i(r.try_get(6)?));
+        row.insert("ended_at", opt_i(r.try_get(7)?));
+        row.insert("ended_by", opt_t(r.try_get(8)?));
+    }
+    // One warning at a time: raw bodies can be large.
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM warnings ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await?;
+    for id in ids {
+        let raw: Vec<u8> = sqlx::query_scalar("SELECT raw FROM warnings WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+        t.set("warnings", id, "raw_sha256", Value::from(fold::digest(&raw)));
+    }
+    Ok(t)
+}
+
+/// The state the whole ledger says, folded page by page without checking the chain (that is
+/// [`verify_full`]'s job); for reports rebuilt from the ledger.
+pub async fn fold_all(store: &Store) -> Result<fold::Tables> {
+    let mut conn = store.conn().await?;
+    let mut folded = fold::Tables::default();
+    let mut after = 0i64;
+    loop {
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, subject, body, prev_hash, hash FROM ledger WHERE seq > $1 ORDER BY seq LIMIT 5000",
+        )
+        .bind(after)
+        .fetch_all(&mut *conn)
+        .await?;
+        let Some(last) = rows.last() else {
+            break;
+        };
+        after = last.try_get(0)?;
+        for r in &rows {
+            folded.apply(&entry_of(r)?).map_err(anyhow::Error::msg)?;
+        }
+    }
+    Ok(folded)
+}
+
+/// Every entry, in order (read in pages, so a long ledger is never one huge result): the
+/// season simulation's table is folded from it.
 pub async fn all_entries(store: &Store) -> Result<Vec<Entry>> {
     let mut conn = store.conn().await?;
     let mut out: Vec<Entry> = Vec::new();

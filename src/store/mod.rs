@@ -42,6 +42,7 @@ pub mod responses;
 pub mod roster;
 pub mod schema;
 pub mod stats;
+pub mod tamper;
 pub mod users;
 pub mod warnings;
 

@@ -81,3 +81,31 @@ async fn responses_of(store: &Store, incident_id: i64) -> Result<Vec<ResponseSpa
         })
         .collect())
 }
+
+/// The same report with its state rebuilt from the ledger alone (`record::fold`): the
+/// incident's state, each call-out's state and answer, the evacuation counts and door-knock
+/// results as the entries say, the people as the roster says. Equal to [`load`] when the
+/// record holds.
+pub async fn load_from_ledger(store: &Store, incident_id: i64) -> Result<Option<Report<Policy>>> {
+    let Some(incident) = incidents::incident(&mut *store.conn().await?, incident_id).await? else {
+        return Ok(None);
+    };
+    let callouts = callouts::callouts_of_incident(store, incident_id).await?;
+    let folded = super::ledger::fold_all(store).await?;
+    let inputs = folded
+        .report_inputs(incident, callouts)
+        .map_err(anyhow::Error::msg)?;
+    let names = roster::load_regions(store)
+        .await
+        .context("region names")?
+        .into_iter()
+        .map(|r| (r.code, r.name))
+        .collect();
+    Ok(Some(summarise(
+        inputs.incident,
+        inputs.callouts,
+        &inputs.evacuations,
+        &inputs.knocks,
+        &names,
+    )))
+}

@@ -187,7 +187,8 @@ pub async fn reject(store: &Store, raw: &[u8], source: &str, reason: &str, now: 
     .bind(now)
     .fetch_one(tx.conn())
     .await?;
-    let body = serde_json::json!({"source": source, "reason": reason, "bytes": raw.len()});
+    let body = serde_json::json!({"source": source, "reason": reason, "bytes": raw.len(),
+        "raw_sha256": crate::record::fold::digest(raw)});
     tx.record("warning.rejected", format!("reject:{id}"), body, now)
         .await?;
     tx.commit().await?;

@@ -6,4 +6,5 @@ pub mod demo;
 pub mod import;
 pub mod preview;
 pub mod simulate;
+pub mod tamper;
 pub mod users;

@@ -16,6 +16,7 @@ mod helpers;
 mod import;
 mod instances;
 mod ladder;
+mod ledger;
 mod limits;
 mod login;
 mod planning;
