@@ -12,8 +12,8 @@ use jiaoying::app::{shutdown_signal, App};
 use jiaoying::clock::Clock;
 use jiaoying::config::Settings;
 use jiaoying::core::{Core, Overrides};
+use jiaoying::ingest::import::{self, Kind};
 use jiaoying::store::Store;
-use jiaoying::tools::import::{self, Kind};
 use jiaoying::{app::telemetry, ingest, respond, tools::demo, tools::simulate};
 
 /// 叫应 jiaoying: turns weather warnings into answered phone calls.

@@ -6,6 +6,7 @@ mod facts;
 mod incident;
 mod knock;
 mod ladder;
+pub mod password;
 
 pub use callout::State;
 pub use facts::Facts;

@@ -31,6 +31,7 @@
 
 mod apply;
 pub mod feed;
+pub mod import;
 pub mod revise;
 pub mod slices;
 pub mod validate;

@@ -17,7 +17,7 @@ use crate::core::{ApiToken, Core, Overrides};
 use crate::domain::State;
 use crate::store::jobs::Kind;
 use crate::store::{callouts, reports, roster};
-use crate::{answer::inbound, answer::token, ingest, record::report, tools::import};
+use crate::{answer::inbound, answer::token, ingest, ingest::import, record::report};
 
 pub struct Options {
     pub dir: PathBuf,

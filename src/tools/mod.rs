@@ -3,7 +3,6 @@
 //! functions and never write SQL themselves.
 
 pub mod demo;
-pub mod import;
 pub mod preview;
 pub mod simulate;
 pub mod tamper;

@@ -32,7 +32,7 @@ use crate::domain::State;
 use crate::record::ledger::Entry;
 use crate::respond::{self, Request};
 use crate::store::{answers, callouts, incidents, ledger, responses, roster};
-use crate::{ingest, tools::import};
+use crate::{ingest, ingest::import};
 
 /// Who runs the simulation: the bot answering as people would, in the ledger's `actor`.
 const ACTOR: &str = "simulate";

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::config::Role;
-use crate::http::session::{hash_password, password_problem};
+use crate::domain::password::{hash_password, password_problem};
 use crate::store::{users, Store};
 
 /// Who runs the command, for the ledger: `cli:` and the OS user, or `cli`.

@@ -125,7 +125,7 @@ secret_env = "JIAOYING_TEST_GW_SECRET"
     // `extra` is a layer of its own, so it may redefine any table above.
     let settings = Settings::from_toml_layers(&[&toml, extra]).unwrap();
     let core = open_core(settings, clock).await;
-    jiaoying::tools::import::import_all(&core.store, roster, core.now())
+    jiaoying::ingest::import::import_all(&core.store, roster, core.now())
         .await
         .unwrap();
     let db = test_pool(&url).await;

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 
 use jiaoying::domain::Phone;
+use jiaoying::ingest::import::{import, Kind};
 use jiaoying::store::roster as db;
 use jiaoying::target::roster::Shift;
-use jiaoying::tools::import::{import, Kind};
 
 use crate::helpers::{demo_cap, repo, spawn_with_roster, Db, FEED};
 

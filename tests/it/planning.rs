@@ -355,9 +355,9 @@ async fn import_elsewhere_is_seen(db: Db) {
         ),
     )
     .unwrap();
-    let r = jiaoying::tools::import::import(
+    let r = jiaoying::ingest::import::import(
         &other.core.store,
-        jiaoying::tools::import::Kind::Contacts,
+        jiaoying::ingest::import::Kind::Contacts,
         &csv,
         false,
         false,

@@ -17,9 +17,9 @@ use super::layout::{csrf, page};
 use super::{error_page, Officer, Page};
 use crate::config::Role;
 use crate::core::Core;
+use crate::ingest::import::{self, Kind};
 use crate::store::roster;
 use crate::target::roster::{role_label, Shift};
-use crate::tools::import::{self, Kind};
 
 const PAGE: usize = 50;
 

@@ -1,7 +1,7 @@
 //! The roster: regions (with boundaries), contacts and their roles, risk points, duty shifts.
 //! Reading the office's files into checked rows lives here (pure); every bad row is reported
 //! with its line and column (SPEC §3 import). Storing them is `store::roster`, the
-//! all-or-nothing import `crate::tools::import`.
+//! all-or-nothing import `crate::ingest::import`.
 //!
 //! `sheet` reads CSV/XLSX with header aliases; one module per kind checks its rows.
 
