@@ -101,11 +101,18 @@ pub async fn load_from_ledger(store: &Store, incident_id: i64) -> Result<Option<
         .into_iter()
         .map(|r| (r.code, r.name))
         .collect();
-    Ok(Some(summarise(
+    let mut r = summarise(
         inputs.incident,
         inputs.callouts,
         &inputs.evacuations,
         &inputs.knocks,
         &names,
-    )))
+    );
+    // The timeline's warnings and response levels come from their tables, which `ledger
+    // verify` holds to the ledger (responses) or to the raw digest (warnings).
+    let warnings = warnings_of(store, incident_id).await?;
+    let responses = responses_of(store, incident_id).await?;
+    with_timeline(&mut r, &warnings, &responses);
+    r.ledger = ledger_head(store).await?;
+    Ok(Some(r))
 }

@@ -129,9 +129,28 @@ impl<'a> Req<'a> {
             r = r.header("cookie", c);
         }
         if *self.method == Method::POST {
-            r = r.header("content-type", self.content_type);
+            // The roster upload is a multipart form (a file); its token travels the same way.
+            const BOUNDARY: &str = "jiaoying-security-test";
+            let multipart = self.path == "/roster/import" && self.body.is_none();
+            r = match multipart {
+                true => r.header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={BOUNDARY}"),
+                ),
+                false => r.header("content-type", self.content_type),
+            };
             r = match (self.form, self.body) {
                 (_, Some(b)) => r.body(b),
+                (f, None) if multipart => {
+                    let mut body = String::new();
+                    for (k, v) in f.unwrap_or_default() {
+                        body += &format!(
+                            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+                        );
+                    }
+                    body += &format!("--{BOUNDARY}--\r\n");
+                    r.body(body)
+                }
                 (Some(f), None) => r.body(serde_urlencoded(&f)),
                 (None, None) => r.body(if self.path.starts_with("/api/") { "{}" } else { "" }),
             };

@@ -226,9 +226,13 @@ pub async fn incident(
 
 #[derive(Deserialize)]
 pub struct CallForm {
+    // Every field defaults, so that a form missing one still reaches the role and CSRF
+    // checks (403) instead of being refused as malformed first (422).
     #[serde(default)]
     _csrf: String,
+    #[serde(default)]
     callout_id: i64,
+    #[serde(default)]
     result: String,
     #[serde(default)]
     moved: String,

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Query, State};
 use axum::http::StatusCode;
 use maud::{html, Markup};
@@ -219,9 +220,15 @@ pub async fn import_upload(
     State(core): State<Arc<Core>>,
     officer: Officer,
     lang: Lang,
-    mut form: Multipart,
+    form: Result<Multipart, MultipartRejection>,
 ) -> Page {
     officer.may(Role::Operator)?;
+    // A body that is not a multipart form carries no CSRF token: refused as such (403), not
+    // as malformed (400), so a forged post learns nothing more.
+    let Ok(mut form) = form else {
+        officer.check_csrf("")?; // an empty token never matches: this refuses
+        return Ok(error_page(&lang, StatusCode::BAD_REQUEST, "err.bad", ""));
+    };
     let (mut token, mut kind, mut data, mut dry_run) = (String::new(), None, None, false);
     while let Some(field) = form.next_field().await.map_err(|e| {
         super::Fail(error_page(
