@@ -391,8 +391,8 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// The season's script, from the seed alone: heavy-rain rounds from April to September, most
-/// at night, each over one to four counties (red ones with a level-IV flood response), and
-/// typhoons in July–September over the whole city, the response raised IV → III → II → I as
+/// at night, each over one or two counties (red ones with a level-IV flood response), and
+/// typhoons in July–September over three to five counties, the response raised IV → III → II → I as
 /// the strongest comes ashore.
 fn script(o: &Options) -> Vec<Step> {
     let mut rng = Rng(o.seed);
@@ -410,7 +410,7 @@ fn script(o: &Options) -> Vec<Step> {
             + chrono::Duration::hours(hour)
             + chrono::Duration::minutes(rng.below(60) as i64);
         let colour = colours[rng.below(colours.len() as u64) as usize];
-        let k = 1 + rng.below(4) as usize;
+        let k = 1 + rng.below(2) as usize;
         let mut counties: Vec<usize> = Vec::new();
         while counties.len() < k {
             let c = rng.below(n_counties) as usize;
@@ -451,8 +451,16 @@ fn script(o: &Options) -> Vec<Step> {
             what: Act::StandDown { key },
         });
     }
-    let all: Vec<usize> = (0..n_counties as usize).collect();
     for i in 0..o.typhoons {
+        // A typhoon's track crosses three to five of the seven counties.
+        let mut all: Vec<usize> = Vec::new();
+        let k = 3 + rng.below(3) as usize;
+        while all.len() < k {
+            let c = rng.below(n_counties) as usize;
+            if !all.contains(&c) {
+                all.push(c);
+            }
+        }
         let day = 100 + (i as i64) * 70 / o.typhoons.max(1) as i64 + rng.below(10) as i64;
         let landfall = start + chrono::Duration::days(day) + chrono::Duration::hours(rng.below(24) as i64);
         let key = format!("typhoon{i}");
@@ -781,7 +789,7 @@ impl Play {
                         _ => continue,
                     };
                     let text = if self.evacuating.contains(&incident) && c.role == "village_leader" {
-                        format!("{code} 已转移{}人", (this >> 8) % 24)
+                        format!("{code} 已转移{}人", (this >> 8) % 22)
                     } else {
                         format!("{code} 收到")
                     };
