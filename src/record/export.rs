@@ -297,6 +297,21 @@ pub fn tables<P>(r: &Report<P>, o: &Options) -> Vec<Table> {
         }
         None => summary.push(("台账", "ledger head", Cell::text("未读取 / not read"))),
     }
+    // The signed checkpoint (issue 12): the head as a key the database does not hold vouched
+    // for it, so a reader can hold the ledger to this report.
+    match &r.checkpoint {
+        Some(c) => {
+            summary.push(("签名检查点序号", "signed checkpoint seq", Cell::Int(c.seq)));
+            summary.push(("签名检查点哈希", "signed checkpoint hash", Cell::text(&c.hash)));
+            summary.push(("签名检查点时间", "signed checkpoint at", Cell::Time(c.at)));
+            summary.push(("签名公钥", "signing key", Cell::text(&c.key)));
+        }
+        None => summary.push((
+            "签名检查点",
+            "signed checkpoint",
+            Cell::text("未启用或尚无 / off or none yet"),
+        )),
+    }
     summary.push(("生成时间", "generated at", Cell::Time(o.generated_at)));
     let summary = Table {
         key: "summary",
@@ -942,7 +957,6 @@ mod tests {
         r.ledger = Some(LedgerHead {
             seq: 42,
             hash: "ab".repeat(32),
-            checkpoint: None,
         });
         r
     }

@@ -130,14 +130,12 @@ pub struct EvacuationTotal {
     pub threatened: Option<i64>,
 }
 
-/// The ledger head (seq + hash) the report was built from. A checkpoint (issue 10, task
-/// `ledger`: a signed or published head) goes in `checkpoint` when that lands.
+/// The ledger head (seq + hash) the report was built from; the signed checkpoint that vouches
+/// for the chain is `Report::checkpoint`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LedgerHead {
     pub seq: i64,
     pub hash: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<serde_json::Value>,
 }
 
 /// Bucket bounds (seconds, exclusive) and labels, Chinese with English beside.

@@ -38,11 +38,7 @@ pub async fn ledger_head(store: &Store) -> Result<Option<LedgerHead>> {
         .fetch_optional(&mut *store.conn().await?)
         .await
         .context("reading the ledger head")?;
-    Ok(row.map(|(seq, hash)| LedgerHead {
-        seq,
-        hash,
-        checkpoint: None,
-    }))
+    Ok(row.map(|(seq, hash)| LedgerHead { seq, hash }))
 }
 
 async fn warnings_of(store: &Store, incident_id: i64) -> Result<Vec<WarningSeen>> {
