@@ -53,6 +53,9 @@ pub struct Outgoing {
     /// What the message says, for providers that fill an approved template's variables
     /// (`template_params`) instead of sending `text`.
     pub facts: Arc<Facts>,
+    /// No other route is left for this person: a gateway whose circuit is open is waited for
+    /// (`guard`), not skipped.
+    pub last_route: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -73,9 +76,9 @@ pub enum SendError {
     #[error("capped: {reason}")]
     Capped { reason: String },
     /// Our circuit breaker holds this gateway open (it kept failing): another route now, else
-    /// later, when it is probed again.
+    /// at `retry_at` (ms), when it is probed again. Never a reason to give up on a person.
     #[error("circuit open: {reason}")]
-    CircuitOpen { reason: String },
+    CircuitOpen { reason: String, retry_at: i64 },
     /// This will never work (bad number, refused by the provider …): fail over.
     #[error("permanent: {reason}")]
     Permanent { reason: String },
@@ -195,6 +198,12 @@ impl Gateways {
                 )?),
             };
             caps.insert(name.clone(), g.caps(name)?);
+            let rate = g.limits().breaker_rate;
+            if !(rate > 0.0 && rate <= 1.0) {
+                anyhow::bail!(
+                    "gateways.{name}.limits.breaker_rate: {rate} is not a share of failures between 0 and 1 (e.g. 0.75)"
+                );
+            }
             map.insert(
                 name.clone(),
                 Arc::new(guard::Guarded::new(ch, &g.limits(), clock.clone())),

@@ -104,6 +104,7 @@ mod tests {
                 place: "容县松岭镇旺坡村木棉村大坡村松岭村新塘村石头村六王村".into(),
                 ..sample_facts()
             }),
+            last_route: false,
         }
     }
 

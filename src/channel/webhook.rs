@@ -269,6 +269,7 @@ mod tests {
                 knock: None,
                 round: None,
             }),
+            last_route: false,
         }
     }
 

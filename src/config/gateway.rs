@@ -77,8 +77,11 @@ pub struct Limits {
     /// Per-recipient caps, `"COUNT/WINDOW"` (`"50/24h"`, `"1/1m"`); none: the kind's default
     /// (Aliyun SMS 50/24h; Aliyun voice 1/1m, 5/1h, 20/24h; Tencent SMS 2/24h).
     pub caps: Option<Vec<String>>,
-    /// Failures in a row that open the circuit (the gateway is skipped, then probed).
+    /// Failures among the last 200 results before the circuit may open (the gateway is then
+    /// skipped, and probed after the cool-down).
     pub breaker_failures: u32,
+    /// The share of those results that must have failed for it to open (0.75: three in four).
+    pub breaker_rate: f64,
     /// How long an open circuit waits before one probe.
     #[serde(deserialize_with = "duration")]
     pub breaker_cooldown: Duration,
@@ -95,6 +98,7 @@ impl Default for Limits {
             concurrency: default_concurrency(),
             caps: None,
             breaker_failures: 5,
+            breaker_rate: 0.75,
             breaker_cooldown: Duration::from_secs(30),
             reconcile_every: Duration::from_secs(300),
         }

@@ -203,12 +203,20 @@ pub struct Dispatch {
     pub lease: Duration,
     #[serde(deserialize_with = "durations")]
     pub retry_backoff: Vec<Duration>,
+    /// Tries of one message on a person's last route before its call-out is given up: the
+    /// backoff's last step repeats until then. (Waits for an open circuit are not tries.)
+    #[serde(default = "max_tries")]
+    pub max_tries: u32,
     /// Call-outs committed with a warning's incident; a larger plan is written after it in
     /// slices of `plan_slice` (`ingest::slices`), while the first are already being sent.
     #[serde(default = "plan_first")]
     pub plan_first: u32,
     #[serde(default = "plan_slice")]
     pub plan_slice: u32,
+}
+
+fn max_tries() -> u32 {
+    30
 }
 
 fn plan_first() -> u32 {

@@ -75,45 +75,64 @@ pub enum Next {
     GiveUp,
 }
 
+/// How often a send is tried on one route (`[dispatch]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Retries<'a> {
+    pub backoff: &'a [Duration],
+    /// Tries on a person's last route before the call-out is given up (its deadline still
+    /// escalates it); on earlier routes the backoff running out means the next route.
+    pub max_tries: i64,
+}
+
 pub fn next_step(
     result: &Result<String, SendError>,
     attempts_on_hop: i64,
     hop: usize,
     hops: usize,
-    backoff: &[Duration],
+    retries: Retries,
     now: i64,
 ) -> Next {
-    let failover = || {
-        if hop + 1 < hops {
-            Next::Failover { hop: hop + 1 }
-        } else {
-            Next::GiveUp
-        }
+    let last = hop + 1 >= hops;
+    let failover = || match last {
+        false => Next::Failover { hop: hop + 1 },
+        true => Next::GiveUp,
     };
     match result {
         Ok(_) => Next::Done,
         // A provider's or our own per-recipient cap: another route, never a hammering retry.
         Err(SendError::Permanent { .. } | SendError::Capped { .. }) => failover(),
-        // An open circuit: another route now if there is one, else later (when it is probed).
-        Err(SendError::CircuitOpen { .. }) if hop + 1 < hops => failover(),
-        Err(
-            e @ (SendError::Transient { .. } | SendError::Unanswered { .. } | SendError::CircuitOpen { .. }),
-        ) => match backoff.get(attempts_on_hop as usize) {
-            Some(wait) => {
-                let retry_after = match e {
-                    SendError::Transient { retry_after, .. } => *retry_after,
-                    _ => None,
-                };
-                let wait = retry_after
-                    .map_or(*wait, |r| r.max(*wait))
-                    .min(Duration::from_secs(3600));
-                Next::Retry {
-                    due_at: now + wait.as_millis() as i64,
-                    attempts: attempts_on_hop + 1,
-                }
-            }
-            None => failover(),
+        // An open circuit: another route now if there is one, else when it is probed. Nothing
+        // was sent, so the wait is not a try: a person is never given up for our own breaker.
+        Err(SendError::CircuitOpen { .. }) if !last => failover(),
+        Err(SendError::CircuitOpen { retry_at, .. }) => Next::Retry {
+            due_at: (*retry_at).max(now + 1000),
+            attempts: attempts_on_hop,
         },
+        Err(e @ (SendError::Transient { .. } | SendError::Unanswered { .. })) => {
+            // On the last route the backoff's last step repeats, up to `max_tries`: a gateway
+            // that fails 40 % of the time still reaches everyone.
+            let wait = match retries.backoff.get(attempts_on_hop as usize) {
+                Some(w) => Some(*w),
+                None if last && attempts_on_hop + 1 < retries.max_tries => retries.backoff.last().copied(),
+                None => None,
+            };
+            match wait {
+                Some(wait) => {
+                    let retry_after = match e {
+                        SendError::Transient { retry_after, .. } => *retry_after,
+                        _ => None,
+                    };
+                    let wait = retry_after
+                        .map_or(wait, |r| r.max(wait))
+                        .min(Duration::from_secs(3600));
+                    Next::Retry {
+                        due_at: now + wait.as_millis() as i64,
+                        attempts: attempts_on_hop + 1,
+                    }
+                }
+                None => failover(),
+            }
+        }
     }
 }
 
@@ -312,6 +331,7 @@ async fn load(core: &Core, jobs: Vec<Job>) -> Result<Batch> {
             text: rendered.text,
             html: rendered.html,
             facts: Arc::new(facts),
+            last_route: hop + 1 >= hops.len(),
         };
         let attempt = Attempt {
             id: attempt_id,
@@ -573,7 +593,10 @@ async fn record_some(core: &Core, worker: &str, mut b: Batch, results: &[Sent]) 
             w.job.attempts,
             w.hop,
             w.hops,
-            &core.settings.dispatch.retry_backoff,
+            Retries {
+                backoff: &core.settings.dispatch.retry_backoff,
+                max_tries: i64::from(core.settings.dispatch.max_tries),
+            },
             now,
         ) {
             Next::Done => {
@@ -655,6 +678,7 @@ async fn record_some(core: &Core, worker: &str, mut b: Batch, results: &[Sent]) 
     }
     ledger::append(&mut tx, core.store.backend(), now, b.records).await?;
     tx.commit().await?;
+    core.recorded.send_modify(|n| *n += 1);
     if kept > 0 {
         core.wake.notify_waiters();
     }
@@ -666,6 +690,10 @@ mod tests {
     use super::*;
 
     const BACKOFF: [Duration; 2] = [Duration::from_secs(5), Duration::from_secs(20)];
+    const R: Retries = Retries {
+        backoff: &BACKOFF,
+        max_tries: 6,
+    };
 
     fn transient(after: Option<u64>) -> Result<String, SendError> {
         Err(SendError::Transient {
@@ -675,27 +703,37 @@ mod tests {
     }
 
     #[test]
-    fn transient_errors_back_off_then_fail_over_then_give_up() {
-        assert_eq!(next_step(&Ok("id".into()), 0, 0, 2, &BACKOFF, 0), Next::Done);
+    fn transient_errors_back_off_then_fail_over_then_keep_trying_on_the_last_route() {
+        assert_eq!(next_step(&Ok("id".into()), 0, 0, 2, R, 0), Next::Done);
         assert_eq!(
-            next_step(&transient(None), 0, 0, 2, &BACKOFF, 1000),
+            next_step(&transient(None), 0, 0, 2, R, 1000),
             Next::Retry {
                 due_at: 6000,
                 attempts: 1
             }
         );
         assert_eq!(
-            next_step(&transient(Some(60)), 1, 0, 2, &BACKOFF, 0),
+            next_step(&transient(Some(60)), 1, 0, 2, R, 0),
             Next::Retry {
                 due_at: 60_000,
                 attempts: 2
             }
         );
         assert_eq!(
-            next_step(&transient(None), 2, 0, 2, &BACKOFF, 0),
+            next_step(&transient(None), 2, 0, 2, R, 0),
             Next::Failover { hop: 1 }
         );
-        assert_eq!(next_step(&transient(None), 2, 1, 2, &BACKOFF, 0), Next::GiveUp);
+        // The last route: the last step repeats until six tries, then the call-out fails.
+        for tried in 2..5 {
+            assert_eq!(
+                next_step(&transient(None), tried, 1, 2, R, 0),
+                Next::Retry {
+                    due_at: 20_000,
+                    attempts: tried + 1
+                }
+            );
+        }
+        assert_eq!(next_step(&transient(None), 5, 1, 2, R, 0), Next::GiveUp);
     }
 
     #[test]
@@ -703,29 +741,13 @@ mod tests {
         let capped = Err(SendError::Capped {
             reason: "50/24h".into(),
         });
-        assert_eq!(
-            next_step(&capped, 0, 0, 2, &BACKOFF, 0),
-            Next::Failover { hop: 1 }
-        );
-        assert_eq!(next_step(&capped, 0, 1, 2, &BACKOFF, 0), Next::GiveUp);
-        // The last route's circuit open: later, while the backoff lasts, then given up.
-        let open = Err(SendError::CircuitOpen {
-            reason: "5 failures".into(),
-        });
-        assert_eq!(next_step(&open, 0, 0, 2, &BACKOFF, 0), Next::Failover { hop: 1 });
-        assert_eq!(
-            next_step(&open, 0, 1, 2, &BACKOFF, 0),
-            Next::Retry {
-                due_at: 5000,
-                attempts: 1
-            }
-        );
-        assert_eq!(next_step(&open, 2, 1, 2, &BACKOFF, 0), Next::GiveUp);
+        assert_eq!(next_step(&capped, 0, 0, 2, R, 0), Next::Failover { hop: 1 });
+        assert_eq!(next_step(&capped, 0, 1, 2, R, 0), Next::GiveUp);
         let lost = Err(SendError::Unanswered {
             reason: "timed out".into(),
         });
         assert_eq!(
-            next_step(&lost, 0, 0, 2, &BACKOFF, 0),
+            next_step(&lost, 0, 0, 2, R, 0),
             Next::Retry {
                 due_at: 5000,
                 attempts: 1
@@ -734,9 +756,36 @@ mod tests {
     }
 
     #[test]
+    fn an_open_circuit_on_the_last_route_waits_for_its_probe_and_never_gives_up() {
+        let open = |retry_at| {
+            Err(SendError::CircuitOpen {
+                reason: "keeps failing".into(),
+                retry_at,
+            })
+        };
+        assert_eq!(next_step(&open(30_000), 0, 0, 2, R, 0), Next::Failover { hop: 1 });
+        assert_eq!(
+            next_step(&open(30_000), 0, 1, 2, R, 0),
+            Next::Retry {
+                due_at: 30_000,
+                attempts: 0
+            }
+        );
+        // However often it met the open circuit, and past the tries: not a try, not given up.
+        assert_eq!(
+            next_step(&open(30_000), 99, 0, 1, R, 29_999),
+            Next::Retry {
+                due_at: 30_999,
+                attempts: 99
+            },
+            "at least a second later, never in a loop"
+        );
+    }
+
+    #[test]
     fn permanent_errors_fail_over_at_once() {
         let e = Err(SendError::Permanent { reason: "400".into() });
-        assert_eq!(next_step(&e, 0, 0, 3, &BACKOFF, 0), Next::Failover { hop: 1 });
-        assert_eq!(next_step(&e, 0, 2, 3, &BACKOFF, 0), Next::GiveUp);
+        assert_eq!(next_step(&e, 0, 0, 3, R, 0), Next::Failover { hop: 1 });
+        assert_eq!(next_step(&e, 0, 2, 3, R, 0), Next::GiveUp);
     }
 }

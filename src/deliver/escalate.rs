@@ -532,7 +532,7 @@ async fn duty_holders(
         let by_key: HashMap<&str, &Contact> = on_shift.iter().map(|c| (c.key.as_str(), c)).collect();
         let refs: Vec<&Contact> = holders.iter().collect();
         let out = duty
-            .resolve(role, &code, now, &refs, &by_key)
+            .resolve(role, &code, now, &refs, &|k: &str| by_key.get(k).copied())
             .into_iter()
             .filter(|h| h.contact.id != except)
             .map(|h| (h.contact.clone(), h.shift))

@@ -157,7 +157,7 @@ impl<'a> Duty<'a> {
         region: &RegionCode,
         t_ms: i64,
         holders: &[&'c Contact],
-        by_key: &HashMap<&str, &'c Contact>,
+        by_key: &impl Fn(&str) -> Option<&'c Contact>,
     ) -> Vec<Holder<'c>> {
         if !self.has_roster(role, region) {
             return holders
@@ -170,7 +170,7 @@ impl<'a> Duty<'a> {
         }
         let mut out: Vec<Holder<'c>> = Vec::new();
         for (key, shift) in self.on_shift(role, region, t_ms) {
-            if let Some(c) = by_key.get(key) {
+            if let Some(c) = by_key(key) {
                 if !out.iter().any(|h| h.contact.id == c.id) {
                     out.push(Holder {
                         contact: c,
@@ -313,6 +313,7 @@ mod tests {
         let town = RegionCode::parse("450921104").unwrap();
         let holders = [&a, &b];
         let by_key: HashMap<&str, &Contact> = [("a", &a), ("b", &b)].into_iter().collect();
+        let by_key = |k: &str| by_key.get(k).copied();
         let who = |t| duty.resolve("township_duty", &town, at(t), &holders, &by_key);
         let noon = who("2026-06-01T12:00:00+08:00");
         assert_eq!(noon.len(), 1);

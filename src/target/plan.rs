@@ -37,12 +37,17 @@ pub struct Call {
     pub risk_point: Option<String>,
 }
 
-/// The roster as loaded for planning: the matching index, contacts and duty shifts.
+/// The roster as loaded for planning: the matching index, contacts and duty shifts, and the
+/// contacts looked up by (role, region) and by key. Built once per roster version and held
+/// by the daemon (`Core::roster`), so a warning pays only for the regions it threatens.
 pub struct Snapshot {
     pub index: Index,
     pub contacts: Vec<Contact>,
     pub shifts: Vec<DutyShift>,
     pub names: BTreeMap<RegionCode, String>,
+    /// Indexes into `contacts`, by (role, region), in roster order.
+    holders: HashMap<(String, RegionCode), Vec<usize>>,
+    by_key: HashMap<String, usize>,
 }
 
 impl Snapshot {
@@ -52,12 +57,40 @@ impl Snapshot {
             .iter()
             .map(|r| (r.code.clone(), r.name.clone()))
             .collect();
+        let mut holders: HashMap<(String, RegionCode), Vec<usize>> = HashMap::new();
+        for (i, c) in contacts.iter().enumerate() {
+            holders
+                .entry((c.role.clone(), c.region.clone()))
+                .or_default()
+                .push(i);
+        }
+        let by_key = contacts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.key.clone(), i))
+            .collect();
         Snapshot {
             index,
             contacts,
             shifts,
             names,
+            holders,
+            by_key,
         }
+    }
+
+    /// The contacts holding `role` in `region`.
+    pub fn holders(&self, role: &str, region: &RegionCode) -> Vec<&Contact> {
+        // A borrowed key cannot be looked up in a map of owned pairs without allocating; the
+        // role is short and this runs once per threatened region and role.
+        self.holders
+            .get(&(role.to_string(), region.clone()))
+            .map_or_else(Vec::new, |is| is.iter().map(|i| &self.contacts[*i]).collect())
+    }
+
+    /// The contact with this key.
+    pub fn contact(&self, key: &str) -> Option<&Contact> {
+        self.by_key.get(key).map(|i| &self.contacts[*i])
     }
 }
 
@@ -69,6 +102,8 @@ pub struct Decision {
     pub threatened: Threatened,
     pub risk_points: usize,
     pub calls: Vec<Call>,
+    /// False when [`decide_up_to`] stopped at its limit: more people are to be called.
+    pub complete: bool,
     /// Why nothing is planned, when nothing is.
     pub note: Option<String>,
 }
@@ -82,6 +117,23 @@ pub fn decide(
     level: Option<Level>,
     roster: &Snapshot,
     now_ms: i64,
+) -> Decision {
+    decide_up_to(settings, info, class, level, roster, now_ms, usize::MAX)
+}
+
+/// [`decide`], stopping once `limit` people are found: the first of a large plan, in the
+/// plan's own order (regions by code, then risk points), so that a warning for 50,000 people
+/// can call its first few hundred before the rest is decided (`ingest::slices`). Deciding the
+/// whole plan afterwards finds the same people first, for the same reasons.
+/// `Decision::complete` says whether it stopped short.
+pub fn decide_up_to(
+    settings: &Settings,
+    info: &Info,
+    class: &Classification,
+    level: Option<Level>,
+    roster: &Snapshot,
+    now_ms: i64,
+    limit: usize,
 ) -> Decision {
     let threatened = roster.index.threatened(info);
     let levels = direct_levels(&threatened);
@@ -98,6 +150,7 @@ pub fn decide(
             threatened,
             risk_points: 0,
             calls: Vec::new(),
+            complete: true,
             note: Some(format!(
                 "no policy for colour {:?} and hazard {}",
                 class.colour, class.hazard
@@ -106,7 +159,8 @@ pub fn decide(
     };
     let (policy, quiet) = base.at(class.colour, now_ms);
     let points = roster.index.threatened_points(info, &class.hazard);
-    let mut calls = plan_calls(&threatened, &points, roster, &policy, now_ms);
+    let mut calls = plan_calls(&threatened, &points, roster, &policy, now_ms, limit);
+    let complete = calls.len() < limit;
     if let Some(q) = quiet {
         for c in &mut calls {
             c.planned.reason = format!("{}；{q}", c.planned.reason);
@@ -120,6 +174,7 @@ pub fn decide(
         threatened,
         risk_points: points.len(),
         calls,
+        complete,
         note,
     }
 }
@@ -131,13 +186,9 @@ pub fn plan(
     policy: &Policy,
     names: &BTreeMap<RegionCode, String>,
 ) -> Vec<Planned> {
-    let snapshot = Snapshot {
-        index: Index::build(&[], &[]),
-        contacts: contacts.to_vec(),
-        shifts: Vec::new(),
-        names: names.clone(),
-    };
-    plan_calls(threatened, &[], &snapshot, policy, 0)
+    let mut snapshot = Snapshot::new(Index::build(&[], &[]), contacts.to_vec(), Vec::new());
+    snapshot.names = names.clone();
+    plan_calls(threatened, &[], &snapshot, policy, 0, usize::MAX)
         .into_iter()
         .map(|c| c.planned)
         .collect()
@@ -146,30 +197,31 @@ pub fn plan(
 /// Every threatened region calls the policy's `roles` held there; every threatened risk point
 /// calls its `risk_point_roles` (`monitor`, and roles of its village and township). Roles with
 /// a duty roster call whoever is on shift at `now_ms`. The first reason found for a person wins.
+/// At most `limit` people (the first found).
 pub fn plan_calls(
     threatened: &Threatened,
     points: &[(&RiskPoint, Via)],
     roster: &Snapshot,
     policy: &Policy,
     now_ms: i64,
+    limit: usize,
 ) -> Vec<Call> {
-    let mut holders: HashMap<(&str, &RegionCode), Vec<&Contact>> = HashMap::new();
-    for c in &roster.contacts {
-        holders.entry((c.role.as_str(), &c.region)).or_default().push(c);
-    }
-    let by_key: HashMap<&str, &Contact> = roster.contacts.iter().map(|c| (c.key.as_str(), c)).collect();
+    let by_key = |k: &str| roster.contact(k);
     let duty = Duty::new(&roster.shifts);
     let mut seen = HashSet::new();
     let mut out = Vec::new();
+    // How many are found, readable while `call` holds `out`: the loops stop at `limit`.
+    let found = std::cell::Cell::new(0usize);
     let mut call = |c: &Contact,
                     role: &str,
                     region: &RegionCode,
                     area: String,
                     shift: Option<String>,
                     point: Option<&RiskPoint>| {
-        if !seen.insert(c.id) {
+        if found.get() >= limit || !seen.insert(c.id) {
             return;
         }
+        found.set(found.get() + 1);
         let mut reason = format!("{area}；规则 {}；职责 {}", policy.name, role_label(role));
         if let Some(s) = &shift {
             reason = format!("{reason}；{s}");
@@ -190,14 +242,20 @@ pub fn plan_calls(
         });
     };
     for (code, via) in threatened {
+        if found.get() >= limit {
+            break;
+        }
         for role in &policy.roles {
-            let hs = holders.get(&(role.as_str(), code)).map_or(&[][..], Vec::as_slice);
-            for h in duty.resolve(role, code, now_ms, hs, &by_key) {
+            let hs = roster.holders(role, code);
+            for h in duty.resolve(role, code, now_ms, &hs, &by_key) {
                 call(h.contact, role, code, via.describe(), h.shift, None);
             }
         }
     }
     for (p, via) in points {
+        if found.get() >= limit {
+            break;
+        }
         let area = format!(
             "风险点 {}（{}，威胁{}人）{}",
             p.name,
@@ -207,7 +265,7 @@ pub fn plan_calls(
         );
         for role in &policy.risk_point_roles {
             if role == "monitor" {
-                for c in p.monitors.iter().filter_map(|k| by_key.get(k.as_str())) {
+                for c in p.monitors.iter().filter_map(|k| roster.contact(k)) {
                     call(c, "risk_monitor", &p.region, area.clone(), None, Some(p));
                 }
                 continue;
@@ -215,8 +273,8 @@ pub fn plan_calls(
             let mut regions = vec![p.region.clone()];
             regions.extend(p.region.township().filter(|t| *t != p.region));
             for code in &regions {
-                let hs = holders.get(&(role.as_str(), code)).map_or(&[][..], Vec::as_slice);
-                for h in duty.resolve(role, code, now_ms, hs, &by_key) {
+                let hs = roster.holders(role, code);
+                for h in duty.resolve(role, code, now_ms, &hs, &by_key) {
                     call(h.contact, role, code, area.clone(), h.shift, Some(p));
                 }
             }
@@ -459,5 +517,54 @@ mod tests {
         assert_eq!(heat.policy.as_ref().unwrap().name, "heat-cold");
         assert_eq!(heat.risk_points, 0);
         assert_eq!(ids(&heat), [6, 7]);
+    }
+
+    /// The first slice of a large plan is decided alone (`decide_up_to`), the rest after it is
+    /// committed; nobody may be in the first slice for another reason than the whole plan
+    /// gives them, nor be missing from the whole plan.
+    #[test]
+    fn the_first_people_of_a_plan_are_decided_as_the_whole_plan_decides_them() {
+        let s = Settings::from_toml("").unwrap();
+        let points = vec![point(1, "geohazard", 22.91, 110.61, "450921104202", &["m1"])];
+        let mut contacts = vec![
+            contact(1, "village_leader", "450921104202"),
+            contact(2, "township_leader", "450921104"),
+            contact(3, "risk_monitor", "450921104202"),
+            contact(5, "county_duty", "450921"),
+            contact(7, "township_duty", "450921104"),
+            contact(8, "village_leader", "450921104201"),
+        ];
+        contacts[2].key = "m1".into();
+        let roster = snapshot(points, contacts, Vec::new());
+        let circle = Circle {
+            lat: 22.91,
+            lon: 110.61,
+            radius_km: 30.0,
+        };
+        let class = Classification {
+            colour: Some(Colour::Red),
+            hazard: "rainstorm".into(),
+        };
+        let info = info("暴雨红色预警", circle);
+        let whole = decide(&s, &info, &class, None, &roster, 500);
+        assert!(whole.complete);
+        assert!(whole.calls.len() >= 5, "{}", whole.calls.len());
+        for limit in 1..=whole.calls.len() + 1 {
+            let first = decide_up_to(&s, &info, &class, None, &roster, 500, limit);
+            assert_eq!(first.calls.len(), limit.min(whole.calls.len()));
+            assert_eq!(first.complete, limit > whole.calls.len(), "limit {limit}");
+            for c in &first.calls {
+                let same = whole
+                    .calls
+                    .iter()
+                    .find(|w| w.planned.contact_id == c.planned.contact_id);
+                assert_eq!(
+                    same.map(|w| (&w.planned.reason, &w.planned.region)),
+                    Some((&c.planned.reason, &c.planned.region)),
+                    "limit {limit}: contact {}",
+                    c.planned.contact_id
+                );
+            }
+        }
     }
 }

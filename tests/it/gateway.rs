@@ -31,6 +31,10 @@ pub struct Fake {
     pub bad_signatures: Arc<AtomicUsize>,
     /// Milliseconds to wait before answering each send (a slow carrier).
     pub delay_ms: Arc<AtomicU64>,
+    /// A flaky carrier: of every 12 requests (in the order they come), this many first ones
+    /// answer 503.
+    pub fail_in_12: Arc<AtomicUsize>,
+    pub requests: Arc<AtomicUsize>,
     /// The test's clock: the fake checks timestamps against the same time jiaoying reads.
     pub clock: Clock,
 }
@@ -43,6 +47,8 @@ impl Fake {
             fail_next: Arc::default(),
             bad_signatures: Arc::default(),
             delay_ms: Arc::default(),
+            fail_in_12: Arc::default(),
+            requests: Arc::default(),
             clock,
         };
         let app = Router::new().route("/send", post(send)).with_state(fake.clone());
@@ -92,6 +98,10 @@ async fn send(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) -> (Sta
     let delay = fake.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
+    let nth = fake.requests.fetch_add(1, Ordering::SeqCst);
+    if nth % 12 < fake.fail_in_12.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"busy"}"#.into());
     }
     if fake.fail_next.load(Ordering::SeqCst) > 0 {
         fake.fail_next.fetch_sub(1, Ordering::SeqCst);

@@ -472,6 +472,7 @@ fn outgoing(key: &str, to: &str) -> Outgoing {
             knock: None,
             round: None,
         }),
+        last_route: false,
     }
 }
 
