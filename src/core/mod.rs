@@ -41,10 +41,6 @@ pub struct Core {
     pub tokens: Vec<ApiToken>,
     /// Poked when jobs are written, so an idle worker starts at once.
     pub wake: Notify,
-    /// Counts the send batches recorded: a large plan's planner waits for the first one
-    /// before it writes the rest (`ingest::slices`), so that the first people's messages do
-    /// not queue behind its slices for SQLite's one connection.
-    pub recorded: tokio::sync::watch::Sender<u64>,
     /// Polled sources and their status (`[[feed]]`).
     pub feeds: Feeds,
     /// This daemon's own metrics recorder (`/metrics`).
@@ -106,7 +102,6 @@ impl Core {
             token_key: TokenKey::new(answer_secret.expose_secret().as_bytes()),
             tokens,
             wake: Notify::new(),
-            recorded: tokio::sync::watch::Sender::new(0),
             metrics: Metrics::default(),
             health: health::Health::default(),
             roster: tokio::sync::Mutex::new(None),

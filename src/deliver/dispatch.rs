@@ -678,7 +678,6 @@ async fn record_some(core: &Core, worker: &str, mut b: Batch, results: &[Sent]) 
     }
     ledger::append(&mut tx, core.store.backend(), now, b.records).await?;
     tx.commit().await?;
-    core.recorded.send_modify(|n| *n += 1);
     if kept > 0 {
         core.wake.notify_waiters();
     }

@@ -198,8 +198,7 @@ async fn open(tx: &mut Tx, msg: &Prepared, now: i64) -> anyhow::Result<Applied> 
     let (id, code) = if msg.sliced && total > msg.plan_first {
         // A large plan: the incident and its first slice now, the rest after the commit.
         let first = &msg.planned[..msg.plan_first];
-        let known = (!msg.partial).then_some(total);
-        let (id, code) = tx.create_incident_sliced(&new, first, known, now).await?;
+        let (id, code) = tx.create_incident_sliced(&new, first, total, now).await?;
         let deadline_at = now + new.deadline_ms;
         tx.start_planning(&Planning {
             incident_id: id,

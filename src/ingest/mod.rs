@@ -43,7 +43,7 @@ use crate::config::Policy;
 use crate::core::Core;
 use crate::domain::Colour;
 use crate::store::{incidents, warnings};
-use crate::target::plan::{decide_up_to, Planned};
+use crate::target::plan::{decide, Planned};
 
 #[derive(Debug, Serialize)]
 pub struct Outcome {
@@ -97,9 +97,6 @@ struct Prepared {
     lease_ms: i64,
     /// Call-outs written with the incident when the plan is sliced.
     plan_first: usize,
-    /// Only the first `plan_first + 1` people were planned (an Alert that may open a large
-    /// incident): the rest is decided after the first commit (`slices::plan_rest`).
-    partial: bool,
 }
 
 /// Who a source speaks as: a message cut out of a wrapper (`…#location`) speaks as the
@@ -160,15 +157,11 @@ fn is_drill(s: Status) -> bool {
 
 type Roster = std::sync::Arc<crate::target::plan::Snapshot>;
 
-/// Classifies and plans one message. `first_only`: plan only as many people as the first
-/// slice needs, when the message is an Alert (it can only open an incident); an Update's plan
-/// is compared whole with what its incident has (`revise`), so it is always planned whole.
 async fn prepare(
     core: &Core,
     alert: Alert,
     roster_cache: &mut Option<Roster>,
     now: i64,
-    first_only: bool,
 ) -> anyhow::Result<Prepared> {
     let class = alert.classify();
     let dispatchable = matches!(alert.status, Status::Actual | Status::Exercise | Status::Test)
@@ -178,11 +171,6 @@ async fn prepare(
     let (colour, raised) = crate::respond::raise(core, info, class.colour, &class.hazard, now).await?;
     let mut policy = None;
     let mut planned = Vec::new();
-    let mut partial = false;
-    let limit = match first_only && alert.msg_type == MsgType::Alert {
-        true => slices::first(core) + 1,
-        false => usize::MAX,
-    };
     let note = match (dispatchable, info) {
         (false, _) => Some(format!(
             "status {} / msgType {}: stored, not dispatched",
@@ -200,9 +188,8 @@ async fn prepare(
                 colour,
                 ..class.clone()
             };
-            let d = decide_up_to(&core.settings, info, &raised_class, None, roster, now, limit);
+            let d = decide(&core.settings, info, &raised_class, None, roster, now);
             policy = d.policy;
-            partial = !d.complete;
             planned = d.calls.into_iter().map(|c| c.planned).collect();
             d.note
         }
@@ -222,7 +209,6 @@ async fn prepare(
         sliced: false,
         lease_ms: core.settings.dispatch.lease.as_millis() as i64,
         plan_first: slices::first(core),
-        partial,
     })
 }
 
@@ -300,19 +286,8 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
     // Prepare: classify and plan, outside any transaction.
     let (msg, waiting) = prepare_with_waiting(core, alert, source, now).await?;
     let planned_ms = started.elapsed().as_millis() as u64;
-    // A large Alert was planned only as far as its first slice: the rest is decided once the
-    // first people's call-outs are committed and on their way.
-    let replan = msg.partial.then(|| {
-        let first: std::collections::HashSet<i64> = msg
-            .planned
-            .iter()
-            .take(msg.plan_first)
-            .map(|p| p.contact_id)
-            .collect();
-        (msg.alert.clone(), msg.plan_colour, first)
-    });
     // Write: one transaction, and for a large plan further ones (`slices`).
-    let (warning_id, mut touched, note, rest) = match write(core, raw, source, msg, &waiting, now).await? {
+    let (warning_id, touched, note, rest) = match write(core, raw, source, msg, &waiting, now).await? {
         Written::Duplicate(outcome) => return Ok(outcome),
         Written::New {
             warning_id,
@@ -321,31 +296,10 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
             rest,
         } => (warning_id, touched, note, rest),
     };
-    // Seen before the senders are woken, so their first batch cannot be missed.
-    let mut recorded = core.recorded.subscribe();
     core.wake.notify_waiters();
     let first_ms = started.elapsed().as_millis() as u64;
     if let Some((s, rest)) = rest {
-        // The first slice goes out before the rest is decided or written: the planner waits
-        // for the first batch to be recorded (at most a second: a gateway that hangs must
-        // not hold up the plan).
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), recorded.changed()).await;
-        let (rest, total) = match &replan {
-            Some((alert, colour, first)) => {
-                let whole = slices::decide_again(core, alert, *colour, now).await?;
-                let total = whole.len() as i64;
-                let rest = whole
-                    .into_iter()
-                    .filter(|p| !first.contains(&p.contact_id))
-                    .collect();
-                (rest, Some(total))
-            }
-            None => (rest, None),
-        };
-        let written = slices::write_rest(core, &slices::planner(s.incident), s, rest, total).await?;
-        if let Some(t) = touched.iter_mut().find(|t| t.0 == s.incident) {
-            t.2 = s.done as usize + written;
-        }
+        slices::write_rest(core, &slices::planner(s.incident), s, rest).await?;
     }
     let callouts: usize = touched.iter().map(|t| t.2).sum();
     tracing::info!(
@@ -377,7 +331,7 @@ async fn prepare_with_waiting(
     now: i64,
 ) -> Result<(Prepared, Vec<Prepared>), IngestError> {
     let mut roster_cache = None;
-    let mut msg = prepare(core, alert.clone(), &mut roster_cache, now, true).await?;
+    let mut msg = prepare(core, alert, &mut roster_cache, now).await?;
     msg.source = source.to_string();
     msg.sliced = true;
     let mut waiting = Vec::new();
@@ -392,7 +346,7 @@ async fn prepare_with_waiting(
                 tracing::warn!(warning.id = id, sender = %alert.sender, source = %w_source, "waiting message may not revise this warning: left unapplied");
                 continue;
             }
-            let mut w = prepare(core, alert, &mut roster_cache, now, false).await?;
+            let mut w = prepare(core, alert, &mut roster_cache, now).await?;
             w.warning_id = id;
             w.source = w_source;
             waiting.push(w);
@@ -405,20 +359,7 @@ async fn prepare_with_waiting(
         msg.open_empty = true;
     }
     if !waiting.is_empty() {
-        // Messages waiting for this one are applied in its transaction: no slices, and the
-        // whole plan (rare: an Update or Cancel that came before its Alert).
         msg.sliced = false;
-        if msg.partial {
-            let source = std::mem::take(&mut msg.source);
-            let open_empty = msg.open_empty;
-            msg = prepare(core, alert, &mut roster_cache, now, false).await?;
-            msg.source = source;
-            if open_empty {
-                msg.planned.clear();
-                msg.open_empty = true;
-            }
-            msg.sliced = false;
-        }
     }
     Ok((msg, waiting))
 }

@@ -1,9 +1,7 @@
-//! A large plan written in slices (issue 11 §2): an Alert is planned only as far as its first
-//! slice (`target::plan::decide_up_to`); the ingest transaction commits the incident
-//! with those call-outs, their send jobs and ledger entries, a
+//! A large plan written in slices (issue 11 §2): the ingest transaction commits the incident
+//! with the first call-outs of its plan, their send jobs and ledger entries, a
 //! `planning` record (how far it got) and a `plan` job claimed by the ingest itself; the
-//! senders start on that slice at once. Once their first batch is recorded the whole plan is
-//! decided ([`decide_again`]) and the rest written here, a slice a
+//! senders start on that slice at once while the rest is written here, a slice a
 //! transaction, each moving the cursor in the same transaction. A crash between two slices
 //! leaves the `plan` job to run out its claim; a worker then takes it and [`resume`]s: the
 //! same plan decided again (the stored warning, colour and instant, the roster as now) minus
@@ -56,45 +54,12 @@ pub(super) struct Started {
 }
 
 /// Writes `rest` slice by slice under the `plan` job's claim (renewed while it runs), then
-/// finishes the job with the last slice. `total`: the plan's size, when the first slice was
-/// committed before it was known. Returns the call-outs written.
-pub(super) async fn write_rest(
-    core: &Core,
-    worker: &str,
-    s: Started,
-    rest: Vec<Planned>,
-    total: Option<i64>,
-) -> Result<usize> {
-    lease::renewing(core, worker, &[s.job], slices(core, worker, s, rest, total)).await
+/// finishes the job with the last slice. Returns the call-outs written.
+pub(super) async fn write_rest(core: &Core, worker: &str, s: Started, rest: Vec<Planned>) -> Result<usize> {
+    lease::renewing(core, worker, &[s.job], slices(core, worker, s, rest)).await
 }
 
-/// The whole plan of a stored warning, decided as it was at `planned_at` with `colour` (the
-/// roster as it is now): after a first slice planned alone, and after a crash.
-pub(super) async fn decide_again(
-    core: &Core,
-    alert: &Alert,
-    colour: Option<crate::domain::Colour>,
-    planned_at: i64,
-) -> Result<Vec<Planned>> {
-    let Some(info) = alert.preferred_info() else {
-        return Ok(Vec::new());
-    };
-    let roster = core.roster().await?;
-    let class = crate::cap::Classification {
-        colour,
-        ..alert.classify()
-    };
-    let d = decide(&core.settings, info, &class, None, &roster, planned_at);
-    Ok(d.calls.into_iter().map(|c| c.planned).collect())
-}
-
-async fn slices(
-    core: &Core,
-    worker: &str,
-    s: Started,
-    rest: Vec<Planned>,
-    mut total: Option<i64>,
-) -> Result<usize> {
+async fn slices(core: &Core, worker: &str, s: Started, rest: Vec<Planned>) -> Result<usize> {
     let started = std::time::Instant::now();
     let mut done = s.done;
     let mut written = 0;
@@ -103,9 +68,6 @@ async fn slices(
         end(core, worker, s, done, "no one left to plan").await?;
         return Ok(0);
     }
-    // The senders share SQLite's one connection with this loop: between two slices, let
-    // whatever waits for it (a batch being claimed, started or recorded) go first.
-    tokio::task::yield_now().await;
     while let Some(chunk) = chunks.next() {
         let last = chunks.peek().is_none();
         let now = core.now();
@@ -154,12 +116,10 @@ async fn slices(
             jobs::finish_mine(&mut tx, worker, &[s.job]).await?;
         }
         tx.append(records, now).await?;
-        tx.advance_planning(s.incident, done, total.take(), last.then_some(now))
-            .await?;
+        tx.advance_planning(s.incident, done, last.then_some(now)).await?;
         tx.commit().await?;
         written += made.len();
         core.wake.notify_waiters();
-        tokio::task::yield_now().await;
     }
     tracing::info!(
         incident.id = s.incident,
@@ -184,7 +144,7 @@ async fn end(core: &Core, worker: &str, s: Started, done: i64, why: &str) -> Res
     let mut tx = core.store.begin().await?;
     if let Some((p, _)) = tx.lock_planning(s.incident).await? {
         if p.finished_at.is_none() {
-            tx.advance_planning(s.incident, done, None, Some(now)).await?;
+            tx.advance_planning(s.incident, done, Some(now)).await?;
             tx.append(vec![finished_record(s.incident, done, Some(why))], now)
                 .await?;
         }
@@ -216,10 +176,16 @@ pub async fn resume(core: &Arc<Core>, worker: &str, job: Job) -> Result<()> {
         .with_context(|| format!("incident {incident}: warning {} is missing", p.warning_id))?;
     let alert: Alert = serde_json::from_value(row.parsed.context("the warning has no parsed form")?)
         .with_context(|| format!("warning {}: parsed form does not read", p.warning_id))?;
-    if alert.preferred_info().is_none() {
+    let Some(info) = alert.preferred_info() else {
         return end(core, worker, s, p.done, "the warning has no info block").await;
-    }
-    let planned = decide_again(core, &alert, p.colour, p.planned_at).await?;
+    };
+    let roster = core.roster().await?;
+    let class = crate::cap::Classification {
+        colour: p.colour,
+        ..alert.classify()
+    };
+    let d = decide(&core.settings, info, &class, None, &roster, p.planned_at);
+    let planned: Vec<Planned> = d.calls.into_iter().map(|c| c.planned).collect();
     tracing::warn!(
         incident.id = incident,
         written = p.done,
@@ -228,8 +194,5 @@ pub async fn resume(core: &Arc<Core>, worker: &str, job: Job) -> Result<()> {
     );
     // `write_rest` skips whoever a slice finds called already, so the whole plan goes in: the
     // cursor only says how far the old planner got, the call-outs say who has one.
-    let total = planned.len() as i64;
-    write_rest(core, worker, s, planned, Some(total))
-        .await
-        .map(|_| ())
+    write_rest(core, worker, s, planned).await.map(|_| ())
 }

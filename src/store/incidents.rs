@@ -52,8 +52,7 @@ impl Tx {
         now: i64,
     ) -> Result<(i64, String)> {
         let backend = self.backend;
-        let (id, code, records) =
-            create(self.conn(), backend, inc, planned, Some(planned.len()), now).await?;
+        let (id, code, records) = create(self.conn(), backend, inc, planned, planned.len(), now).await?;
         self.append(records, now).await?;
         Ok((id, code))
     }
@@ -64,7 +63,7 @@ impl Tx {
         &mut self,
         inc: &NewIncident<'_>,
         first: &[Planned],
-        total: Option<usize>,
+        total: usize,
         now: i64,
     ) -> Result<(i64, String)> {
         let backend = self.backend;
@@ -117,9 +116,7 @@ async fn create(
     backend: Backend,
     inc: &NewIncident<'_>,
     planned: &[Planned],
-    // The plan's size; None when only its first slice has been decided yet (the ledger's
-    // `incident.planned` entry gives the count once it is written).
-    total: Option<usize>,
+    total: usize,
     now: i64,
 ) -> Result<(i64, String, Vec<Record>)> {
     let id: i64 = sqlx::query_scalar(

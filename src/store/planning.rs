@@ -96,22 +96,17 @@ impl Tx {
         Ok(Some((planning_of(&r)?, state)))
     }
 
-    /// Moves the cursor to `done`; `total` records the plan's size once it is known (a first
-    /// slice is committed before the rest is decided); `finished` ends the plan.
+    /// Moves the cursor to `done`; `finished` ends the plan.
     pub async fn advance_planning(
         &mut self,
         incident_id: i64,
         done: i64,
-        total: Option<i64>,
         finished: Option<i64>,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE planning SET done = $1, total = COALESCE($2, total), finished_at = $3 WHERE incident_id = $4",
-        )
-        .bind(done)
-        .bind(total)
-        .bind(finished)
-        .bind(incident_id)
+        sqlx::query("UPDATE planning SET done = $1, finished_at = $2 WHERE incident_id = $3")
+            .bind(done)
+            .bind(finished)
+            .bind(incident_id)
             .execute(self.conn())
             .await?;
         Ok(())
