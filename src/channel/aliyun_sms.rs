@@ -263,7 +263,7 @@ impl AliyunSms {
         to: &str,
         day: DateTime<FixedOffset>,
         biz_id: Option<&str>,
-    ) -> Option<Vec<Detail>> {
+    ) -> Result<Vec<Detail>, String> {
         let mut all = Vec::new();
         for page in 1..=4 {
             let mut q = vec![
@@ -279,12 +279,13 @@ impl AliyunSms {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, "aliyun QuerySendDetails failed");
-                    return None;
+                    return Err(format!("QuerySendDetails: {e}"));
                 }
             };
             if status != 200 || code(&body) != "OK" {
-                tracing::warn!(error = %failure(status, &body), "aliyun QuerySendDetails refused");
-                return None;
+                let e = failure(status, &body);
+                tracing::warn!(error = %e, "aliyun QuerySendDetails refused");
+                return Err(format!("QuerySendDetails: {e}"));
             }
             let list = body
                 .pointer("/SmsSendDetailDTOs/SmsSendDetailDTO")
@@ -298,17 +299,22 @@ impl AliyunSms {
                 break;
             }
         }
-        Some(all)
+        Ok(all)
     }
 
     /// The details for a send at `at` (the day before too, just after midnight in Beijing).
-    async fn details_around(&self, to: &str, at: DateTime<Utc>, biz_id: Option<&str>) -> Option<Vec<Detail>> {
+    async fn details_around(
+        &self,
+        to: &str,
+        at: DateTime<Utc>,
+        biz_id: Option<&str>,
+    ) -> Result<Vec<Detail>, String> {
         let day = beijing(at);
         let mut all = self.details(to, day, biz_id).await?;
         if chrono::Timelike::hour(&day) == 0 {
             all.extend(self.details(to, day - chrono::Duration::days(1), biz_id).await?);
         }
-        Some(all)
+        Ok(all)
     }
 }
 
@@ -361,8 +367,9 @@ impl Channel for AliyunSms {
 
     fn lookup<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Lookup> {
         Box::pin(async move {
-            let Some(details) = self.details_around(&msg.to, self.rpc.clock().now(), None).await else {
-                return Lookup::Unknown;
+            let details = match self.details_around(&msg.to, self.rpc.clock().now(), None).await {
+                Ok(d) => d,
+                Err(e) => return Lookup::Failed(e),
             };
             match details
                 .iter()
@@ -388,7 +395,7 @@ impl Channel for AliyunSms {
                 let at = DateTime::<Utc>::from_timestamp_millis(s.sent_at)
                     .unwrap_or_else(|| self.rpc.clock().now());
                 let biz = s.provider_id.as_deref().filter(|b| *b != s.key);
-                let Some(details) = self.details_around(&s.to, at, biz).await else {
+                let Ok(details) = self.details_around(&s.to, at, biz).await else {
                     continue;
                 };
                 let found = details

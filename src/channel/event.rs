@@ -145,7 +145,10 @@ pub enum Lookup {
     Accepted(String),
     /// The provider has no such send: sending again is safe.
     Absent,
-    /// The provider cannot tell (no query API, or the query failed): send again; a repeat of
-    /// the same `ref` is the one duplicate SPEC §5 allows.
+    /// The provider cannot tell (no query API, or its answer does not settle it): send
+    /// again; a repeat of the same `ref` is the one duplicate SPEC §5 allows.
     Unknown,
+    /// The query itself failed (time-out, refusal): the provider may have the send, so it is
+    /// not sent again now; the lookup is tried again with the send's backoff.
+    Failed(String),
 }

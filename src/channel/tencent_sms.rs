@@ -352,7 +352,7 @@ impl Channel for TencentSms {
                 },
                 Err(e) => {
                     tracing::warn!(error = %e, "tencent-sms: status pull for a lookup failed");
-                    Lookup::Unknown
+                    Lookup::Failed(format!("PullSmsSendStatusByPhoneNumber: {e}"))
                 }
             }
         })

@@ -311,7 +311,7 @@ impl Channel for TwilioSms {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "twilio: looking up a lost send failed");
-                    Lookup::Unknown
+                    Lookup::Failed(format!("Messages list: {e}"))
                 }
             }
         })

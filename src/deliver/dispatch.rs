@@ -450,6 +450,12 @@ async fn send(core: &Core, work: Vec<Work>) -> Vec<(Work, Result<String, SendErr
                             Ok(id)
                         }
                         Lookup::Absent | Lookup::Unknown => g.send(&w.out).await,
+                        // The gateway may have it and could not be asked: a resend now could be
+                        // the 3 a.m. double. Asked again after the backoff; past the last try
+                        // the call-out fails over or fails, and its deadline escalates.
+                        Lookup::Failed(reason) => Err(SendError::Unanswered {
+                            reason: format!("not sent again: could not ask the gateway whether it has the message ({reason})"),
+                        }),
                     }
                 }
                 (None, None) => Err(SendError::Permanent {

@@ -56,8 +56,8 @@ pub(crate) struct AliFake {
     nonces: Arc<Mutex<HashSet<String>>>,
     /// Answer SendSms / IvrCall with flow control.
     limit: Arc<AtomicBool>,
-    /// Answer QuerySendDetails with a system error.
-    query_fails: Arc<AtomicBool>,
+    /// Answer this many more QuerySendDetails with a system error (`u64::MAX`: all of them).
+    pub(crate) query_failures: Arc<AtomicU64>,
     /// Milliseconds to wait, after recording it, before answering a send.
     pub(crate) delay_ms: Arc<AtomicU64>,
     /// SendStatus per OutId (1 = waiting when absent).
@@ -73,7 +73,7 @@ impl AliFake {
             bad: Arc::default(),
             nonces: Arc::default(),
             limit: Arc::default(),
-            query_fails: Arc::default(),
+            query_failures: Arc::default(),
             delay_ms: Arc::default(),
             status: Arc::default(),
             clock: Arc::new(Mutex::new(clock)),
@@ -292,7 +292,15 @@ async fn handle(
                 id: String::new(),
                 day: day.clone(),
             });
-            if fake.query_fails.load(Ordering::SeqCst) {
+            let fail = fake
+                .query_failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                    0 => None,
+                    u64::MAX => Some(n),
+                    _ => Some(n - 1),
+                })
+                .is_ok();
+            if fail {
                 return (
                     StatusCode::OK,
                     serde_json::json!({"Code": "isp.SYSTEM_ERROR", "Message": "系统错误", "RequestId": request_id()}).to_string(),
@@ -816,8 +824,12 @@ place = "place"
         }
     );
 
-    fake.query_fails.store(true, Ordering::SeqCst);
-    assert_eq!(ali.lookup(&msg).await, Lookup::Unknown);
+    fake.query_failures.store(u64::MAX, Ordering::SeqCst);
+    let failed = ali.lookup(&msg).await;
+    assert!(
+        matches!(&failed, Lookup::Failed(r) if r.contains("isp.SYSTEM_ERROR")),
+        "{failed:?}"
+    );
     assert!(ali.reconcile(&sends).await.is_empty());
     assert!(fake.bad().is_empty(), "{:?}", fake.bad());
 

@@ -167,9 +167,23 @@ async fn receipts_that_never_came_are_found_by_the_reconciliation_job() {
 /// as made; the fake received exactly one SendSms per person.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_answered_too_late_is_looked_up_not_sent_again() {
+    looked_up_not_sent_again(0).await;
+}
+
+/// As above, but the first QuerySendDetails of every lost send fails (a system error): a
+/// lookup that cannot be made is no licence to send again. The send waits for its backoff and
+/// asks again; still one SendSms per person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_that_fails_is_asked_again_not_sent_again() {
+    let n = expected(&ROLES).len() as u64;
+    looked_up_not_sent_again(n).await;
+}
+
+async fn looked_up_not_sent_again(query_failures: u64) {
     env();
     let (fake, url) = AliFake::start(Clock::starting_at(t0())).await;
     fake.delay_ms.store(1500, Ordering::SeqCst);
+    fake.query_failures.store(query_failures, Ordering::SeqCst);
     // Every send times out: the breaker must not open, or the retries would not be tried.
     let toml = format!(
         "{}\n[gateways.ali.limits]\nbreaker_failures = 10000\n",
@@ -182,13 +196,21 @@ async fn a_send_answered_too_late_is_looked_up_not_sent_again() {
     let n = people.len() as i64;
     let (status, body) = app.post_cap(&demo_cap(), FEED).await;
     assert_eq!(status, 202, "{body}");
-    eventually(90, "every call-out sent", || async {
+    eventually(120, "every call-out sent", || async {
         count(&app, "SELECT COUNT(*) FROM callouts WHERE state = 'sent'").await == n
     })
     .await;
+    // Each person: the one SendSms that timed out, any lookups that could not be made (on a
+    // slow machine a lookup may time out too), then the send found.
+    let unanswered = count(&app, "SELECT COUNT(*) FROM attempts WHERE result = 'unanswered'").await;
+    assert!(unanswered >= n + query_failures as i64, "{unanswered} unanswered");
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM attempts WHERE result = 'unanswered'").await,
-        n
+        count(
+            &app,
+            "SELECT COUNT(*) FROM attempts WHERE result = 'unanswered' AND detail LIKE '%not sent again%'"
+        )
+        .await,
+        unanswered - n
     );
     assert_eq!(
         count(
@@ -198,7 +220,7 @@ async fn a_send_answered_too_late_is_looked_up_not_sent_again() {
         .await,
         n
     );
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM attempts").await, 2 * n);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM attempts").await, unanswered + n);
     // The found send keeps the key (QuerySendDetails carries no BizId): receipts by OutId find it.
     assert_eq!(
         count(
@@ -216,7 +238,7 @@ async fn a_send_answered_too_late_is_looked_up_not_sent_again() {
     let want: HashSet<String> = people.iter().map(national).collect();
     assert_eq!(per_phone.keys().cloned().collect::<HashSet<_>>(), want);
     assert!(per_phone.values().all(|k| *k == 1), "{per_phone:?}");
-    assert!(fake.calls("QuerySendDetails").len() >= people.len());
+    assert!(fake.calls("QuerySendDetails").len() >= people.len() + query_failures as usize);
     assert!(fake.bad().is_empty(), "{:?}", fake.bad());
     app.stop().await;
 }
