@@ -70,61 +70,92 @@ async fn round(
             Err((id, e)) => tracing::error!(job.id = id, error = %e, "a job does not read: parked, not run"),
         }
     }
+    // A stage that fails does not hold up the others' jobs: a send batch that cannot be
+    // begun must not leave the deadlines claimed with it waiting out their lease (on a
+    // frozen test clock, for ever). Failed jobs keep their claim and come back with its lease.
+    let mut failed: Option<anyhow::Error> = None;
+    // The first error is the round's (the worker logs it and pauses); later ones are logged here.
+    let mut note = |e: anyhow::Error| match &failed {
+        None => failed = Some(e),
+        Some(_) => {
+            tracing::error!(worker, error = %format!("{e:#}"), "a job stage failed too; its jobs come back with their lease")
+        }
+    };
     if !sends.is_empty() {
-        dispatch::run(core, worker, sends).await?;
+        if let Err(e) = dispatch::run(core, worker, sends).await {
+            note(e.context("sending a batch"));
+        }
     }
-    escalate::run_batch(core, worker, deadlines, stop).await?;
+    if let Err(e) = escalate::run_batch(core, worker, deadlines, stop).await {
+        note(e.context("applying deadlines"));
+    }
     for job in others {
         if stop.is_cancelled() {
             break;
         }
-        match &job.task {
-            Task::Deadline { .. } => unreachable!("applied in the batch above"),
-            Task::ResponseExpiry { response } => {
-                let response = *response;
-                lease::renewing(core, worker, &[job.id], crate::respond::lapse(core, response))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("ending response {response} at its until: {e}"))?;
-                finish(core, worker, &job, None).await?;
-            }
-            Task::Round { response, round } => {
-                let (response, round) = (*response, *round);
-                lease::renewing(
-                    core,
-                    worker,
-                    &[job.id],
-                    crate::respond::round(core, response, round),
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("round {round} of response {response}: {e}"))?;
-                finish(core, worker, &job, None).await?;
-            }
-            Task::Checkpoint { .. } => {
-                let next = crate::audit::run_job(&core.store, &core.settings, &job.task, core.now()).await;
-                // A failed checkpoint (disk full, a bad key file) is logged and tried again next
-                // period; it never stops the queue.
-                let next = next.unwrap_or_else(|e| {
-                    tracing::error!(error = %format!("{e:#}"), "ledger checkpoint failed");
-                    Some(core.now() + 60_000)
-                });
-                finish(core, worker, &job, next).await?;
-            }
-            Task::FeedPoll { .. } | Task::Reconcile { .. } => match polls.as_deref_mut() {
-                Some(set) => {
-                    let (core, worker) = (core.clone(), worker.to_string());
-                    set.spawn(async move {
-                        if let Err(e) = poll(&core, &worker, job).await {
-                            tracing::error!(worker = %worker, error = %format!("{e:#}"), "poll job failed");
-                        }
-                    });
-                }
-                None => poll(core, worker, job).await?,
-            },
-            Task::Plan { .. } => crate::ingest::slices::resume(core, worker, job).await?,
-            Task::Send(_) | Task::Notice { .. } => unreachable!("sent in the batch above"),
+        if let Err(e) = other(core, worker, job, polls.as_deref_mut()).await {
+            note(e);
         }
     }
-    Ok(Round::Worked(n))
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(Round::Worked(n)),
+    }
+}
+
+/// Runs one job that is neither a send nor a deadline.
+async fn other(
+    core: &Arc<Core>,
+    worker: &str,
+    job: Job,
+    polls: Option<&mut tokio::task::JoinSet<()>>,
+) -> Result<()> {
+    match &job.task {
+        Task::Deadline { .. } => unreachable!("applied in the batch above"),
+        Task::ResponseExpiry { response } => {
+            let response = *response;
+            lease::renewing(core, worker, &[job.id], crate::respond::lapse(core, response))
+                .await
+                .map_err(|e| anyhow::anyhow!("ending response {response} at its until: {e}"))?;
+            finish(core, worker, &job, None).await?;
+        }
+        Task::Round { response, round } => {
+            let (response, round) = (*response, *round);
+            lease::renewing(
+                core,
+                worker,
+                &[job.id],
+                crate::respond::round(core, response, round),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("round {round} of response {response}: {e}"))?;
+            finish(core, worker, &job, None).await?;
+        }
+        Task::Checkpoint { .. } => {
+            let next = crate::audit::run_job(&core.store, &core.settings, &job.task, core.now()).await;
+            // A failed checkpoint (disk full, a bad key file) is logged and tried again next
+            // period; it never stops the queue.
+            let next = next.unwrap_or_else(|e| {
+                tracing::error!(error = %format!("{e:#}"), "ledger checkpoint failed");
+                Some(core.now() + 60_000)
+            });
+            finish(core, worker, &job, next).await?;
+        }
+        Task::FeedPoll { .. } | Task::Reconcile { .. } => match polls {
+            Some(set) => {
+                let (core, worker) = (core.clone(), worker.to_string());
+                set.spawn(async move {
+                    if let Err(e) = poll(&core, &worker, job).await {
+                        tracing::error!(worker = %worker, error = %format!("{e:#}"), "poll job failed");
+                    }
+                });
+            }
+            None => poll(core, worker, job).await?,
+        },
+        Task::Plan { .. } => crate::ingest::slices::resume(core, worker, job).await?,
+        Task::Send(_) | Task::Notice { .. } => unreachable!("sent in the batch above"),
+    }
+    Ok(())
 }
 
 /// Polls a feed, or asks a gateway for its missing receipts, under the job's lease and puts
