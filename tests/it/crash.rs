@@ -56,11 +56,16 @@ async fn serve(config: &std::path::Path, base: &str) -> Child {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_fan_out_loses_no_call_out() {
+/// A daemon's configuration on a fresh SQLite database with the demo roster imported, sending
+/// through the fake generic gateway at `gw_url`.
+struct Setup {
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    base: String,
+}
+
+fn setup(gw_url: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let (gw, gw_url) = Fake::start(jiaoying::clock::Clock::system()).await;
-    gw.delay_ms.store(15, Ordering::SeqCst);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let config = dir.path().join("jiaoying.toml");
@@ -78,6 +83,7 @@ batch = {BATCH}
 workers = 1
 poll = "50ms"
 lease = "2s"
+retry_backoff = ["200ms", "500ms"]
 [channels]
 sms = ["fake"]
 [gateways.fake]
@@ -86,6 +92,7 @@ url = "{gw_url}"
 secret_env = "JIAOYING_TEST_GW_SECRET"
 [gateways.fake.limits]
 concurrency = 4
+breaker_cooldown = "2s"
 [[auth.tokens]]
 name = "feed"
 role = "feed"
@@ -105,8 +112,11 @@ token_env = "JIAOYING_CRASH_FEED_TOKEN"
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    Setup { dir, config, base }
+}
 
-    let mut child = serve(&config, &base).await;
+/// Posts the demo warning; returns the number of people it calls.
+async fn post_warning(base: &str) -> usize {
     let r = reqwest::Client::new()
         .post(format!("{base}/api/v1/warnings"))
         .bearer_auth("crash-feed-token")
@@ -116,19 +126,13 @@ token_env = "JIAOYING_CRASH_FEED_TOKEN"
         .unwrap();
     assert_eq!(r.status(), 202);
     let body: serde_json::Value = r.json().await.unwrap();
-    let n = body["incidents"][0]["callouts"].as_u64().unwrap() as usize;
+    body["incidents"][0]["callouts"].as_u64().unwrap() as usize
+}
 
-    gw.wait_until(30, "the fan-out to be under way", |m| m.len() >= 60)
-        .await;
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let before = gw.messages().len();
-    assert!(
-        before < n,
-        "the kill came too late to test anything ({before} of {n})"
-    );
-
-    let mut child = serve(&config, &base).await;
+/// After a restart: everyone reached, then a graceful stop; only the sends in flight when the
+/// process died can have gone twice, each under its own `ref`. Returns the duplicates.
+async fn everyone_reached_once_but_in_flight(s: &Setup, gw: &Fake, n: usize) -> usize {
+    let mut child = serve(&s.config, &s.base).await;
     let msgs = gw
         .wait_until(60, "everyone reached after the restart", |m| {
             m.iter().map(|s| &s.to).collect::<HashSet<_>>().len() >= n
@@ -143,9 +147,8 @@ token_env = "JIAOYING_CRASH_FEED_TOKEN"
     child.wait().unwrap();
     let distinct: HashSet<&str> = msgs.iter().map(|m| m.to.as_str()).collect();
     assert_eq!(distinct.len(), n);
-    // Only the sends in flight when the process died can have gone twice: each was written as
-    // `sending` before its request, is `lost` now, and went again under the same `ref` (a
-    // gateway that keeps refs drops the repeat).
+    // Each send in flight was written as `sending` before its request, is `lost` now, and
+    // went again under the same `ref` (a gateway that keeps refs drops the repeat).
     let dups = msgs.len() - n;
     assert!(dups <= BATCH, "{dups} duplicates");
     let mut refs: std::collections::HashMap<&str, HashSet<&str>> = Default::default();
@@ -156,9 +159,10 @@ token_env = "JIAOYING_CRASH_FEED_TOKEN"
     }
     assert!(refs.values().all(|r| r.len() == 1), "a resend under a new ref");
     use sqlx::Connection;
-    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", dir.path().join("jy.db").display()))
-        .await
-        .unwrap();
+    let mut db =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", s.dir.path().join("jy.db").display()))
+            .await
+            .unwrap();
     let lost: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE result = 'lost'")
         .fetch_one(&mut db)
         .await
@@ -175,4 +179,59 @@ token_env = "JIAOYING_CRASH_FEED_TOKEN"
         dups as i64 <= lost,
         "{dups} duplicates but only {lost} sends were in flight"
     );
+    let failed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM callouts WHERE state = 'failed'")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(failed, 0, "a call-out was given up");
+    dups
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_fan_out_loses_no_call_out() {
+    let (gw, gw_url) = Fake::start(jiaoying::clock::Clock::system()).await;
+    gw.delay_ms.store(15, Ordering::SeqCst);
+    let s = setup(&gw_url);
+    let mut child = serve(&s.config, &s.base).await;
+    let n = post_warning(&s.base).await;
+    gw.wait_until(30, "the fan-out to be under way", |m| m.len() >= 60)
+        .await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = gw.messages().len();
+    assert!(
+        before < n,
+        "the kill came too late to test anything ({before} of {n})"
+    );
+    everyone_reached_once_but_in_flight(&s, &gw, n).await;
+}
+
+/// The only gateway is down, its circuit opens and the sends on their last route wait in
+/// memory for its probe (`channel::guard`): a kill -9 then loses none of them. After the
+/// restart, with the gateway back, everyone is reached once and nobody was given up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_sends_wait_for_a_probe_loses_nobody() {
+    let (gw, gw_url) = Fake::start(jiaoying::clock::Clock::system()).await;
+    gw.fail_next.store(usize::MAX / 2, Ordering::SeqCst);
+    let s = setup(&gw_url);
+    let mut child = serve(&s.config, &s.base).await;
+    let n = post_warning(&s.base).await;
+    // Five failures open the circuit; the sixth request was in flight then, or is the probe
+    // after the 2 s cool-down. Either way the rest of the batch in hand is waiting in memory
+    // for a probe when the kill comes (the restart's log counts them as cut off).
+    let started = Instant::now();
+    while gw.requests.load(Ordering::SeqCst) < 6 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the circuit was never probed ({} requests)",
+            gw.requests.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(gw.messages().is_empty(), "the gateway was down: nothing arrived");
+    gw.fail_next.store(0, Ordering::SeqCst);
+    // Nothing reached a phone before the kill, so nothing can have gone twice.
+    assert_eq!(everyone_reached_once_but_in_flight(&s, &gw, n).await, 0);
 }
