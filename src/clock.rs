@@ -97,6 +97,31 @@ impl Clock {
         }
     }
 
+    /// The machine's time of day this instant, in Unix ms, for what another machine checks
+    /// against its own clock (request signatures, a callback's replay window). Unlike
+    /// [`Clock::now_ms`] it takes a step of the machine's clock at once: the step usually puts
+    /// us right with the world, and in the second before the clock watch takes it up our
+    /// signed requests must not carry the old time (a provider refuses one more than 5 or 15
+    /// minutes off). A manual clock: the same as `now_ms`.
+    pub fn wall_ms(&self) -> i64 {
+        match &*self.0 {
+            Inner::System { .. } => Utc::now().timestamp_millis(),
+            Inner::Manual { .. } => self.now_ms(),
+        }
+    }
+
+    /// [`Clock::wall_ms`] in Unix seconds.
+    pub fn wall_secs(&self) -> i64 {
+        self.wall_ms().div_euclid(1000)
+    }
+
+    /// [`Clock::wall_ms`] as a date.
+    pub fn wall(&self) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(self.wall_ms())
+            .single()
+            .expect("the clock reads a representable instant")
+    }
+
     /// Unix seconds.
     pub fn now_secs(&self) -> i64 {
         self.now_ms().div_euclid(1000)
@@ -179,6 +204,23 @@ mod tests {
         assert!(c.step_ms().abs() < 1000, "no step yet");
         assert!(c.resync().abs() < 1000);
         assert_eq!(Clock::frozen(Utc::now()).step_ms(), 0);
+    }
+
+    /// A step of the machine's clock not yet taken up: the daemon's time keeps its pace, the
+    /// wall time (what signatures carry) has the step already.
+    #[test]
+    fn the_wall_time_takes_a_step_at_once() {
+        let c = Clock::system();
+        if let Inner::System { base_ms, .. } = &*c.0 {
+            // As if the machine's clock had stepped an hour forward since the anchor.
+            base_ms.fetch_sub(3_600_000, Ordering::SeqCst);
+        }
+        assert!((c.wall_ms() - Utc::now().timestamp_millis()).abs() < 1000);
+        assert!((c.wall_ms() - c.now_ms() - 3_600_000).abs() < 1000);
+        assert!((c.step_ms() - 3_600_000).abs() < 1000);
+        assert!((c.wall_secs() - c.wall().timestamp()).abs() <= 1);
+        let frozen = Clock::frozen(Utc.with_ymd_and_hms(2026, 7, 15, 2, 0, 0).unwrap());
+        assert_eq!(frozen.wall_ms(), frozen.now_ms(), "tests sign with their own clock");
     }
 
     #[test]

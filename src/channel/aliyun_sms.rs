@@ -109,7 +109,7 @@ impl Rpc {
         action: &str,
         query: Vec<(String, String)>,
     ) -> Result<(u16, Value), SendError> {
-        let date = self.clock.now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let date = self.clock.wall().format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let nonce = format!("{:032x}", rand::random::<u128>());
         let headers = acs3::rpc_headers(
             &acs3::RpcCall {

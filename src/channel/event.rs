@@ -22,7 +22,7 @@ pub struct Callback {
     pub body: Bytes,
     /// The peer address, for a provider's source-address allow-list.
     pub peer: Option<IpAddr>,
-    /// Unix seconds, from the clock in `Core`.
+    /// Unix seconds, the machine's time of day (`Clock::wall_secs`), for signature windows.
     pub now: i64,
 }
 

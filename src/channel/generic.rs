@@ -67,7 +67,7 @@ impl Channel for Generic {
             .map_err(|e| SendError::Permanent {
                 reason: e.to_string(),
             })?;
-            let ts = self.clock.now_secs();
+            let ts = self.clock.wall_secs();
             let resp = self
                 .client
                 .post(&self.url)

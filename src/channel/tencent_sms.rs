@@ -119,7 +119,7 @@ impl TencentSms {
 
     /// One signed API call; the HTTP status and body, or the transport error.
     async fn call(&self, action: &str, body: Vec<u8>) -> Result<(u16, String), reqwest::Error> {
-        let ts = self.clock.now_secs();
+        let ts = self.clock.wall_secs();
         let auth = tc3::Request {
             host: &self.host,
             content_type: CONTENT_TYPE,

@@ -164,7 +164,8 @@ impl Channel for Webhook {
             let body = serde_json::to_vec(&self.body(msg)).map_err(|e| SendError::Permanent {
                 reason: e.to_string(),
             })?;
-            let now_ms = self.clock.now_ms();
+            // Signed with the machine's time of day (`Clock::wall_ms`): DingTalk checks it.
+            let now_ms = self.clock.wall_ms();
             let mut req = self
                 .client
                 .post(self.url(now_ms))

@@ -42,7 +42,7 @@ pub async fn hook(
         headers,
         body,
         peer: peer.map(|Extension(ConnectInfo(a))| a.ip()),
-        now: core.clock.now_secs(),
+        now: core.clock.wall_secs(),
     };
     let events = channel.callback(&req).map_err(|e| {
         tracing::warn!(gateway, error = %e, "gateway callback refused");

@@ -239,6 +239,20 @@ impl Store {
                             Ok(())
                         })
                     })
+                    // SQLite ends a transaction by itself on some errors (a full disk, an I/O
+                    // error). sqlx's ROLLBACK then fails and it still counts the transaction as
+                    // open, so its next `begin` is a SAVEPOINT, whose failure leaves a real
+                    // transaction open for good: nothing more committed, the write lock held.
+                    // A connection that comes back counted inside a transaction is closed
+                    // (closing rolls back whatever is open) and the pool opens a fresh one.
+                    .after_release(|conn, _| {
+                        use sqlx::Connection;
+                        let clean = !conn.is_in_transaction();
+                        if !clean {
+                            tracing::warn!("a database connection came back inside a transaction: closed, a fresh one is opened");
+                        }
+                        Box::pin(async move { Ok(clean) })
+                    })
                     .connect_with(opts)
                     .await
             }
@@ -294,6 +308,25 @@ impl Store {
     /// Closes every connection (graceful stop).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Caps an SQLite database's size at its current pages plus `pages` (None: lifts the
+    /// cap) on the store's one connection: writes that would grow it then fail with
+    /// `SQLITE_FULL`, as on a full disk. For the fault tests, which play a full disk without
+    /// a tmpfs; nothing on PostgreSQL.
+    pub async fn cap_sqlite_growth(&self, pages: Option<i64>) -> Result<()> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        let now: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&mut *conn)
+            .await?;
+        let max = pages.map_or(1_073_741_823, |p| now + p);
+        sqlx::query(&format!("PRAGMA max_page_count = {max}"))
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
     }
 
     /// How many jobs of this kind wait (`jobs.rs` owns the statement).
@@ -376,13 +409,19 @@ pub async fn alloc_ids(
     }
     match backend {
         Backend::Sqlite => {
-            let next: i64 =
+            // Stepped to the end, not `fetch_one`: on its own (outside a unit of work) the
+            // statement commits when it finishes, and a commit refused there (a full disk)
+            // must be an error, not ids handed out twice.
+            let next: Vec<i64> =
                 sqlx::query_scalar("UPDATE id_counters SET next = next + $1 WHERE name = $2 RETURNING next")
                     .bind(n as i64)
                     .bind(table)
-                    .fetch_one(&mut *conn)
+                    .fetch_all(&mut *conn)
                     .await
                     .with_context(|| format!("allocating ids for {table}"))?;
+            let next = *next
+                .first()
+                .with_context(|| format!("allocating ids for {table}: no counter row"))?;
             Ok(((next - n as i64)..next).collect())
         }
         Backend::Postgres => {
@@ -498,5 +537,56 @@ mod tests {
         );
         tx.rollback().await.unwrap();
         assert!(incidents::list(&store, 1).await.unwrap().is_empty());
+    }
+
+    /// SQLite may end a transaction by itself on an error (a full disk, an I/O error; here a
+    /// trigger's `RAISE(ROLLBACK)`, the same thing on purpose). sqlx's ROLLBACK then fails and
+    /// it counts the transaction as still open, so the next unit of work became a savepoint
+    /// whose failure left a real transaction open for good: nothing was committed after it, and
+    /// the write lock was held (found by `bench/faults 10000 sqlite diskfull`). The connection
+    /// is now closed when it comes back in that state.
+    #[tokio::test]
+    async fn a_transaction_sqlite_ended_by_itself_does_not_poison_the_connection() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("t.db");
+        let store = Store::connect(&format!("sqlite://{}", path.display()), 1)
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE t (x INTEGER PRIMARY KEY);
+             CREATE TRIGGER boom BEFORE INSERT ON t WHEN NEW.x = 0
+             BEGIN SELECT RAISE(ROLLBACK, 'the disk is full'); END;",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let insert = |x: i64| sqlx::query("INSERT INTO t (x) VALUES ($1)").bind(x);
+        // SQLite rolls this one back itself.
+        let mut tx = store.begin().await.unwrap();
+        assert!(insert(0).execute(tx.conn()).await.is_err());
+        drop(tx);
+        // A statement error that leaves its transaction open, then rolled back.
+        let mut tx = store.begin().await.unwrap();
+        insert(1).execute(tx.conn()).await.unwrap();
+        assert!(insert(1).execute(tx.conn()).await.is_err());
+        drop(tx);
+        // A unit of work that commits must be committed.
+        let mut tx = store.begin().await.unwrap();
+        insert(2).execute(tx.conn()).await.unwrap();
+        tx.commit().await.unwrap();
+
+        use sqlx::Connection;
+        let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let seen: Vec<i64> = sqlx::query_scalar("SELECT x FROM t ORDER BY x")
+            .fetch_all(&mut other)
+            .await
+            .unwrap();
+        assert_eq!(seen, vec![2], "the last unit of work was not committed");
+        sqlx::raw_sql("PRAGMA busy_timeout = 1000; BEGIN IMMEDIATE; ROLLBACK;")
+            .execute(&mut other)
+            .await
+            .expect("the write lock is free");
     }
 }

@@ -333,3 +333,81 @@ async fn a_cap_field_over_its_cap_is_a_422_naming_it() {
     assert_eq!(app.scalar("SELECT COUNT(*) FROM warnings").await, 0);
     app.stop().await;
 }
+
+/// A full disk (SQLite's size capped at what it is: `Store::cap_sqlite_growth`): the warning
+/// is refused with a clear 503 and nothing of it is kept; once there is room again the daemon
+/// takes the next one and commits its whole fan-out, visible from another connection, with
+/// the write lock free. (A capped size fails statement by statement; the real full disk of
+/// `bench/faults … diskfull` can also end a transaction under sqlx's feet, which
+/// `store::tests::a_transaction_sqlite_ended_by_itself_does_not_poison_the_connection` covers.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_full_disk_the_daemon_commits_again() {
+    let app = spawn(Db::Sqlite, "").await.unwrap();
+    app.core.store.cap_sqlite_growth(Some(0)).await.unwrap();
+    let (s, body) = app.post_cap(&demo_cap(), FEED).await;
+    assert_eq!(s, 503, "{body}");
+    assert_eq!(body["error"]["code"], "disk_full", "{body}");
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM warnings").await, 0);
+
+    app.core.store.cap_sqlite_growth(None).await.unwrap();
+    let (s, body) = app.post_cap(&demo_cap(), FEED).await;
+    assert_eq!(s, 202, "{body}");
+    let n = body["incidents"][0]["callouts"].as_i64().unwrap();
+    assert!(n > 100, "{body}");
+    let started = Instant::now();
+    // The test's own connection: it sees only what the daemon committed.
+    while app
+        .scalar("SELECT COUNT(*) FROM callouts WHERE state IN ('sent', 'delivered')")
+        .await
+        < n
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the fan-out after the full disk was not committed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sqlx::raw_sql("BEGIN IMMEDIATE; ROLLBACK;")
+        .execute(app.db())
+        .await
+        .expect("the write lock is free");
+    app.stop().await;
+}
+
+/// The disk fills in the middle of a fan-out and stays full for two seconds (the fault's
+/// length, not a wait for a result): sends in flight cannot be recorded, nor set aside. Once
+/// there is room again the daemon resumes by itself (the jobs it could not set aside come back
+/// with their lease) and commits everyone's send, with the write lock free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_full_in_the_middle_of_a_fan_out_is_recovered_from() {
+    use std::sync::atomic::Ordering;
+    let app = spawn(Db::Sqlite, "").await.unwrap();
+    app.gw.delay_ms.store(100, Ordering::SeqCst);
+    let (s, body) = app.post_cap(&demo_cap(), FEED).await;
+    assert_eq!(s, 202, "{body}");
+    let n = body["incidents"][0]["callouts"].as_i64().unwrap();
+    app.gw
+        .wait_until(60, "the fan-out to be under way", |m| !m.is_empty())
+        .await;
+    app.core.store.cap_sqlite_growth(Some(0)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    app.core.store.cap_sqlite_growth(None).await.unwrap();
+    app.gw.delay_ms.store(0, Ordering::SeqCst);
+    let started = Instant::now();
+    while app
+        .scalar("SELECT COUNT(*) FROM callouts WHERE state IN ('sent', 'delivered')")
+        .await
+        < n
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the fan-out was not committed after the disk had room again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sqlx::raw_sql("BEGIN IMMEDIATE; ROLLBACK;")
+        .execute(app.db())
+        .await
+        .expect("the write lock is free");
+    app.stop().await;
+}
