@@ -220,7 +220,11 @@ mod tests {
         assert!((c.step_ms() - 3_600_000).abs() < 1000);
         assert!((c.wall_secs() - c.wall().timestamp()).abs() <= 1);
         let frozen = Clock::frozen(Utc.with_ymd_and_hms(2026, 7, 15, 2, 0, 0).unwrap());
-        assert_eq!(frozen.wall_ms(), frozen.now_ms(), "tests sign with their own clock");
+        assert_eq!(
+            frozen.wall_ms(),
+            frozen.now_ms(),
+            "tests sign with their own clock"
+        );
     }
 
     #[test]

@@ -167,7 +167,29 @@ fn read_csv(data: &[u8]) -> Result<Sheet, RowError> {
     Ok(Sheet { headers, rows })
 }
 
+/// Columns a roster sheet may use: the office's sheets have a few dozen. A cell beyond it is
+/// refused rather than read, so that a stray cell at XFD1048576 cannot make the reader build a
+/// grid of billions of cells.
+const MAX_COLUMNS: u32 = 1024;
+/// Cells a roster sheet may hold (a 200,000-person roster has about 2 million).
+const MAX_CELLS: usize = 5_000_000;
+
 fn read_xlsx(data: &[u8], kind: &str) -> Result<Sheet, RowError> {
+    // The XLSX reader is another crate's code reading a file we did not write: a panic in it
+    // (the fuzzer found overflows in its cell references) is this file's error, not the
+    // daemon's.
+    match std::panic::catch_unwind(|| read_xlsx_cells(data, kind)) {
+        Ok(r) => r,
+        Err(_) => Err(whole_file(
+            "the XLSX reader failed on this workbook: open it in Excel or WPS and save it again, or save the sheet as CSV (UTF-8)"
+                .into(),
+        )),
+    }
+}
+
+/// Reads the sheet cell by cell (never as one dense grid), rows in order, each row's cells
+/// from the sheet's first used column.
+fn read_xlsx_cells(data: &[u8], kind: &str) -> Result<Sheet, RowError> {
     let mut book =
         Xlsx::new(Cursor::new(data)).map_err(|e| whole_file(format!("not a readable XLSX workbook: {e}")))?;
     let names = book.sheet_names();
@@ -177,27 +199,50 @@ fn read_xlsx(data: &[u8], kind: &str) -> Result<Sheet, RowError> {
         .or(names.first())
         .cloned()
         .ok_or_else(|| whole_file("the workbook has no sheet".into()))?;
-    let range = book
-        .worksheet_range(&name)
-        .map_err(|e| whole_file(format!("sheet {name:?}: {e}")))?;
-    let first = range.start().map_or(0, |s| s.0 as u64);
-    let mut headers = None;
-    let mut rows = Vec::new();
-    for (i, r) in range.rows().enumerate() {
-        let cells: Vec<String> = r.iter().map(cell_text).collect();
-        if headers.is_none() {
-            if cells.iter().all(|c| c.is_empty()) {
-                continue;
-            }
-            headers = Some(cells);
+    let sheet_error = |e: calamine::XlsxError| whole_file(format!("sheet {name:?}: {e}"));
+    let mut reader = book.worksheet_cells_reader(&name).map_err(sheet_error)?;
+    let mut by_row: std::collections::BTreeMap<u32, Vec<(u32, String)>> = Default::default();
+    let (mut first_col, mut count) = (u32::MAX, 0usize);
+    while let Some(cell) = reader.next_cell().map_err(sheet_error)? {
+        let (row, col) = cell.get_position();
+        let text = cell_text(&Data::from(cell.get_value().clone()));
+        if text.is_empty() {
             continue;
         }
-        if cells.iter().all(|c| c.is_empty()) {
+        if col >= MAX_COLUMNS {
+            return Err(RowError {
+                line: u64::from(row) + 1,
+                column: "-".into(),
+                reason: format!(
+                    "a cell in column {} of sheet {name:?}: a roster sheet has at most {MAX_COLUMNS} columns; delete the stray cell and save again",
+                    col + 1
+                ),
+            });
+        }
+        count += 1;
+        if count > MAX_CELLS {
+            return Err(whole_file(format!(
+                "sheet {name:?} has more than {MAX_CELLS} cells: split the roster into several files"
+            )));
+        }
+        first_col = first_col.min(col);
+        by_row.entry(row).or_default().push((col, text));
+    }
+    let mut headers = None;
+    let mut rows = Vec::new();
+    for (row, cells) in by_row {
+        let width = cells.iter().map(|(c, _)| c - first_col + 1).max().unwrap_or(0) as usize;
+        let mut line = vec![String::new(); width];
+        for (c, text) in cells {
+            line[(c - first_col) as usize] = text;
+        }
+        if headers.is_none() {
+            headers = Some(line);
             continue;
         }
         rows.push(SheetRow {
-            line: first + i as u64 + 1,
-            cells,
+            line: u64::from(row) + 1,
+            cells: line,
         });
     }
     let headers = headers.ok_or_else(|| whole_file(format!("sheet {name:?} is empty")))?;
@@ -388,6 +433,43 @@ pub fn refuse_duplicates<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One stray cell at the sheet's last column and row: refused by name, at once, instead of
+    /// the reader building a grid of 17 billion cells.
+    #[test]
+    fn a_stray_cell_far_away_is_refused_not_read_as_a_grid() {
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let ws = book.add_worksheet();
+        ws.write_string(0, 0, "姓名").unwrap();
+        ws.write_string(1, 0, "张三").unwrap();
+        ws.write_string(1_048_575, 16_383, "x").unwrap();
+        let bytes = book.save_to_buffer().unwrap();
+        let e = read(&bytes, "contacts").unwrap_err();
+        assert_eq!(e.line, 1_048_576, "{e:?}");
+        assert!(e.reason.contains("column 16384"), "{e:?}");
+        // The same sheet without it reads.
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let ws = book.add_worksheet();
+        ws.write_string(0, 1, "姓名").unwrap();
+        ws.write_string(3, 1, "张三").unwrap();
+        let s = read(&book.save_to_buffer().unwrap(), "contacts").unwrap();
+        assert_eq!(s.headers, vec!["姓名"]);
+        assert_eq!((s.rows[0].line, s.rows[0].cells[0].as_str()), (4, "张三"));
+    }
+
+    /// A workbook the fuzzer made (`bench/fuzz`, target `roster`) on which the XLSX reader
+    /// overflows: an error for the file, not a panic of the daemon.
+    #[test]
+    fn a_workbook_the_reader_fails_on_is_an_error_not_a_panic() {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/import/fuzz-overflow.xlsx"
+        ))
+        .unwrap();
+        let e = read(&bytes, "contacts").unwrap_err();
+        assert_eq!(e.line, 1, "{e:?}");
+        assert!(!e.reason.is_empty());
+    }
 
     #[test]
     fn chinese_and_english_headers_name_the_same_column() {
