@@ -95,7 +95,11 @@ impl Channel for Generic {
                     .and_then(|v| v.get("id").and_then(|i| i.as_str().map(String::from)))
                     .unwrap_or_default();
                 Ok(id)
-            } else if status.as_u16() == 429 || status.is_server_error() {
+            } else if status.as_u16() == 429 || status.as_u16() == 401 || status.is_server_error() {
+                // 401 is a signature refused: our timestamp more than 5 minutes off the
+                // gateway's (a step of the machine's clock in flight), or a wrong secret. Tried
+                // again with a fresh timestamp; a wrong secret keeps failing, opens the
+                // gateway's circuit and says so in the log, and the deadline escalates.
                 Err(SendError::Transient {
                     reason: format!("HTTP {status}: {}", clip(&text)),
                     retry_after,

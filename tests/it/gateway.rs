@@ -35,6 +35,9 @@ pub struct Fake {
     /// answer 503.
     pub fail_in_12: Arc<AtomicUsize>,
     pub requests: Arc<AtomicUsize>,
+    /// How far this gateway's clock is ahead of the test's, in seconds (a machine whose
+    /// clock stepped): signatures are checked against it.
+    pub ahead_secs: Arc<std::sync::atomic::AtomicI64>,
     /// The test's clock: the fake checks timestamps against the same time jiaoying reads.
     pub clock: Clock,
 }
@@ -49,6 +52,7 @@ impl Fake {
             delay_ms: Arc::default(),
             fail_in_12: Arc::default(),
             requests: Arc::default(),
+            ahead_secs: Arc::default(),
             clock,
         };
         let app = Router::new().route("/send", post(send)).with_state(fake.clone());
@@ -82,7 +86,7 @@ impl Fake {
 
 async fn send(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    let now = fake.clock.now_secs();
+    let now = fake.clock.now_secs() + fake.ahead_secs.load(Ordering::SeqCst);
     if signature::verify(
         SECRET.as_bytes(),
         h(signature::TIMESTAMP_HEADER),

@@ -162,3 +162,42 @@ async fn a_flaky_only_gateway_still_reaches_everyone_once() {
     assert!(failed > 0, "the gateway failed some sends ({failed})");
     app.stop().await;
 }
+
+/// A gateway that refuses our signatures for a while (its clock an hour from ours, as in the
+/// second a step of the machine's clock is in flight): the refused sends are tried again, and
+/// once the clocks agree everyone is reached, once each, nobody given up. Before, a 401 was a
+/// permanent failure: the person's only route failed (`bench/faults … clock`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_refused_for_a_while_are_sent_again() {
+    let clock = Clock::starting_at(t0());
+    let app = spawn_at(Db::Sqlite, LEADERS, clock).await.unwrap();
+    app.gw.ahead_secs.store(3600, Ordering::SeqCst);
+    let (s, _) = app.post_cap(&demo_cap_at(t0()), FEED).await;
+    assert_eq!(s, 202);
+    let start = Instant::now();
+    while app.gw.bad_signatures.load(Ordering::SeqCst) < 3 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no send was refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.gw.ahead_secs.store(0, Ordering::SeqCst);
+    while app.scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'send'").await > 0 {
+        assert!(start.elapsed() < Duration::from_secs(60), "sends still pending");
+        app.advance(Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let callouts = app.scalar("SELECT COUNT(*) FROM callouts").await;
+    let given_up = app
+        .scalar("SELECT COUNT(*) FROM callouts WHERE state IN ('failed', 'unreached')")
+        .await;
+    assert_eq!(given_up, 0, "call-outs given up for a refused signature");
+    let msgs = app.gw.messages();
+    let mut to: Vec<&str> = msgs.iter().map(|m| m.to.as_str()).collect();
+    to.sort_unstable();
+    to.dedup();
+    assert_eq!(
+        (msgs.len(), to.len()),
+        (callouts as usize, callouts as usize),
+        "once each"
+    );
+    app.stop().await;
+}
