@@ -5,7 +5,7 @@
 use jiaoying::target::roster::{self, sheet, Known};
 
 fn main() {
-    afl::fuzz!(|data: &[u8]| {
+    afl::fuzz_nohook!(|data: &[u8]| {
         let Some((&pick, file)) = data.split_first() else {
             return;
         };
