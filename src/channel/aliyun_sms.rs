@@ -164,6 +164,10 @@ pub(super) fn failure(status: u16, body: &Value) -> SendError {
         || code.starts_with("Throttling")
         || code == "ServiceUnavailable"
         || code == "InternalError"
+        // Our timestamp more than 15 minutes off Aliyun's (a step of the machine's clock in
+        // flight), or a nonce seen before: signed afresh, the next try goes through.
+        || code == "InvalidTimeStamp.Expired"
+        || code == "SignatureNonceUsed"
     {
         SendError::Transient {
             reason,
@@ -569,6 +573,16 @@ mod tests {
         assert!(matches!(
             failure(429, &b("Throttling.User")),
             SendError::Transient { .. }
+        ));
+        for code in ["InvalidTimeStamp.Expired", "SignatureNonceUsed"] {
+            assert!(
+                matches!(failure(400, &b(code)), SendError::Transient { .. }),
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            failure(400, &b("SignatureDoesNotMatch")),
+            SendError::Permanent { .. }
         ));
     }
 

@@ -270,7 +270,12 @@ pub fn classify(code: &str, message: &str) -> SendError {
     } else if code == "InternalError.Timeout" {
         // 请求下发短信超时: Tencent timed out towards the carrier, it may have gone out.
         SendError::Unanswered { reason }
-    } else if code.starts_with("InternalError") || code == "ResourceUnavailable" {
+    } else if code.starts_with("InternalError")
+        || code == "ResourceUnavailable"
+        // Our X-TC-Timestamp more than 5 minutes off Tencent's (a step of the machine's clock
+        // in flight): signed afresh, the next try goes through.
+        || code == "AuthFailure.SignatureExpire"
+    {
         SendError::Transient {
             reason,
             retry_after: None,
@@ -526,6 +531,10 @@ mod tests {
         assert!(matches!(
             classify("InternalError.Timeout", "x"),
             SendError::Unanswered { .. }
+        ));
+        assert!(matches!(
+            classify("AuthFailure.SignatureExpire", "x"),
+            SendError::Transient { .. }
         ));
     }
 
