@@ -354,23 +354,9 @@ async fn after_a_full_disk_the_daemon_commits_again() {
     assert_eq!(s, 202, "{body}");
     let n = body["incidents"][0]["callouts"].as_i64().unwrap();
     assert!(n > 100, "{body}");
-    let started = Instant::now();
-    // The test's own connection: it sees only what the daemon committed.
-    while app
-        .scalar("SELECT COUNT(*) FROM callouts WHERE state IN ('sent', 'delivered')")
-        .await
-        < n
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the fan-out after the full disk was not committed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    sqlx::raw_sql("BEGIN IMMEDIATE; ROLLBACK;")
-        .execute(app.db())
-        .await
-        .expect("the write lock is free");
+    app.wait_sent(n, 60, "the fan-out after the full disk was not committed")
+        .await;
+    write_lock_is_free(&app).await;
     app.stop().await;
 }
 
@@ -393,21 +379,20 @@ async fn a_disk_full_in_the_middle_of_a_fan_out_is_recovered_from() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     app.core.store.cap_sqlite_growth(None).await.unwrap();
     app.gw.delay_ms.store(0, Ordering::SeqCst);
-    let started = Instant::now();
-    while app
-        .scalar("SELECT COUNT(*) FROM callouts WHERE state IN ('sent', 'delivered')")
-        .await
-        < n
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "the fan-out was not committed after the disk had room again"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.wait_sent(
+        n,
+        90,
+        "the fan-out was not committed after the disk had room again",
+    )
+    .await;
+    write_lock_is_free(&app).await;
+    app.stop().await;
+}
+
+/// Another connection can take SQLite's write lock: no unit of work of the daemon was left open.
+async fn write_lock_is_free(app: &crate::helpers::TestApp) {
     sqlx::raw_sql("BEGIN IMMEDIATE; ROLLBACK;")
         .execute(app.db())
         .await
         .expect("the write lock is free");
-    app.stop().await;
 }

@@ -212,6 +212,20 @@ impl TestApp {
         &self.db
     }
 
+    /// Waits until `n` call-outs are recorded as sent, as the test's own connection sees
+    /// them (so committed, not only written), failing with `what` after `secs` seconds.
+    pub async fn wait_sent(&self, n: i64, secs: u64, what: &str) {
+        let started = std::time::Instant::now();
+        while self
+            .scalar("SELECT COUNT(*) FROM callouts WHERE state IN ('sent', 'delivered')")
+            .await
+            < n
+        {
+            assert!(started.elapsed() < Duration::from_secs(secs), "{what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn scalar(&self, sql: &str) -> i64 {
         sqlx::query_scalar::<_, i64>(sql)
             .fetch_one(self.db())

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use jiaoying::clock::Clock;
 
-use crate::helpers::{beijing, demo_cap_at, spawn_at, Db, TestApp, FEED};
+use crate::helpers::{beijing, demo_cap_at, spawn_at, Db, FEED};
 
 const POLICY: &str = r#"
 [[policy]]
@@ -86,7 +86,11 @@ async fn escalations_reaching_one_person_join_one_call_out() {
     app.gw
         .wait_until(120, "the first wave", |m| m.len() as i64 == villages)
         .await;
-    first_wave_recorded(&app, villages).await;
+    // Recorded, not only at the gateway: an advance past the lease while a batch is still
+    // being recorded would hand its claims to the other worker (a path `crash`, `queue` and
+    // `instances` test), and this test is about the ladder.
+    app.wait_sent(villages, 120, "the first wave was not recorded")
+        .await;
 
     app.advance(Duration::from_secs(61));
     let started = Instant::now();
@@ -185,7 +189,11 @@ async fn a_door_knock_task_is_the_last_rung_and_its_result_is_recorded() {
     app.gw
         .wait_until(120, "the first wave", |m| m.len() as i64 == villages)
         .await;
-    first_wave_recorded(&app, villages).await;
+    // Recorded, not only at the gateway: an advance past the lease while a batch is still
+    // being recorded would hand its claims to the other worker (a path `crash`, `queue` and
+    // `instances` test), and this test is about the ladder.
+    app.wait_sent(villages, 120, "the first wave was not recorded")
+        .await;
     app.advance(Duration::from_secs(61));
     let tasks = app
         .gw
@@ -261,22 +269,4 @@ async fn a_door_knock_task_is_the_last_rung_and_its_result_is_recorded() {
     assert_eq!(result(t1), Some("not-home".into()));
     assert_eq!(result(t2), Some("reached".into()));
     app.stop().await;
-}
-
-/// Waits until the first wave's sends are recorded, not only at the gateway: an advance past
-/// the lease while a batch is still being recorded would hand its claims to the other worker
-/// (a path `crash`, `queue` and `instances` test), and this test is about the ladder.
-async fn first_wave_recorded(app: &TestApp, villages: i64) {
-    let started = Instant::now();
-    while app
-        .scalar("SELECT COUNT(*) FROM callouts WHERE state IN ('sent', 'delivered')")
-        .await
-        < villages
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the first wave was not recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
