@@ -56,6 +56,11 @@ pub async fn append(
     now: i64,
     records: Vec<Record>,
 ) -> Result<()> {
+    append_at(conn, backend, records.into_iter().map(|r| (now, r)).collect()).await
+}
+
+/// Appends records each with its own time, taking the head once (a group commit's units).
+pub async fn append_at(conn: &mut AnyConnection, backend: Backend, records: Vec<(i64, Record)>) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }
@@ -73,7 +78,7 @@ pub async fn append(
         seq + 1,
         records
             .into_iter()
-            .map(|r| (now, r.kind.to_string(), r.subject, r.body.to_string())),
+            .map(|(at, r)| (at, r.kind.to_string(), r.subject, r.body.to_string())),
     );
     let last = entries
         .last()
