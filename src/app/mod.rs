@@ -64,6 +64,9 @@ impl App {
             ));
         }
         workers.spawn(clock_watch(self.core.clone(), stop.clone()));
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.core.set_planner(Some(tx));
+        workers.spawn(planner(self.core.clone(), rx, stop.clone()));
         let router = crate::http::router(self.core.clone());
         let header_timeout = self.core.settings.http.header_timeout;
         let max_connections = self.core.settings.http.max_connections;
@@ -81,6 +84,34 @@ impl App {
         self.core.store.close().await;
         result
     }
+}
+
+/// The daemon's planner: writes the rest of each large plan a request committed the first
+/// slice of (`Core::detach`), one plan at a time, so that the POST returns once its first
+/// people are called. A stop lets the plan in hand finish; plans still queued keep their
+/// claimed `plan` job, which a worker resumes when the claim runs out (as after a crash).
+async fn planner(
+    core: Arc<Core>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<crate::store::planning::PlanRest>,
+    stop: CancellationToken,
+) {
+    loop {
+        let rest = tokio::select! {
+            _ = stop.cancelled() => break,
+            rest = rx.recv() => match rest {
+                Some(rest) => rest,
+                None => break,
+            },
+        };
+        let s = rest.started;
+        let name = crate::ingest::slices::planner(s.incident);
+        if let Err(e) = crate::ingest::slices::write_rest(&core, &name, s, rest.planned).await {
+            tracing::error!(incident.id = s.incident, error = %format!("{e:#}"),
+                "writing the rest of a plan failed: a worker resumes it when its claim runs out");
+        }
+    }
+    // From here on an ingest writes its plan itself.
+    core.set_planner(None);
 }
 
 /// A step of the machine's clock bigger than this is taken up (clock.rs); smaller ones are

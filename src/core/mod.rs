@@ -4,6 +4,7 @@
 //! `&Core` without an import cycle. Wiring the stages together is `app`'s job, not this one's.
 
 pub mod feeds;
+pub mod group;
 pub mod health;
 mod keys;
 pub mod recorder;
@@ -14,9 +15,11 @@ use anyhow::{Context, Result};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Notify;
 
+use crate::channel::event::{Event, Outcome};
 use crate::channel::Gateways;
 use crate::clock::Clock;
 use crate::config::{self, Role, Settings};
+use crate::store::planning::PlanRest;
 use crate::store::{roster, Store};
 use crate::target::plan::Snapshot;
 
@@ -50,6 +53,13 @@ pub struct Core {
     /// The roster index kept between warnings (issue 11 §6) with the roster version it was
     /// built at: rebuilt only when the version in the database has moved on.
     roster: tokio::sync::Mutex<Option<(i64, Arc<Snapshot>)>>,
+    /// The rest of a large plan, handed by the request that committed its first slice to
+    /// the daemon's planner task (issue 11 §2), while `App::run` runs; without a daemon (the
+    /// CLI, tools) the ingest writes it itself.
+    planner: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<PlanRest>>>,
+    /// Gateway callbacks waiting for the next group commit (`answer::inbound::heard_together`):
+    /// the gateway's name and events, and their outcomes or why they failed.
+    pub callbacks: group::Group<(String, Vec<Event>), std::result::Result<Vec<Outcome>, String>>,
 }
 
 /// What tests and the demo give directly instead of through the environment.
@@ -105,6 +115,8 @@ impl Core {
             metrics: Metrics::default(),
             health: health::Health::default(),
             roster: tokio::sync::Mutex::new(None),
+            planner: std::sync::Mutex::new(None),
+            callbacks: group::Group::default(),
         }))
     }
 
@@ -130,6 +142,21 @@ impl Core {
         );
         *held = Some((v, s.clone()));
         Ok(s)
+    }
+
+    /// Hands the rest of a plan to the daemon's planner task; gives it back when no daemon
+    /// takes it (the caller then writes it). Nothing is lost if the daemon dies with it: its
+    /// `plan` job is claimed, and resumed by a worker when the claim runs out.
+    pub fn detach(&self, rest: PlanRest) -> Result<(), PlanRest> {
+        match self.planner.lock().expect("never poisoned").as_ref() {
+            Some(tx) => tx.send(rest).map_err(|e| e.0),
+            None => Err(rest),
+        }
+    }
+
+    /// Starts (`Some`) or ends (`None`) the planner task's intake (`App::run`).
+    pub fn set_planner(&self, tx: Option<tokio::sync::mpsc::UnboundedSender<PlanRest>>) {
+        *self.planner.lock().expect("never poisoned") = tx;
     }
 
     /// The roster version of the index held, if one is (tests: rebuilt or not).

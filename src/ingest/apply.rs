@@ -18,7 +18,7 @@ use crate::store::callouts::{self, Added};
 use crate::store::incidents::{Incident, NewIncident};
 use crate::store::jobs::{self, NewJob};
 use crate::store::ledger::Record;
-use crate::store::planning::Planning;
+use crate::store::planning::{Planning, Started};
 use crate::store::Tx;
 use crate::target::plan::Planned;
 
@@ -28,7 +28,7 @@ pub(super) struct Applied {
     pub(super) incident: Option<(i64, String, usize)>,
     pub(super) note: Option<String>,
     /// Only the first slice of the plan was written (`slices`).
-    pub(super) sliced: Option<super::slices::Started>,
+    pub(super) sliced: Option<Started>,
 }
 
 impl Applied {
@@ -195,9 +195,10 @@ async fn open(tx: &mut Tx, msg: &Prepared, now: i64) -> anyhow::Result<Applied> 
     let new = new_incident(msg, policy, &title);
     let total = msg.planned.len();
     let mut sliced = None;
-    let (id, code) = if msg.sliced && total > msg.plan_first {
-        // A large plan: the incident and its first slice now, the rest after the commit.
-        let first = &msg.planned[..msg.plan_first];
+    let (id, code) = if msg.sliced && (total > msg.plan_first || msg.partial) {
+        // A large plan: the incident and its first slice now, the rest after the commit
+        // (decided then, when only the first were decided so far).
+        let first = &msg.planned[..msg.plan_first.min(total)];
         let (id, code) = tx.create_incident_sliced(&new, first, total, now).await?;
         let deadline_at = now + new.deadline_ms;
         tx.start_planning(&Planning {
@@ -216,7 +217,7 @@ async fn open(tx: &mut Tx, msg: &Prepared, now: i64) -> anyhow::Result<Applied> 
         let until = now + msg.lease_ms;
         let job =
             jobs::insert_claimed(&mut *tx, NewJob::plan(id, now), &slices::planner(id), until, now).await?;
-        sliced = Some(slices::Started {
+        sliced = Some(Started {
             incident: id,
             job,
             deadline_at,

@@ -43,7 +43,8 @@ use crate::config::Policy;
 use crate::core::Core;
 use crate::domain::Colour;
 use crate::store::{incidents, warnings};
-use crate::target::plan::{decide, Planned};
+use crate::store::planning::{PlanRest, Started};
+use crate::target::plan::{decide, decide_up_to, Planned};
 
 #[derive(Debug, Serialize)]
 pub struct Outcome {
@@ -97,6 +98,11 @@ struct Prepared {
     lease_ms: i64,
     /// Call-outs written with the incident when the plan is sliced.
     plan_first: usize,
+    /// Only the first `plan_first` people were decided (`decide_up_to`): more may follow,
+    /// decided after the first slice is committed (`rest_of_plan`).
+    partial: bool,
+    /// The roster the plan was decided on (the rest is decided on the same one).
+    roster: Option<Roster>,
 }
 
 /// Who a source speaks as: a message cut out of a wrapper (`…#location`) speaks as the
@@ -151,6 +157,12 @@ mod sender_tests {
     }
 }
 
+/// Whether a message calls anyone at all (its status and type; SPEC §3).
+fn is_dispatchable(alert: &Alert) -> bool {
+    matches!(alert.status, Status::Actual | Status::Exercise | Status::Test)
+        && matches!(alert.msg_type, MsgType::Alert | MsgType::Update | MsgType::Cancel)
+}
+
 fn is_drill(s: Status) -> bool {
     matches!(s, Status::Exercise | Status::Test)
 }
@@ -162,15 +174,16 @@ async fn prepare(
     alert: Alert,
     roster_cache: &mut Option<Roster>,
     now: i64,
+    first: Option<usize>,
 ) -> anyhow::Result<Prepared> {
     let class = alert.classify();
-    let dispatchable = matches!(alert.status, Status::Actual | Status::Exercise | Status::Test)
-        && matches!(alert.msg_type, MsgType::Alert | MsgType::Update | MsgType::Cancel);
+    let dispatchable = is_dispatchable(&alert);
     let info = alert.preferred_info();
     // An active response level raises the colour in its regions.
     let (colour, raised) = crate::respond::raise(core, info, class.colour, &class.hazard, now).await?;
     let mut policy = None;
     let mut planned = Vec::new();
+    let mut partial = false;
     let note = match (dispatchable, info) {
         (false, _) => Some(format!(
             "status {} / msgType {}: stored, not dispatched",
@@ -188,7 +201,12 @@ async fn prepare(
                 colour,
                 ..class.clone()
             };
-            let d = decide(&core.settings, info, &raised_class, None, roster, now);
+            // A new warning's first people alone: they are called while the rest is decided.
+            let d = match first {
+                Some(limit) => decide_up_to(&core.settings, info, &raised_class, None, roster, now, limit),
+                None => decide(&core.settings, info, &raised_class, None, roster, now),
+            };
+            partial = !d.complete;
             policy = d.policy;
             planned = d.calls.into_iter().map(|c| c.planned).collect();
             d.note
@@ -209,6 +227,8 @@ async fn prepare(
         sliced: false,
         lease_ms: core.settings.dispatch.lease.as_millis() as i64,
         plan_first: slices::first(core),
+        partial,
+        roster: roster_cache.clone(),
     })
 }
 
@@ -286,8 +306,9 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
     // Prepare: classify and plan, outside any transaction.
     let (msg, waiting) = prepare_with_waiting(core, alert, source, now).await?;
     let planned_ms = started.elapsed().as_millis() as u64;
+    let later = Later::of(&msg, now);
     // Write: one transaction, and for a large plan further ones (`slices`).
-    let (warning_id, touched, note, rest) = match write(core, raw, source, msg, &waiting, now).await? {
+    let (warning_id, mut touched, note, rest) = match write(core, raw, source, msg, &waiting, now).await? {
         Written::Duplicate(outcome) => return Ok(outcome),
         Written::New {
             warning_id,
@@ -299,7 +320,20 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
     core.wake.notify_waiters();
     let first_ms = started.elapsed().as_millis() as u64;
     if let Some((s, rest)) = rest {
-        slices::write_rest(core, &slices::planner(s.incident), s, rest).await?;
+        // The first people's messages are on their way: now the whole plan, and its writing
+        // by the daemon's planner task, so that the POST does not wait for tens of
+        // thousands of rows (and SQLite's one writer is shared with the senders meanwhile).
+        let planned = match later {
+            Some(later) => later.decide(core),
+            None => rest,
+        };
+        if let Some(t) = touched.iter_mut().find(|t| t.0 == s.incident) {
+            t.2 = t.2.max(s.done as usize + planned.len());
+        }
+        let rest = PlanRest { started: s, planned };
+        if let Err(rest) = core.detach(rest) {
+            slices::write_rest(core, &slices::planner(s.incident), rest.started, rest.planned).await?;
+        }
     }
     let callouts: usize = touched.iter().map(|t| t.2).sum();
     tracing::info!(
@@ -331,37 +365,83 @@ async fn prepare_with_waiting(
     now: i64,
 ) -> Result<(Prepared, Vec<Prepared>), IngestError> {
     let mut roster_cache = None;
-    let mut msg = prepare(core, alert, &mut roster_cache, now).await?;
+    let dispatchable = is_dispatchable(&alert);
+    let kept = match dispatchable {
+        true => warnings::waiting_for(&core.store, &alert.sender, &alert.identifier, &alert.sent).await?,
+        false => Vec::new(),
+    };
+    // A new Alert with nothing waiting for it is written in slices, its first people decided
+    // alone (issue 11 §2); anything else is decided whole.
+    let sliced = kept.is_empty() && alert.msg_type == MsgType::Alert;
+    let first = sliced.then(|| slices::first(core));
+    let mut msg = prepare(core, alert, &mut roster_cache, now, first).await?;
     msg.source = source.to_string();
     msg.sliced = true;
     let mut waiting = Vec::new();
-    if msg.dispatchable {
+    for (id, alert, w_source) in kept {
         let a = &msg.alert;
-        for (id, alert, w_source) in
-            warnings::waiting_for(&core.store, &a.sender, &a.identifier, &a.sent).await?
-        {
-            // Kept references are only ever the sender's own, but rows from before that rule
-            // (or another way in) must not disarm this warning either.
-            if !may_revise(&alert.sender, &w_source, &a.sender, source) {
-                tracing::warn!(warning.id = id, sender = %alert.sender, source = %w_source, "waiting message may not revise this warning: left unapplied");
-                continue;
-            }
-            let mut w = prepare(core, alert, &mut roster_cache, now).await?;
-            w.warning_id = id;
-            w.source = w_source;
-            waiting.push(w);
+        // Kept references are only ever the sender's own, but rows from before that rule
+        // (or another way in) must not disarm this warning either.
+        if !may_revise(&alert.sender, &w_source, &a.sender, source) {
+            tracing::warn!(warning.id = id, sender = %alert.sender, source = %w_source, "waiting message may not revise this warning: left unapplied");
+            continue;
         }
+        let mut w = prepare(core, alert, &mut roster_cache, now, None).await?;
+        w.warning_id = id;
+        w.source = w_source;
+        waiting.push(w);
     }
     if waiting.iter().any(|w| {
         w.alert.msg_type == MsgType::Cancel && is_drill(w.alert.status) == is_drill(msg.alert.status)
     }) {
         msg.planned.clear();
+        msg.partial = false;
         msg.open_empty = true;
     }
     if !waiting.is_empty() {
         msg.sliced = false;
     }
     Ok((msg, waiting))
+}
+
+/// What deciding the rest of a plan needs once its first slice is committed: the same
+/// warning, colour, roster and instant as the first people were decided with.
+struct Later {
+    alert: Alert,
+    class: Classification,
+    roster: Roster,
+    now: i64,
+    /// Who the first slice called (not handed over again).
+    first: std::collections::HashSet<i64>,
+}
+
+impl Later {
+    fn of(msg: &Prepared, now: i64) -> Option<Later> {
+        let roster = msg.roster.clone().filter(|_| msg.partial)?;
+        Some(Later {
+            alert: msg.alert.clone(),
+            class: Classification {
+                colour: msg.plan_colour,
+                ..msg.class.clone()
+            },
+            roster,
+            now,
+            first: msg.planned.iter().take(msg.plan_first).map(|p| p.contact_id).collect(),
+        })
+    }
+
+    /// The whole plan but the first slice, in plan order.
+    fn decide(self, core: &Core) -> Vec<Planned> {
+        let Some(info) = self.alert.preferred_info() else {
+            return Vec::new();
+        };
+        let d = decide(&core.settings, info, &self.class, None, &self.roster, self.now);
+        d.calls
+            .into_iter()
+            .map(|c| c.planned)
+            .filter(|p| !self.first.contains(&p.contact_id))
+            .collect()
+    }
 }
 
 /// What writing a message did.
@@ -373,8 +453,9 @@ enum Written {
         warning_id: i64,
         touched: Vec<(i64, String, usize)>,
         note: Option<String>,
-        /// A plan written in slices: the ones after the first.
-        rest: Option<(slices::Started, Vec<crate::target::plan::Planned>)>,
+        /// A plan written in slices: the ones after the first, or none yet when only the
+        /// first were decided (`Prepared::partial`).
+        rest: Option<(Started, Vec<Planned>)>,
     },
 }
 

@@ -21,7 +21,7 @@ use crate::domain::IncidentState;
 use crate::store::callouts::{self, Added};
 use crate::store::jobs::{self, Job};
 use crate::store::ledger::Record;
-use crate::store::planning;
+use crate::store::planning::{self, Started};
 use crate::store::warnings;
 use crate::target::plan::{decide, Planned};
 
@@ -39,23 +39,13 @@ fn slice(core: &Core) -> usize {
 }
 
 /// The claim name under which the ingest that opened `incident` writes the rest of its plan.
-pub(super) fn planner(incident: i64) -> String {
+pub fn planner(incident: i64) -> String {
     format!("planner-{}-i{incident}", std::process::id())
-}
-
-/// What the ingest transaction started: the rest of the plan is written by [`write_rest`].
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Started {
-    pub incident: i64,
-    pub job: i64,
-    pub deadline_at: i64,
-    /// Call-outs written so far (the first slice).
-    pub done: i64,
 }
 
 /// Writes `rest` slice by slice under the `plan` job's claim (renewed while it runs), then
 /// finishes the job with the last slice. Returns the call-outs written.
-pub(super) async fn write_rest(core: &Core, worker: &str, s: Started, rest: Vec<Planned>) -> Result<usize> {
+pub async fn write_rest(core: &Core, worker: &str, s: Started, rest: Vec<Planned>) -> Result<usize> {
     lease::renewing(core, worker, &[s.job], slices(core, worker, s, rest)).await
 }
 

@@ -30,6 +30,26 @@ pub struct Planning {
     pub finished_at: Option<i64>,
 }
 
+/// A plan whose first slice is committed, as its planner holds it: the rest is written under
+/// the claimed `plan` job (`ingest::slices::write_rest`).
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    pub incident: i64,
+    pub job: i64,
+    pub deadline_at: i64,
+    /// Call-outs written so far (the first slice).
+    pub done: i64,
+}
+
+/// The rest of a plan handed from the request that wrote its first slice to the daemon's
+/// planner task (`Core::detach`).
+#[derive(Debug)]
+pub struct PlanRest {
+    pub started: Started,
+    /// The whole plan, in plan order; whoever the incident has a call-out for is skipped.
+    pub planned: Vec<crate::target::plan::Planned>,
+}
+
 fn planning_of(r: &sqlx::any::AnyRow) -> Result<Planning> {
     let incident_id: i64 = r.try_get(0)?;
     let colour: Option<String> = r.try_get(2)?;
@@ -96,14 +116,18 @@ impl Tx {
         Ok(Some((planning_of(&r)?, state)))
     }
 
-    /// Moves the cursor to `done`; `finished` ends the plan.
+    /// Moves the cursor to `done`; `finished` ends the plan. `total` grows with the cursor:
+    /// a plan whose first people were decided alone starts with only them counted.
     pub async fn advance_planning(
         &mut self,
         incident_id: i64,
         done: i64,
         finished: Option<i64>,
     ) -> Result<()> {
-        sqlx::query("UPDATE planning SET done = $1, finished_at = $2 WHERE incident_id = $3")
+        sqlx::query(
+            "UPDATE planning SET done = $1, finished_at = $2, total = CASE WHEN total < $1 THEN $1 ELSE total END
+             WHERE incident_id = $3",
+        )
             .bind(done)
             .bind(finished)
             .bind(incident_id)

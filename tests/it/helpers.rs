@@ -144,7 +144,35 @@ secret_env = "JIAOYING_TEST_GW_SECRET"
 }
 
 impl TestApp {
+    /// POSTs a CAP message and, when it was accepted, waits until its whole plan is written:
+    /// a large plan's first slice is committed with the warning and the rest written by the
+    /// daemon's planner task after the 202 (issue 11 §2), and most tests count call-outs.
     pub async fn post_cap(&self, body: &[u8], token: &str) -> (u16, serde_json::Value) {
+        let (status, body) = self.post_cap_nowait(body, token).await;
+        if status == 202 {
+            self.wait_planned(60).await;
+        }
+        (status, body)
+    }
+
+    /// Waits until no plan is being written.
+    pub async fn wait_planned(&self, secs: u64) {
+        let started = std::time::Instant::now();
+        while self
+            .scalar("SELECT COUNT(*) FROM planning WHERE finished_at IS NULL")
+            .await
+            > 0
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(secs),
+                "a plan was still being written after {secs} s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// POSTs a CAP message and returns as soon as the daemon answers.
+    pub async fn post_cap_nowait(&self, body: &[u8], token: &str) -> (u16, serde_json::Value) {
         let r = self
             .http
             .post(format!("{}/api/v1/warnings", self.base))
