@@ -15,6 +15,8 @@ use crate::store::answers::{Ack, Evacuation};
 use crate::store::callouts::Callout;
 use crate::store::inbound::{InboundKind, NewInbound};
 use crate::store::Tx;
+use std::sync::Arc;
+
 use anyhow::Result;
 
 /// Records an answer to a call-out; a second genuine answer changes nothing.
@@ -157,13 +159,87 @@ pub const REPLAYED: &str = "replayed";
 pub async fn heard(core: &Core, gateway: &str, events: &[Event]) -> Result<Vec<Outcome>> {
     let mut out = Vec::with_capacity(events.len());
     for e in events {
-        let id = (!e.id.is_empty()).then_some(e.id.as_str());
-        out.push(match &e.what {
-            What::Reply { from, text } => sms_reply(core, gateway, id, from, text).await?,
-            What::Receipt { .. } | What::Voice { .. } => report(core, gateway, id, &e.what).await?,
-        });
+        let mut tx = core.store.begin().await?;
+        out.push(one(&mut tx, gateway, e, core.now()).await?);
+        tx.commit().await?;
     }
     Ok(out)
+}
+
+/// One event, in the caller's unit of work.
+async fn one(tx: &mut Tx, gateway: &str, e: &Event, now: i64) -> Result<Outcome> {
+    let id = (!e.id.is_empty()).then_some(e.id.as_str());
+    match &e.what {
+        What::Reply { from, text } => sms_reply(tx, gateway, id, from, text, now).await,
+        What::Receipt { .. } | What::Voice { .. } => report(tx, gateway, id, &e.what, now).await,
+    }
+}
+
+/// [`heard`] for callbacks coming in together (a reply flood: a village-by-village 收到 after
+/// a typhoon warning): the events of the requests waiting meanwhile are applied in one unit of
+/// work, in the order they came, and each request is answered once it has committed (group
+/// commit). SQLite has one writer, and a commit per reply capped a flood at about 1,400
+/// replies/s; a group of 64 shares its commit, its ledger head and the pages it touches.
+/// A group that fails is applied again event by event, so one bad event fails alone.
+pub async fn heard_together(core: &Arc<Core>, gateway: &str, events: Vec<Event>) -> Result<Vec<Outcome>> {
+    let core2 = core.clone();
+    let out = core
+        .callbacks
+        .join((gateway.to_string(), events), move |group| {
+            // A task of its own: a client that hangs up must not cancel the others' commit.
+            let task = tokio::spawn(async move { apply_group(&core2, group).await });
+            async move {
+                if let Err(e) = task.await {
+                    tracing::error!(error = %e, "a group of callbacks stopped");
+                }
+            }
+        })
+        .await;
+    match out {
+        Some(Ok(outcomes)) => Ok(outcomes),
+        Some(Err(e)) => Err(anyhow::anyhow!(e)),
+        None => Err(anyhow::anyhow!("the callback's group was not applied")),
+    }
+}
+
+type Waiting = (
+    (String, Vec<Event>),
+    tokio::sync::oneshot::Sender<std::result::Result<Vec<Outcome>, String>>,
+);
+
+async fn apply_group(core: &Core, group: Vec<Waiting>) {
+    let together = async {
+        let now = core.now();
+        let mut tx = core.store.begin().await?;
+        let mut outs = Vec::with_capacity(group.len());
+        for ((gateway, events), _) in &group {
+            let mut o = Vec::with_capacity(events.len());
+            for e in events {
+                o.push(one(&mut tx, gateway, e, now).await?);
+            }
+            outs.push(o);
+        }
+        tx.commit().await?;
+        anyhow::Ok(outs)
+    }
+    .await;
+    match together {
+        Ok(outs) => {
+            for ((_, reply), o) in group.into_iter().zip(outs) {
+                let _ = reply.send(Ok(o));
+            }
+        }
+        Err(e) => {
+            if group.len() > 1 {
+                tracing::warn!(callbacks = group.len(), error = %format!("{e:#}"),
+                    "a group of callbacks failed: applying them one by one");
+            }
+            for ((gateway, events), reply) in group {
+                let one_by_one = heard(core, &gateway, &events).await.map_err(|e| format!("{e:#}"));
+                let _ = reply.send(one_by_one);
+            }
+        }
+    }
 }
 
 /// A replay: kept (without its id, which the first one holds), nothing else changes.
@@ -190,19 +266,16 @@ async fn replayed(tx: &mut Tx, gateway: &str, kind: InboundKind, body: &str, now
 /// A reply from a phone (SPEC §7): the code in it, or else the newest open call-out of that
 /// number, gets the answer and the evacuation count.
 async fn sms_reply(
-    core: &Core,
+    tx: &mut Tx,
     gateway: &str,
     event_id: Option<&str>,
     from: &str,
     text: &str,
+    now: i64,
 ) -> Result<Outcome> {
-    let now = core.now();
-    let mut tx = core.store.begin().await?;
     if let Some(id) = event_id {
         if tx.seen_event(gateway, id).await? {
-            let out = replayed(&mut tx, gateway, InboundKind::Sms, text, now).await?;
-            tx.commit().await?;
-            return Ok(out);
+            return replayed(tx, gateway, InboundKind::Sms, text, now).await;
         }
     }
     let phone = Phone::parse(from).ok();
@@ -261,7 +334,7 @@ async fn sms_reply(
             actor: None,
             inbound_id: Some(inbound_id),
         };
-        if let Answered::Recorded { late: l } = knock_in(&mut tx, task, k, &ack, now).await? {
+        if let Answered::Recorded { late: l } = knock_in(tx, task, k, &ack, now).await? {
             late = Some(l);
         }
         result = SmsResult::Knock;
@@ -276,7 +349,7 @@ async fn sms_reply(
             inbound_id: Some(inbound_id),
         };
         let answered = match r.moved {
-            Some(moved) => evacuation_in(&mut tx, c, moved, r.threatened, &ack, now).await?,
+            Some(moved) => evacuation_in(tx, c, moved, r.threatened, &ack, now).await?,
             None => tx.acknowledge(c.id, &ack, now).await?,
         };
         if let Answered::Recorded { late: l } = answered {
@@ -297,7 +370,6 @@ async fn sms_reply(
         now,
     )
     .await?;
-    tx.commit().await?;
     if result == SmsResult::UnknownNumber {
         tracing::warn!(gateway, from = %phone.map(|p| p.masked()).unwrap_or_else(|| "?".into()), "reply from an unknown number kept, nothing changed");
     }
@@ -311,15 +383,11 @@ async fn sms_reply(
 
 /// A delivery receipt or a voice result: delivered is never an answer; a key press of 1 is;
 /// a call heard to the end is where the incident's policy says so.
-async fn report(core: &Core, gateway: &str, event_id: Option<&str>, what: &What) -> Result<Outcome> {
-    let now = core.now();
-    let mut tx = core.store.begin().await?;
+async fn report(tx: &mut Tx, gateway: &str, event_id: Option<&str>, what: &What, now: i64) -> Result<Outcome> {
     let body = format!("{what:?}");
     if let Some(id) = event_id {
         if tx.seen_event(gateway, id).await? {
-            let out = replayed(&mut tx, gateway, InboundKind::Status, &body, now).await?;
-            tx.commit().await?;
-            return Ok(out);
+            return replayed(tx, gateway, InboundKind::Status, &body, now).await;
         }
     }
     let message = match what {
@@ -327,7 +395,7 @@ async fn report(core: &Core, gateway: &str, event_id: Option<&str>, what: &What)
         What::Reply { .. } => unreachable!("replies are read by sms_reply"),
     };
     let callout = match message {
-        MessageRef::Key(k) => crate::store::attempts::callout_of_ref(&mut tx, gateway, k).await?,
+        MessageRef::Key(k) => crate::store::attempts::callout_of_ref(tx, gateway, k).await?,
         MessageRef::Provider(id) => tx.callout_of_provider_id(gateway, id).await?,
     };
     let voice = |note| Ack {
@@ -411,7 +479,6 @@ async fn report(core: &Core, gateway: &str, event_id: Option<&str>, what: &What)
         now,
     )
     .await?;
-    tx.commit().await?;
     Ok(Outcome {
         outcome,
         callout_id: callout,

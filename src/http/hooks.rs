@@ -53,7 +53,7 @@ pub async fn hook(
             Refused::BadBody(m) => ApiError::bad_request(&m),
         }
     })?;
-    let outcomes = inbound::heard(&core, &gateway, &events).await?;
+    let outcomes = inbound::heard_together(&core, &gateway, events).await?;
     let a = channel.answer(&req, &outcomes);
     Ok((
         StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK),
