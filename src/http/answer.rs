@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::answer::inbound::{self, Answered};
 use crate::answer::token::{self, TokenError};
 use crate::core::Core;
-use crate::domain::{AckMethod, Colour, Knock, State as CalloutState};
+use crate::domain::{AckMethod, Colour, IncidentState, Knock, State as CalloutState};
 use crate::store::callouts::Callout;
 use crate::store::incidents::{self, Incident};
 
@@ -44,12 +44,12 @@ input{font-size:1.2rem;padding:.5rem;width:8rem}
 {% if incident.instruction %}<p><b>要求：</b>{{ incident.instruction }}</p>{% endif %}
 {% if callout.knock %}
 <p><b>【上门叫应】</b>{{ callout.knock }} <span class="en">door-knock task: go to this door</span></p>
-{% if not acked %}{% for k in knocks %}<form method="post"><input type="hidden" name="action" value="knock"><input type="hidden" name="result" value="{{ k.0 }}">
+{% if not acked and incident.state == "active" %}{% for k in knocks %}<form method="post"><input type="hidden" name="action" value="knock"><input type="hidden" name="result" value="{{ k.0 }}">
 <button type="submit">{{ k.1 }}</button></form>{% endfor %}{% endif %}
 {% endif %}
 {% if acked %}
 <p class="done">✔ 已收到{% if callout.acked_at_text %}（{{ callout.acked_at_text }}）{% endif %}。谢谢！<br><span class="en">Acknowledged. Thank you.</span></p>
-{% elif not callout.knock %}
+{% elif not callout.knock and incident.state == "active" %}
 <form method="post"><input type="hidden" name="action" value="ack">
 <button type="submit">收到 / Received</button></form>
 {% endif %}
@@ -163,6 +163,15 @@ pub async fn submit(
         Ok(x) => x,
         Err(r) => return r,
     };
+    // A link of a closed incident records nothing (410, the page saying so). The page offers
+    // no answer there and an SMS reply finds no open call-out once it is stood down; without
+    // this a link still recorded an acknowledgement, or an evacuation count, on an incident
+    // already closed. (A stand-down committing between this read and the answer below still
+    // lets that one answer through, marked late, as `domain::callout::on_answer` says.)
+    if i.state != IncidentState::Active {
+        let msg = "本次叫应已结束，未记录 / this call-out is closed: nothing recorded";
+        return render(&c, &i, Some(msg), StatusCode::GONE);
+    }
     let Ok(Form(f)) = form else {
         return render(&c, &i, Some("表单有误 / bad form"), StatusCode::BAD_REQUEST);
     };
