@@ -14,7 +14,7 @@ use crate::domain::{AckMethod, Knock, Phone};
 use crate::store::answers::{Ack, Evacuation};
 use crate::store::callouts::Callout;
 use crate::store::inbound::{InboundKind, NewInbound};
-use crate::store::Tx;
+use crate::store::{Backend, Tx};
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -181,7 +181,13 @@ async fn one(tx: &mut Tx, gateway: &str, e: &Event, now: i64) -> Result<Outcome>
 /// commit). SQLite has one writer, and a commit per reply capped a flood at about 1,400
 /// replies/s; a group of 64 shares its commit, its ledger head and the pages it touches.
 /// A group that fails is applied again event by event, so one bad event fails alone.
+/// On SQLite only: PostgreSQL takes callbacks on connections of their own in parallel, and a
+/// group would lock its call-outs in the order the replies came rather than the store's
+/// lock order (by id), so two groups, or a group and an Update, could deadlock.
 pub async fn heard_together(core: &Arc<Core>, gateway: &str, events: Vec<Event>) -> Result<Vec<Outcome>> {
+    if core.store.backend() != Backend::Sqlite {
+        return heard(core, gateway, &events).await;
+    }
     let core2 = core.clone();
     let out = core
         .callbacks
@@ -383,7 +389,13 @@ async fn sms_reply(
 
 /// A delivery receipt or a voice result: delivered is never an answer; a key press of 1 is;
 /// a call heard to the end is where the incident's policy says so.
-async fn report(tx: &mut Tx, gateway: &str, event_id: Option<&str>, what: &What, now: i64) -> Result<Outcome> {
+async fn report(
+    tx: &mut Tx,
+    gateway: &str,
+    event_id: Option<&str>,
+    what: &What,
+    now: i64,
+) -> Result<Outcome> {
     let body = format!("{what:?}");
     if let Some(id) = event_id {
         if tx.seen_event(gateway, id).await? {

@@ -32,6 +32,7 @@ impl App {
         }
         // The roster index is built once here, not for the first warning (issue 11 §6).
         core.roster().await?;
+        core.store.settle().await?;
         let bind = core.settings.http.bind.clone();
         let listener = TcpListener::bind(&bind)
             .await
@@ -110,8 +111,15 @@ async fn planner(
                 "writing the rest of a plan failed: a worker resumes it when its claim runs out");
         }
     }
-    // From here on an ingest writes its plan itself.
+    // From here on an ingest writes its plan itself; plans still queued are let go at once,
+    // so that the next start (or another instance) resumes them without waiting a lease.
     core.set_planner(None);
+    while let Ok(rest) = rx.try_recv() {
+        let name = crate::ingest::slices::planner(rest.started.incident);
+        if let Err(e) = crate::store::jobs::release(core.store.pool(), &name).await {
+            tracing::warn!(incident.id = rest.started.incident, error = %e, "letting go of a queued plan failed; it is resumed when its claim runs out");
+        }
+    }
 }
 
 /// A step of the machine's clock bigger than this is taken up (clock.rs); smaller ones are

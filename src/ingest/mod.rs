@@ -42,8 +42,8 @@ use crate::cap::{self, Alert, CapError, Classification, MsgType, Status};
 use crate::config::Policy;
 use crate::core::Core;
 use crate::domain::Colour;
-use crate::store::{incidents, warnings};
 use crate::store::planning::{PlanRest, Started};
+use crate::store::{incidents, warnings};
 use crate::target::plan::{decide, decide_up_to, Planned};
 
 #[derive(Debug, Serialize)]
@@ -426,7 +426,12 @@ impl Later {
             },
             roster,
             now,
-            first: msg.planned.iter().take(msg.plan_first).map(|p| p.contact_id).collect(),
+            first: msg
+                .planned
+                .iter()
+                .take(msg.plan_first)
+                .map(|p| p.contact_id)
+                .collect(),
         })
     }
 

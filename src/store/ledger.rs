@@ -60,7 +60,11 @@ pub async fn append(
 }
 
 /// Appends records each with its own time, taking the head once (a group commit's units).
-pub async fn append_at(conn: &mut AnyConnection, backend: Backend, records: Vec<(i64, Record)>) -> Result<()> {
+pub async fn append_at(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    records: Vec<(i64, Record)>,
+) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }

@@ -276,6 +276,19 @@ impl Store {
         Ok(Store { pool, backend })
     }
 
+    /// Before serving, on SQLite: writes back the WAL a roster import (or the last run) left,
+    /// so that the first warning's commit does not pay for it (at 50,000 contacts imported,
+    /// the first slice's commit took 94 ms, mostly that checkpoint). PostgreSQL: nothing.
+    pub async fn settle(&self) -> Result<()> {
+        if self.backend == Backend::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await
+                .context("checkpointing the SQLite WAL before serving")?;
+        }
+        Ok(())
+    }
+
     pub async fn migrate(&self) -> Result<()> {
         let m = match self.backend {
             Backend::Sqlite => &SQLITE,

@@ -134,31 +134,31 @@ token_env = "JIAOYING_PLAN_FEED_TOKEN"
         .unwrap();
 
     let mut child = serve(&config, &base).await;
-    // The POST is cut off by the kill: its answer is not awaited.
-    let post = tokio::spawn({
-        let base = base.clone();
-        async move {
-            reqwest::Client::new()
-                .post(format!("{base}/api/v1/warnings"))
-                .bearer_auth("plan-feed-token")
-                .body(demo_cap())
-                .send()
-                .await
-        }
-    });
+    // The POST answers once the first slice is committed and the whole plan decided (its
+    // size is in the answer); the daemon's planner task writes the rest after that.
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/warnings"))
+        .bearer_auth("plan-feed-token")
+        .body(demo_cap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let total = body["incidents"][0]["callouts"].as_i64().unwrap();
     // Kill as soon as a slice after the first is committed and the plan is not finished.
     let start = Instant::now();
-    let (incident, total) = loop {
-        let row: Option<(i64, i64, i64, Option<i64>)> =
-            sqlx::query_as("SELECT incident_id, total, done, finished_at FROM planning")
+    let incident = loop {
+        let row: Option<(i64, i64, Option<i64>)> =
+            sqlx::query_as("SELECT incident_id, done, finished_at FROM planning")
                 .fetch_optional(&pool)
                 .await
                 .unwrap();
-        if let Some((incident, total, done, None)) = row {
+        if let Some((incident, done, None)) = row {
             if done > 16 {
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();
-                break (incident, total);
+                break incident;
             }
         }
         assert!(
@@ -167,7 +167,6 @@ token_env = "JIAOYING_PLAN_FEED_TOKEN"
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
-    let _ = post.await;
     let (done, finished): (i64, Option<i64>) =
         sqlx::query_as("SELECT done, finished_at FROM planning WHERE incident_id = $1")
             .bind(incident)
