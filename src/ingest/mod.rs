@@ -99,7 +99,7 @@ struct Prepared {
     /// Call-outs written with the incident when the plan is sliced.
     plan_first: usize,
     /// Only the first `plan_first` people were decided (`decide_up_to`): more may follow,
-    /// decided after the first slice is committed (`rest_of_plan`).
+    /// decided after the first slice is committed (`Later`).
     partial: bool,
     /// The roster the plan was decided on (the rest is decided on the same one).
     roster: Option<Roster>,
