@@ -89,8 +89,9 @@ impl App {
 
 /// The daemon's planner: writes the rest of each large plan a request committed the first
 /// slice of (`Core::detach`), one plan at a time, so that the POST returns once its first
-/// people are called. A stop lets the plan in hand finish; plans still queued keep their
-/// claimed `plan` job, which a worker resumes when the claim runs out (as after a crash).
+/// people are called. A stop lets the plan in hand finish and lets go of the claims of plans
+/// still queued, so the next start resumes them at once; after a crash their claimed `plan`
+/// jobs are resumed by a worker when the claim runs out.
 async fn planner(
     core: Arc<Core>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<crate::store::planning::PlanRest>,

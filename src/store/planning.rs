@@ -46,7 +46,8 @@ pub struct Started {
 #[derive(Debug)]
 pub struct PlanRest {
     pub started: Started,
-    /// The whole plan, in plan order; whoever the incident has a call-out for is skipped.
+    /// The plan after its first slice, in plan order (a slice still skips whoever the
+    /// incident has a call-out for by then).
     pub planned: Vec<crate::target::plan::Planned>,
 }
 
