@@ -273,7 +273,27 @@ def run_backend(backend, n, instances, body):
             after = pg_snapshot(db)
             pg_cost("fanout", n, snap, after, backend, instances)
             snap = after
+        # BENCH_PERF=1: the first daemon is profiled during the storm or the replies (perf
+        # record -g), and its hottest symbols go to bench/out/perf-TAG.txt.
+        perf = None
+        if os.environ.get("BENCH_PERF"):
+            if not shutil.which("perf"):
+                die("BENCH_PERF needs perf (apt-get install linux-perf)")
+            perf = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", str(procs[0].pid),
+                                     "-o", os.path.join(OUT, f"perf-{tag}.data")],
+                                    stdout=subprocess.DEVNULL,
+                                    stderr=open(os.path.join(OUT, f"perf-{tag}.log"), "w"))
+            time.sleep(0.5)
         body(backend, n, instances, db, ports, sink_port, procs, tag)
+        if perf:
+            perf.send_signal(2)
+            perf.wait(timeout=60)
+            report = subprocess.run(["perf", "report", "-i", os.path.join(OUT, f"perf-{tag}.data"),
+                                     "--no-children", "--sort", "dso,symbol", "--percent-limit", "0.7",
+                                     "--stdio"], capture_output=True, text=True).stdout
+            with open(os.path.join(OUT, f"perf-{tag}.txt"), "w") as f:
+                f.writelines(l + "\n" for l in report.splitlines() if l[:1] == " " and l.strip()[:1].isdigit())
+            log(f"{backend}: profile summary in bench/out/perf-{tag}.txt")
         if snap:
             pg_cost(NAME, n, snap, pg_snapshot(db), backend, instances)
     finally:

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::{ChannelKind, Rung};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Planned,

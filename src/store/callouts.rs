@@ -5,6 +5,8 @@
 //! deadline or an answer does is `domain::callout`, who hears a stand-down is
 //! `deliver::standdown`.
 
+use std::collections::BTreeMap;
+
 use anyhow::{anyhow, Result};
 use sqlx::{AnyConnection, Row};
 
@@ -180,22 +182,57 @@ pub fn planned_records(incident_id: i64, planned: &[Planned], ids: &[i64], deadl
         .collect()
 }
 
-/// A call-out made by escalation (to a backup or superior) or by hand, with its jobs.
-#[allow(clippy::too_many_arguments)]
-// TODO(issue 8): deliver/escalate.rs calls this with its transaction as a bare connection.
-pub async fn add_callout(
+/// A call-out an escalation makes: a child of the one not answered, for its backup, superior,
+/// duty holder or door-knocker.
+pub struct NewChild {
+    pub incident_id: i64,
+    pub contact_id: i64,
+    pub parent_id: i64,
+    pub rung: i64,
+    pub region: String,
+    pub place: String,
+    pub role: String,
+    pub reason: String,
+    /// `knock`: a door-knock task, not a call-out to join.
+    pub task: Option<&'static str>,
+    pub deadline_at: i64,
+}
+
+/// Inserts escalations' call-outs together (a storm of deadlines makes thousands), with their
+/// send and deadline jobs and the places waiting on their parents (so that a list is never
+/// nested in a list when one joins another). Returns their ids, in order.
+pub async fn add_children(
     conn: &mut AnyConnection,
     backend: Backend,
-    incident_id: i64,
-    contact_id: i64,
-    parent_id: Option<i64>,
-    rung: i64,
-    (region, place, role, reason): (&str, &str, &str, &str),
-    task: Option<&str>,
-    deadline_at: i64,
+    children: &[NewChild],
     now: i64,
-) -> Result<i64> {
-    let cid = alloc_ids(conn, backend, "callouts", 1).await?[0];
+) -> Result<Vec<i64>> {
+    let ids = alloc_ids(conn, backend, "callouts", children.len()).await?;
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    let rows = children
+        .iter()
+        .zip(&ids)
+        .map(|(c, id)| {
+            vec![
+                Val::I(*id),
+                Val::I(c.incident_id),
+                Val::I(c.contact_id),
+                Val::I(c.parent_id),
+                Val::I(c.rung),
+                Val::from(c.region.as_str()),
+                Val::from(c.place.as_str()),
+                Val::from(c.role.as_str()),
+                Val::from(c.reason.as_str()),
+                Val::from(State::Planned.as_str()),
+                Val::I(c.deadline_at),
+                Val::I(now),
+                Val::I(now),
+                Val::from(c.task.map(str::to_string)),
+            ]
+        })
+        .collect();
     insert_rows(
         conn,
         "callouts",
@@ -215,45 +252,80 @@ pub async fn add_callout(
             "updated_at",
             "task",
         ],
-        vec![vec![
-            Val::I(cid),
-            Val::I(incident_id),
-            Val::I(contact_id),
-            Val::from(parent_id),
-            Val::I(rung),
-            Val::from(region),
-            Val::from(place),
-            Val::from(role),
-            Val::from(reason),
-            Val::from(State::Planned.as_str()),
-            Val::I(deadline_at),
-            Val::I(now),
-            Val::I(now),
-            Val::from(task.map(str::to_string)),
-        ]],
+        rows,
     )
     .await?;
-    jobs::insert(conn, jobs::first_jobs(cid, rung, deadline_at, now).to_vec(), now).await?;
-    Ok(cid)
+    let new_jobs = children
+        .iter()
+        .zip(&ids)
+        .flat_map(|(c, id)| jobs::first_jobs(*id, c.rung, c.deadline_at, now))
+        .collect();
+    jobs::insert(conn, new_jobs, now).await?;
+    // The places waiting on each parent (others that had joined it) wait on its children too.
+    let mut parents: Vec<i64> = children.iter().map(|c| c.parent_id).collect();
+    parents.sort_unstable();
+    parents.dedup();
+    let mut waiting: Vec<(i64, Option<i64>, String)> = Vec::new();
+    for chunk in parents.chunks(1000) {
+        let sql = format!(
+            "SELECT host_id, joined_id, place FROM callout_joins WHERE host_id IN ({}) ORDER BY host_id, at, joined_id",
+            super::placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query_as::<_, (i64, Option<i64>, String)>(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        waiting.extend(q.fetch_all(&mut *conn).await?);
+    }
+    if !waiting.is_empty() {
+        let rows = children
+            .iter()
+            .zip(&ids)
+            .flat_map(|(c, id)| {
+                waiting
+                    .iter()
+                    .filter(move |w| w.0 == c.parent_id)
+                    .map(move |(_, joined, place)| {
+                        vec![
+                            Val::I(*id),
+                            Val::from(*joined),
+                            Val::from(place.as_str()),
+                            Val::I(now),
+                        ]
+                    })
+            })
+            .collect();
+        insert_rows(
+            conn,
+            "callout_joins",
+            &["host_id", "joined_id", "place", "at"],
+            rows,
+        )
+        .await?;
+    }
+    Ok(ids)
 }
 
-/// Moves a call-out to ladder rung `rung`; with `deadline_at`, its answer deadline restarts.
-pub async fn set_rung(
-    conn: &mut AnyConnection,
-    id: i64,
-    rung: i64,
-    deadline_at: Option<i64>,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE callouts SET rung = $1, deadline_at = COALESCE($2, deadline_at), updated_at = $3 WHERE id = $4",
-    )
-    .bind(rung)
-    .bind(deadline_at)
-    .bind(now)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
+/// Moves call-outs to ladder rungs: `(id, rung, deadline_at)`; with `deadline_at`, the answer
+/// deadline restarts. One statement per distinct rung and deadline.
+pub async fn set_rungs(conn: &mut AnyConnection, moves: &[(i64, i64, Option<i64>)], now: i64) -> Result<()> {
+    let mut groups: BTreeMap<(i64, Option<i64>), Vec<i64>> = BTreeMap::new();
+    for (id, rung, deadline) in moves {
+        groups.entry((*rung, *deadline)).or_default().push(*id);
+    }
+    for ((rung, deadline), ids) in groups {
+        for chunk in ids.chunks(1000) {
+            let sql = format!(
+                "UPDATE callouts SET rung = $1, deadline_at = COALESCE($2, deadline_at), updated_at = $3 WHERE id IN ({})",
+                super::placeholders(4, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(rung).bind(deadline).bind(now);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *conn).await?;
+        }
+    }
     Ok(())
 }
 
@@ -504,12 +576,7 @@ pub async fn open_callout_of(
     incident_id: i64,
     contact_id: i64,
 ) -> Result<Option<Callout>> {
-    let awaiting = State::ALL
-        .into_iter()
-        .filter(|s| s.awaiting() || *s == State::Unreached)
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let awaiting = open_states();
     let sql = format!(
         "{CALLOUT_SELECT} WHERE c.incident_id = $1 AND c.contact_id = $2 AND c.task IS NULL AND c.state IN ({awaiting})
          ORDER BY c.id DESC LIMIT 1"
@@ -520,6 +587,45 @@ pub async fn open_callout_of(
         .fetch_optional(&mut *conn)
         .await?;
     row.map(|r| callout_of(&r)).transpose()
+}
+
+/// Which of these people have an open call-out (as [`open_callout_of`] finds) in which of
+/// these incidents: `(incident, contact)`. A chunk of deadlines asks once for everyone it may
+/// call, and reads the call-out itself only for those who have one (to join it).
+pub async fn open_pairs(
+    conn: &mut AnyConnection,
+    incidents: &[i64],
+    contacts: &[i64],
+) -> Result<std::collections::HashSet<(i64, i64)>> {
+    let mut out = std::collections::HashSet::new();
+    if incidents.is_empty() || contacts.is_empty() {
+        return Ok(out);
+    }
+    let open = open_states();
+    for chunk in contacts.chunks(1000) {
+        let sql = format!(
+            "SELECT DISTINCT incident_id, contact_id FROM callouts WHERE task IS NULL AND state IN ({open})
+             AND incident_id IN ({}) AND contact_id IN ({})",
+            super::placeholders(1, incidents.len()),
+            super::placeholders(1 + incidents.len(), chunk.len())
+        );
+        let mut q = sqlx::query_as::<_, (i64, i64)>(&sql);
+        for id in incidents.iter().chain(chunk) {
+            q = q.bind(*id);
+        }
+        out.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok(out)
+}
+
+/// The states of a call-out another can join: waiting for an answer, or given up on.
+fn open_states() -> String {
+    State::ALL
+        .into_iter()
+        .filter(|s| s.awaiting() || *s == State::Unreached)
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The places waiting on a call-out that others joined, its own first (empty: none joined).
@@ -575,19 +681,4 @@ pub async fn join(
         .execute(&mut *conn)
         .await?;
     Ok(places)
-}
-
-/// An escalation's call-out carries the places waiting on the one it escalates (so that a
-/// list is never nested in a list when it joins another).
-pub async fn inherit_places(conn: &mut AnyConnection, from: i64, to: i64, now: i64) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO callout_joins (host_id, joined_id, place, at)
-         SELECT $1, joined_id, place, $2 FROM callout_joins WHERE host_id = $3",
-    )
-    .bind(to)
-    .bind(now)
-    .bind(from)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }

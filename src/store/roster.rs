@@ -270,6 +270,26 @@ pub async fn contact_by_key(conn: &mut AnyConnection, key: &str) -> Result<Optio
     row.as_ref().map(contact_of).transpose()
 }
 
+/// The contacts with these keys, those that exist (a chunk of deadlines reads the backups and
+/// superiors it may call in one query).
+pub async fn contacts_by_keys(conn: &mut AnyConnection, keys: &[&str]) -> Result<Vec<Contact>> {
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(1000) {
+        let sql = format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE key IN ({})",
+            super::placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for k in chunk {
+            q = q.bind(*k);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            out.push(contact_of(&r)?);
+        }
+    }
+    Ok(out)
+}
+
 /// The contacts holding `role` in exactly `region`.
 pub async fn contacts_with_role(
     conn: &mut AnyConnection,
