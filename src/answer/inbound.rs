@@ -167,7 +167,7 @@ pub async fn heard(core: &Core, gateway: &str, events: &[Event]) -> Result<Vec<O
 }
 
 /// One event, in the caller's unit of work.
-async fn one(tx: &mut Tx, gateway: &str, e: &Event, now: i64) -> Result<Outcome> {
+pub(super) async fn one(tx: &mut Tx, gateway: &str, e: &Event, now: i64) -> Result<Outcome> {
     let id = (!e.id.is_empty()).then_some(e.id.as_str());
     match &e.what {
         What::Reply { from, text } => sms_reply(tx, gateway, id, from, text, now).await,
@@ -213,23 +213,28 @@ type Waiting = (
     tokio::sync::oneshot::Sender<std::result::Result<Vec<Outcome>, String>>,
 );
 
+/// The callbacks of a group (each a gateway's events) in one unit of work, in order, their
+/// plain replies applied together (`together`); SQLite only (its one connection is the only
+/// writer). Each event's outcome and ledger entries are those it would have alone.
+pub async fn heard_in_one(core: &Core, callbacks: &[(String, Vec<Event>)]) -> Result<Vec<Vec<Outcome>>> {
+    let now = core.now();
+    let mut tx = core.store.begin().await?;
+    let events: Vec<(&str, &Event)> = callbacks
+        .iter()
+        .flat_map(|(gateway, events)| events.iter().map(move |e| (gateway.as_str(), e)))
+        .collect();
+    let mut all = super::together::apply(&mut tx, &events, now).await?.into_iter();
+    let outs: Vec<Vec<Outcome>> = callbacks
+        .iter()
+        .map(|(_, events)| all.by_ref().take(events.len()).collect())
+        .collect();
+    tx.commit().await?;
+    Ok(outs)
+}
+
 async fn apply_group(core: &Core, group: Vec<Waiting>) {
-    let together = async {
-        let now = core.now();
-        let mut tx = core.store.begin().await?;
-        let mut outs = Vec::with_capacity(group.len());
-        for ((gateway, events), _) in &group {
-            let mut o = Vec::with_capacity(events.len());
-            for e in events {
-                o.push(one(&mut tx, gateway, e, now).await?);
-            }
-            outs.push(o);
-        }
-        tx.commit().await?;
-        anyhow::Ok(outs)
-    }
-    .await;
-    match together {
+    let callbacks: Vec<(String, Vec<Event>)> = group.iter().map(|(c, _)| c.clone()).collect();
+    match heard_in_one(core, &callbacks).await {
         Ok(outs) => {
             for ((_, reply), o) in group.into_iter().zip(outs) {
                 let _ = reply.send(Ok(o));
@@ -269,6 +274,31 @@ async fn replayed(tx: &mut Tx, gateway: &str, kind: InboundKind, body: &str, now
     })
 }
 
+/// The call-out a reply answers, of that number's call-outs (newest first, with their
+/// incident's code): the one whose code it names; without a code (or with one that matches
+/// nothing), the newest call-out still waiting for an answer; only when none waits, the
+/// newest (a count after an answer still counts). A cancelled call-out is never chosen over
+/// one that waits.
+pub(super) fn choose<'c>(
+    open: &[&'c (Callout, String)],
+    parsed: Option<&reply::Reply>,
+) -> Option<&'c (Callout, String)> {
+    let waiting = || {
+        open.iter()
+            .find(|(c, _)| c.state.awaiting())
+            .or(open.first())
+            .copied()
+    };
+    match parsed.and_then(|r| r.code.as_deref()) {
+        Some(code) => open
+            .iter()
+            .find(|(_, c)| c.eq_ignore_ascii_case(code))
+            .copied()
+            .or_else(waiting),
+        None => waiting(),
+    }
+}
+
 /// A reply from a phone (SPEC §7): the code in it, or else the newest open call-out of that
 /// number, gets the answer and the evacuation count.
 async fn sms_reply(
@@ -292,17 +322,8 @@ async fn sms_reply(
     let ids: Vec<i64> = contacts.iter().map(|c| c.id).collect();
     let open = tx.open_callouts_of_contacts(&ids).await?;
     let parsed = reply::parse(text);
-    // Without a code (or with one that matches nothing), the newest call-out still waiting for
-    // an answer; only when none waits, the newest (a count after an answer still counts). A
-    // cancelled call-out is never chosen over one that waits.
-    let waiting = || open.iter().find(|(c, _)| c.state.awaiting()).or(open.first());
-    let chosen = match parsed.as_ref().and_then(|r| r.code.as_deref()) {
-        Some(code) => open
-            .iter()
-            .find(|(_, c)| c.eq_ignore_ascii_case(code))
-            .or_else(waiting),
-        None => waiting(),
-    };
+    let refs: Vec<&(Callout, String)> = open.iter().collect();
+    let chosen = choose(&refs, parsed.as_ref());
     let mut result = if contacts.is_empty() {
         SmsResult::UnknownNumber
     } else if chosen.is_none() {

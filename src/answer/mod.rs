@@ -7,4 +7,5 @@
 pub mod inbound;
 pub mod reconcile;
 pub mod reply;
+mod together;
 pub mod token;

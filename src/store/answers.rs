@@ -11,7 +11,8 @@ use anyhow::{anyhow, bail, Result};
 use sqlx::{AnyConnection, Row};
 
 use super::jobs::{self, Kind};
-use super::{Store, Tx};
+use super::ledger::Record;
+use super::{Store, Tx, Val};
 use crate::domain::callout::{on_answer, Answer, Answered, State};
 use crate::domain::{AckMethod, Knock, RegionCode};
 
@@ -48,6 +49,16 @@ pub struct Evacuation<'a> {
     pub moved: i64,
     pub threatened: Option<i64>,
     pub method: &'a str,
+}
+
+/// The ledger entry of an answer recorded.
+pub fn ack_record(callout_id: i64, ack: &Ack<'_>, late: bool) -> Record {
+    Record::new(
+        "ack.recorded",
+        format!("callout:{callout_id}"),
+        serde_json::json!({"method": ack.method.as_str(), "late": late, "note": ack.note,
+            "actor": ack.actor, "inbound": ack.inbound_id}),
+    )
 }
 
 /// How many times an answer is decided again when the call-out's state changed between the
@@ -98,17 +109,91 @@ impl Tx {
             .await?;
             // An answered call-out needs no more sends or deadline checks.
             jobs::delete_for_callouts(conn, &[callout_id], &[Kind::Send, Kind::Deadline]).await?;
-            self.record(
-                "ack.recorded",
-                format!("callout:{callout_id}"),
-                serde_json::json!({"method": ack.method.as_str(), "late": late, "note": ack.note,
-                    "actor": ack.actor, "inbound": ack.inbound_id}),
-                now,
-            )
-            .await?;
+            self.append(vec![ack_record(callout_id, ack, late)], now).await?;
             return Ok(Answered::Recorded { late });
         }
         bail!("callout {callout_id}: its state kept changing while an answer was recorded")
+    }
+
+    /// Answers decided together (a group of replies on SQLite, `answer::inbound`): each
+    /// `(call-out, the state on_answer decided on, late, how)` is written as
+    /// [`Tx::acknowledge`] writes it, in one statement per state for the group; the caller
+    /// has appended each one's [`ack_record`] in its place. A call-out no longer in the state
+    /// decided on fails the whole unit of work (its caller applies the answers again one by
+    /// one, as [`Tx::acknowledge`] does).
+    pub async fn acknowledge_together(
+        &mut self,
+        acks: &[(i64, State, bool, Ack<'_>)],
+        now: i64,
+    ) -> Result<()> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let conn = self.conn();
+        let mut groups: Vec<((State, bool), Vec<i64>)> = Vec::new();
+        for (id, state, late, _) in acks {
+            match groups.iter_mut().find(|g| g.0 == (*state, *late)) {
+                Some(g) => g.1.push(*id),
+                None => groups.push(((*state, *late), vec![*id])),
+            }
+        }
+        for ((state, late), ids) in groups {
+            for chunk in ids.chunks(1000) {
+                let sql = format!(
+                    "UPDATE callouts SET state = $1, acked_at = $2, ack_late = $3, updated_at = $2
+                     WHERE state = $4 AND id IN ({})",
+                    super::placeholders(5, chunk.len())
+                );
+                let mut q = sqlx::query(&sql)
+                    .bind(State::Acknowledged.as_str())
+                    .bind(now)
+                    .bind(late as i64)
+                    .bind(state.as_str());
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                let changed = q.execute(&mut *conn).await?.rows_affected() as usize;
+                if changed != chunk.len() {
+                    bail!(
+                        "{} of {} call-outs answered together were no longer {}",
+                        chunk.len() - changed,
+                        chunk.len(),
+                        state.as_str()
+                    );
+                }
+            }
+        }
+        let rows = acks
+            .iter()
+            .map(|(id, _, late, a)| {
+                vec![
+                    Val::I(*id),
+                    Val::from(a.method.as_str()),
+                    Val::I(now),
+                    Val::I(*late as i64),
+                    Val::from(a.note.map(str::to_string)),
+                    Val::from(a.actor.map(str::to_string)),
+                    Val::from(a.inbound_id),
+                ]
+            })
+            .collect();
+        super::insert_rows(
+            conn,
+            "acks",
+            &[
+                "callout_id",
+                "method",
+                "at",
+                "late",
+                "note",
+                "actor",
+                "inbound_id",
+            ],
+            rows,
+        )
+        .await?;
+        let ids: Vec<i64> = acks.iter().map(|a| a.0).collect();
+        jobs::delete_for_callouts(conn, &ids, &[Kind::Send, Kind::Deadline]).await
     }
 
     /// An evacuation count, with its ledger entry. Returns its id.

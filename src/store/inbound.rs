@@ -3,9 +3,11 @@
 //! This file must not read a reply's words (that is `answer::reply`) nor decide what a
 //! receipt does (that is `answer::inbound`).
 
+use std::collections::HashSet;
+
 use anyhow::Result;
 
-use super::Tx;
+use super::{Tx, Val};
 
 /// What kind of callback brought it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +57,78 @@ impl Tx {
         .bind(m.event_id)
         .fetch_one(self.conn())
         .await?)
+    }
+
+    /// Which of these `(gateway, event id)` pairs were reported before (a group of replies
+    /// asks once).
+    pub async fn seen_events(&mut self, pairs: &[(&str, &str)]) -> Result<HashSet<(String, String)>> {
+        let mut out = HashSet::new();
+        let mut gateways: Vec<&str> = pairs.iter().map(|p| p.0).collect();
+        gateways.sort_unstable();
+        gateways.dedup();
+        for gateway in gateways {
+            // By gateway and id: the unique index's order, so each id is one seek.
+            let ids: Vec<&str> = pairs.iter().filter(|p| p.0 == gateway).map(|p| p.1).collect();
+            for chunk in ids.chunks(1000) {
+                let sql = format!(
+                    "SELECT gateway, event_id FROM inbound WHERE gateway = $1 AND event_id IN ({})",
+                    super::placeholders(2, chunk.len())
+                );
+                let mut q = sqlx::query_as::<_, (String, String)>(&sql).bind(gateway);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                out.extend(q.fetch_all(self.conn()).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The highest inbound id so far. A group of replies on SQLite, whose one connection is
+    /// the only writer, numbers its rows from it and inserts them together
+    /// ([`Tx::keep_inbound_rows`]); a row written meanwhile by another process makes that
+    /// insert fail on the key, and the group is applied again reply by reply.
+    pub async fn last_inbound_id(&mut self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM inbound")
+            .fetch_one(self.conn())
+            .await?)
+    }
+
+    /// Inbound messages kept together, under the ids given.
+    pub async fn keep_inbound_rows(&mut self, rows: &[(i64, NewInbound<'_>)], now: i64) -> Result<()> {
+        let rows = rows
+            .iter()
+            .map(|(id, m)| {
+                vec![
+                    Val::I(*id),
+                    Val::from(m.gateway),
+                    Val::from(m.kind.as_str()),
+                    Val::from(m.sender.map(str::to_string)),
+                    Val::from(m.body),
+                    Val::from(m.outcome),
+                    Val::from(m.callout_id),
+                    Val::I(now),
+                    Val::from(m.event_id.map(str::to_string)),
+                ]
+            })
+            .collect();
+        super::insert_rows(
+            self.conn(),
+            "inbound",
+            &[
+                "id",
+                "gateway",
+                "kind",
+                "sender",
+                "body",
+                "outcome",
+                "callout_id",
+                "received_at",
+                "event_id",
+            ],
+            rows,
+        )
+        .await
     }
 
     /// Whether this gateway reported this event before.

@@ -57,6 +57,37 @@ impl Tx {
     }
 
     /// Everyone who has this number, as primary or any other of their phones.
+    /// Everyone who has one of these numbers, as primary or any other of their phones: the
+    /// number with each (a group of replies asks once).
+    pub async fn contacts_by_phones(&mut self, phones: &[&str]) -> Result<Vec<(String, Contact)>> {
+        let mut out = Vec::new();
+        let cols: String = CONTACT_COLUMNS
+            .split(", ")
+            .map(|c| format!("c.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for chunk in phones.chunks(1000) {
+            let list = super::placeholders(1, chunk.len());
+            for sql in [
+                format!("SELECT c.phone, {cols} FROM contacts c WHERE c.phone IN ({list})"),
+                format!(
+                    "SELECT p.phone, {cols} FROM contact_phones p JOIN contacts c ON c.key = p.contact_key \
+                     WHERE p.phone IN ({list})"
+                ),
+            ] {
+                let mut q = sqlx::query(&sql);
+                for p in chunk {
+                    q = q.bind(*p);
+                }
+                for r in q.fetch_all(self.conn()).await? {
+                    let phone: String = r.try_get(0)?;
+                    out.push((phone, contact_at(&r, 1)?));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn contacts_by_phone(&mut self, phone: &Phone) -> Result<Vec<Contact>> {
         let rows = sqlx::query(&format!(
             "SELECT {CONTACT_COLUMNS} FROM contacts WHERE phone = $1 \
@@ -232,22 +263,27 @@ const CONTACT_COLUMNS: &str =
 
 // TODO(issue 8): deliver/escalate.rs reads contacts with SQL of its own and this.
 pub fn contact_of(r: &sqlx::any::AnyRow) -> Result<Contact> {
-    let key: String = r.try_get(1)?;
+    contact_at(r, 0)
+}
+
+/// A contact read from [`CONTACT_COLUMNS`] starting at column `at`.
+fn contact_at(r: &sqlx::any::AnyRow, at: usize) -> Result<Contact> {
+    let key: String = r.try_get(at + 1)?;
     let bad = |what: String| anyhow!("contact {key}: {what}");
-    let phone: Option<String> = r.try_get(3)?;
-    let region: String = r.try_get(6)?;
-    let channels: String = r.try_get(9)?;
+    let phone: Option<String> = r.try_get(at + 3)?;
+    let region: String = r.try_get(at + 6)?;
+    let channels: String = r.try_get(at + 9)?;
     Ok(Contact {
-        id: r.try_get(0)?,
-        name: r.try_get(2)?,
+        id: r.try_get(at)?,
+        name: r.try_get(at + 2)?,
         phone: phone
             .map(|p| Phone::stored(p.clone()).ok_or_else(|| bad(format!("phone {p:?} is not in E.164 form"))))
             .transpose()?,
-        email: r.try_get(4)?,
-        role: r.try_get(5)?,
+        email: r.try_get(at + 4)?,
+        role: r.try_get(at + 5)?,
         region: RegionCode::parse(&region).map_err(bad)?,
-        backup: r.try_get(7)?,
-        superior: r.try_get(8)?,
+        backup: r.try_get(at + 7)?,
+        superior: r.try_get(at + 8)?,
         channels: super::callouts::channel_list(&channels).map_err(bad)?,
         key,
     })

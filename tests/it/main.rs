@@ -31,5 +31,6 @@ mod respond;
 mod season;
 mod security;
 mod storm;
+mod together;
 mod updates;
 mod validate;

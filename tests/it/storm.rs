@@ -32,7 +32,7 @@ ladder = ["backup", "superior"]
 
 /// A county of 50 townships × 10 villages: a leader and a deputy per village, a leader per
 /// township (the deputies' superior).
-fn roster(dir: &Path) {
+pub(crate) fn roster(dir: &Path) {
     let mut regions = String::from("code,name,level,parent,lat,lon\n");
     regions += "450900,玉林市,city,,22.654,110.181\n450921,容县,county,450900,22.857,110.558\n";
     let mut contacts = String::from("key,name,phone,email,role,region,backup,superior,channels\n");
@@ -60,7 +60,7 @@ fn roster(dir: &Path) {
     std::fs::write(dir.join("contacts.csv"), contacts).unwrap();
 }
 
-fn cap() -> Vec<u8> {
+pub(crate) fn cap() -> Vec<u8> {
     let ident = format!("jiaoying-storm-{}", rand::random::<u64>());
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -94,7 +94,7 @@ async fn until(app: &TestApp, what: &str, secs: u64, sql: &str, want: i64) {
 }
 
 /// The warning posted and every first message sent: 500 deadlines pending.
-async fn planned(db: Db) -> Option<(TestApp, tempfile::TempDir)> {
+pub(crate) async fn planned(db: Db) -> Option<(TestApp, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     roster(dir.path());
     let app = spawn_with_roster(db, POLICY, dir.path()).await?;
