@@ -1,12 +1,13 @@
-//! The callbacks of a group (SQLite's group commit, `inbound::heard_together`) applied
-//! together. The replies' earlier reports, contacts and call-outs are read in four queries for
+//! The callbacks of a group (group commit, `inbound::heard_together`) applied together. The replies' earlier reports, contacts and call-outs are read in four queries for
 //! the group, and what plain answers write (the inbound rows, the answers, the sends and
 //! deadlines they end) is held and written in a few statements: a reply flood after a typhoon
 //! warning is thousands of 收到 a minute, and one transaction of a dozen statements for each
 //! held SQLite's one writer for all of them. Anything else (an evacuation count, a door-knock
 //! result, a receipt, a voice result) is applied by `inbound::one` exactly as alone, after
-//! what is held is written; the group's reads are made again after it. Every reply gets the
-//! ledger entries, in the same order, that it would get alone.
+//! what is held is written; the group's reads are made again after it. On PostgreSQL such an
+//! event fails the group instead, which is then applied one by one: applied in the group it
+//! would lock its call-out after the group's, out of the store's lock order. Every reply gets
+//! the ledger entries, in the same order, that it would get alone.
 //!
 //! It must not decide what a reply means (that is `reply` and `inbound::choose`) nor what an
 //! answer does (`domain::callout::on_answer`).
@@ -23,7 +24,7 @@ use crate::domain::{AckMethod, Phone};
 use crate::store::answers::{ack_record, Ack};
 use crate::store::callouts::Callout;
 use crate::store::inbound::{InboundKind, NewInbound};
-use crate::store::Tx;
+use crate::store::{Backend, Tx};
 use crate::target::roster::Contact;
 
 /// Applies `events` in order in the caller's unit of work: their outcomes, in order.
@@ -41,6 +42,11 @@ pub(super) async fn apply(tx: &mut Tx, events: &[(&str, &Event)], now: i64) -> R
         };
         match held {
             Some(o) => out.push(o),
+            // On PostgreSQL an event applied alone would lock its call-outs after the group's
+            // and out of the store's lock order (by id): the group is applied one by one.
+            None if tx.backend() == Backend::Postgres => {
+                anyhow::bail!("a callback that is not a plain reply: the group is applied one by one")
+            }
             None => {
                 // Alone, on what is written so far; the rest is read again after it.
                 if let Some(g) = group.take() {
@@ -65,7 +71,8 @@ struct Group<'a> {
     /// Their call-outs in active incidents, newest first, with the incident's code; an answer
     /// held moves its call-out here to `acknowledged`, as it would be read after it.
     open: Vec<(Callout, String)>,
-    last_id: i64,
+    /// Ids for the inbound rows, one per reply of the group (`Tx::inbound_ids`).
+    ids: std::collections::VecDeque<i64>,
     inbound: Vec<Kept<'a>>,
     acks: Vec<(i64, State, bool, Ack<'a>)>,
 }
@@ -110,12 +117,16 @@ impl<'a> Group<'a> {
         ids.sort_unstable();
         ids.dedup();
         let open = tx.open_callouts_of_contacts(&ids).await?;
-        let last_id = tx.last_inbound_id().await?;
+        let replies = events
+            .iter()
+            .filter(|(_, e)| matches!(e.what, What::Reply { .. }))
+            .count();
+        let ids = tx.inbound_ids(replies).await?.into();
         Ok(Group {
             seen,
             by_phone,
             open,
-            last_id,
+            ids,
             inbound: Vec::new(),
             acks: Vec::new(),
         })
@@ -136,7 +147,8 @@ impl<'a> Group<'a> {
         let event_id = (!e.id.is_empty()).then_some(e.id.as_str());
         let key = event_id.map(|id| (gateway.to_string(), id.to_string()));
         if key.as_ref().is_some_and(|k| self.seen.contains(k)) {
-            self.keep(gateway, None, text, REPLAYED, None, None);
+            let id = self.next_id()?;
+            self.keep(id, gateway, None, text, REPLAYED, None, None);
             tracing::warn!(gateway, "a report seen before came again: kept, nothing changed");
             return Ok(Some(Outcome {
                 outcome: REPLAYED,
@@ -173,7 +185,7 @@ impl<'a> Group<'a> {
             (Some(_), Some(_)) => SmsResult::Ack,
         };
         let mut late = None;
-        let id = self.last_id + 1;
+        let id = self.next_id()?;
         if let (Some((c, _)), Some(_)) = (&chosen, &parsed) {
             match on_answer(c.state, now, c.deadline_at) {
                 Answer::Duplicate => result = SmsResult::Duplicate,
@@ -198,7 +210,15 @@ impl<'a> Group<'a> {
             .as_ref()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| from.chars().take(32).collect());
-        self.keep(gateway, Some(sender), text, result.as_str(), callout_id, event_id);
+        self.keep(
+            id,
+            gateway,
+            Some(sender),
+            text,
+            result.as_str(),
+            callout_id,
+            event_id,
+        );
         tx.record(
             "inbound.sms",
             format!("inbound:{id}"),
@@ -218,8 +238,16 @@ impl<'a> Group<'a> {
         }))
     }
 
+    fn next_id(&mut self) -> Result<i64> {
+        self.ids
+            .pop_front()
+            .ok_or_else(|| anyhow::anyhow!("more replies than the group read"))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn keep(
         &mut self,
+        id: i64,
         gateway: &'a str,
         sender: Option<String>,
         body: &'a str,
@@ -227,9 +255,8 @@ impl<'a> Group<'a> {
         callout_id: Option<i64>,
         event_id: Option<&'a str>,
     ) {
-        self.last_id += 1;
         self.inbound.push(Kept {
-            id: self.last_id,
+            id,
             gateway,
             sender,
             body,

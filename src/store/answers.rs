@@ -129,7 +129,12 @@ impl Tx {
         if acks.is_empty() {
             return Ok(());
         }
+        let backend = self.backend;
         let conn = self.conn();
+        // Rows in id order first (PostgreSQL): the store's lock order, whatever order the
+        // replies came in.
+        let ids: Vec<i64> = acks.iter().map(|a| a.0).collect();
+        super::callouts::lock(conn, backend, &ids).await?;
         let mut groups: Vec<((State, bool), Vec<i64>)> = Vec::new();
         for (id, state, late, _) in acks {
             match groups.iter_mut().find(|g| g.0 == (*state, *late)) {
@@ -192,7 +197,6 @@ impl Tx {
             rows,
         )
         .await?;
-        let ids: Vec<i64> = acks.iter().map(|a| a.0).collect();
         jobs::delete_for_callouts(conn, &ids, &[Kind::Send, Kind::Deadline]).await
     }
 

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use anyhow::Result;
 
-use super::{Tx, Val};
+use super::{Backend, Tx, Val};
 
 /// What kind of callback brought it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,14 +84,21 @@ impl Tx {
         Ok(out)
     }
 
-    /// The highest inbound id so far. A group of replies on SQLite, whose one connection is
-    /// the only writer, numbers its rows from it and inserts them together
-    /// ([`Tx::keep_inbound_rows`]); a row written meanwhile by another process makes that
-    /// insert fail on the key, and the group is applied again reply by reply.
-    pub async fn last_inbound_id(&mut self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM inbound")
-            .fetch_one(self.conn())
-            .await?)
+    /// Ids for `n` inbound rows a group of replies inserts together
+    /// ([`Tx::keep_inbound_rows`]), in order; some may go unused. PostgreSQL takes them from
+    /// the table's sequence. SQLite, whose one connection is the only writer, counts on from
+    /// the highest id so far: a row written meanwhile by another process makes that insert
+    /// fail on the key, and the group is applied again reply by reply.
+    pub async fn inbound_ids(&mut self, n: usize) -> Result<Vec<i64>> {
+        match self.backend {
+            Backend::Postgres => super::alloc_ids(self.conn(), Backend::Postgres, "inbound", n).await,
+            Backend::Sqlite => {
+                let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM inbound")
+                    .fetch_one(self.conn())
+                    .await?;
+                Ok((last + 1..=last + n as i64).collect())
+            }
+        }
     }
 
     /// Inbound messages kept together, under the ids given.
