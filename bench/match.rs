@@ -1,6 +1,7 @@
 //! The matching bench (`bench/match`): 40,000 synthetic village boundaries and 100,000 risk
 //! points, generated deterministically over a Guangxi-sized box; builds the index, then times
-//! matching one warning polygon and one circle (regions and risk points). One JSON line per
+//! matching one warning polygon, one circle and one province's division code (regions and risk
+//! points). One JSON line per
 //! figure on stdout.
 
 use std::time::Instant;
@@ -193,7 +194,21 @@ fn main() {
         altitude: None,
         ceiling: None,
     });
-    for (name, info) in [("match_polygon_ms", &polygon), ("match_circle_ms", &circle)] {
+    // A whole province by its division code (how most Chinese warnings name their area):
+    // every region of the roster under 45, no geometry.
+    let geocode = info(Area {
+        desc: "bench province".into(),
+        polygons: vec![],
+        circles: vec![],
+        geocodes: vec![("GB2260".into(), "450000".into())],
+        altitude: None,
+        ceiling: None,
+    });
+    for (name, info) in [
+        ("match_polygon_ms", &polygon),
+        ("match_circle_ms", &circle),
+        ("match_geocode_ms", &geocode),
+    ] {
         let (median, max, regions, points) = time(&index, info);
         println!(
             "{}",

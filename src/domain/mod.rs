@@ -173,6 +173,11 @@ impl RegionCode {
         }
     }
 
+    /// The first `len` digits of a code at least that long (a county at 6, a township at 9).
+    pub fn prefix(code: &RegionCode, len: usize) -> RegionCode {
+        RegionCode(code.0[..len].to_string())
+    }
+
     /// The county-level prefix (6 digits) when the code is at least that deep.
     pub fn county(&self) -> Option<RegionCode> {
         (self.0.len() >= 6).then(|| RegionCode(self.0[..6].to_string()))
@@ -181,6 +186,14 @@ impl RegionCode {
     /// The township-level prefix (9 digits) when the code is at least that deep.
     pub fn township(&self) -> Option<RegionCode> {
         (self.0.len() >= 9).then(|| RegionCode(self.0[..9].to_string()))
+    }
+}
+
+/// A code compares, orders and hashes as its digits (maps keyed by codes are looked up by a
+/// prefix's `&str`).
+impl std::borrow::Borrow<str> for RegionCode {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 
