@@ -2,8 +2,9 @@
 //! receipts and voice results, the answer page, and operators recording a phone call. Every
 //! inbound message is kept, understood or not; each change commits with its ledger entry.
 //!
-//! Every path records an answer through the store's one `Tx::acknowledge` (the rule is
-//! `domain::callout::on_answer`), and an evacuation count through [`evacuation_in`], which
+//! Every path records an answer through the store's `Tx::acknowledge` (the rule is
+//! `domain::callout::on_answer`; a group's plain replies through `Tx::acknowledge_together`,
+//! which writes the same rows for many), and an evacuation count through [`evacuation_in`], which
 //! records the answer the count implies in the same unit of work: both or neither.
 
 use crate::answer::reply;
@@ -14,7 +15,7 @@ use crate::domain::{AckMethod, Knock, Phone};
 use crate::store::answers::{Ack, Evacuation};
 use crate::store::callouts::Callout;
 use crate::store::inbound::{InboundKind, NewInbound};
-use crate::store::Tx;
+use crate::store::{Backend, Tx};
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -185,6 +186,10 @@ pub(super) async fn one(tx: &mut Tx, gateway: &str, e: &Event, now: i64) -> Resu
 /// On PostgreSQL a group's answers lock their call-outs in id order (the store's lock order),
 /// and a group holding anything but plain replies is applied one by one (see `together`).
 pub async fn heard_together(core: &Arc<Core>, gateway: &str, events: Vec<Event>) -> Result<Vec<Outcome>> {
+    // Such a request would fail its group there: it goes alone at once.
+    if core.store.backend() == Backend::Postgres && !events.iter().all(super::together::plain) {
+        return heard(core, gateway, &events).await;
+    }
     let core2 = core.clone();
     let out = core
         .callbacks

@@ -27,6 +27,16 @@ use crate::store::inbound::{InboundKind, NewInbound};
 use crate::store::{Backend, Tx};
 use crate::target::roster::Contact;
 
+/// Whether a group applies this event itself, as far as the event alone tells: a reply
+/// without an evacuation count (one that turns out to answer a door-knock task is applied
+/// alone all the same).
+pub(super) fn plain(e: &Event) -> bool {
+    match &e.what {
+        What::Reply { text, .. } => reply::parse(text).is_none_or(|r| r.moved.is_none()),
+        What::Receipt { .. } | What::Voice { .. } => false,
+    }
+}
+
 /// Applies `events` in order in the caller's unit of work: their outcomes, in order.
 pub(super) async fn apply(tx: &mut Tx, events: &[(&str, &Event)], now: i64) -> Result<Vec<Outcome>> {
     let mut out = Vec::with_capacity(events.len());

@@ -1,8 +1,9 @@
 //! Answers and evacuation reports as stored: an acknowledgement per call-out, evacuation
 //! counts per reporter (a later report supersedes an earlier one), each with its ledger entry.
 //!
-//! [`Tx::acknowledge`] is the only writer of an acknowledgement: every path (SMS reply, answer
-//! page, voice receipt, operator) calls it. It applies `domain::callout::on_answer` and writes
+//! [`Tx::acknowledge`] is the writer of an acknowledgement: every path (SMS reply, answer
+//! page, voice receipt, operator) calls it, and [`Tx::acknowledge_together`] writes the same
+//! rows for a group of plain replies decided together. It applies `domain::callout::on_answer` and writes
 //! only while the call-out is still in the state that decision was made on, so that two
 //! answers racing (two instances on PostgreSQL) record one, and the other reads as a
 //! duplicate. This file must not decide what an answer means; that is `domain::callout`.
