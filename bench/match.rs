@@ -166,13 +166,14 @@ fn main() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (regions, points) = roster(&mut rng);
     let villages = regions.iter().filter(|r| r.boundary.is_some()).count();
+    let (n_regions, n_points) = (regions.len(), points.len());
     let t = Instant::now();
-    let index = Index::build(&regions, &points);
+    let index = Index::build(regions, points);
     let build_ms = t.elapsed().as_secs_f64() * 1000.0;
     println!(
         "{}",
         serde_json::json!({"figure": "match_index_build_ms", "value": (build_ms * 10.0).round() / 10.0,
-            "boundaries": villages, "regions": regions.len(), "risk_points": points.len()})
+            "boundaries": villages, "regions": n_regions, "risk_points": n_points})
     );
     let polygon = info(Area {
         desc: "bench polygon".into(),

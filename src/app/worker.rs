@@ -30,7 +30,39 @@ pub enum Round {
 /// One claim-and-run round; tests call it (or [`drain`]) to run the queue themselves. Feed
 /// polls and reconciliations run inline here.
 pub async fn run_once(core: &Arc<Core>, worker: &str) -> Result<Round> {
-    round(core, worker, &CancellationToken::new(), None).await
+    let batch = core.settings.dispatch.batch as i64;
+    round(core, worker, &CancellationToken::new(), None, batch).await
+}
+
+/// How many jobs a worker's next round claims: a few after an idle spell, so that the first
+/// people of a warning are loaded, begun and sent in a few milliseconds while the next are
+/// claimed, then twice as many after each full round up to `[dispatch] batch` (TCP's slow
+/// start, for the same reason: nothing is known yet about the load coming).
+#[derive(Debug)]
+struct Ramp {
+    next: i64,
+    first: i64,
+    max: i64,
+}
+
+impl Ramp {
+    fn new(first: u32, max: u32) -> Ramp {
+        let (first, max) = (i64::from(first.clamp(1, max.max(1))), i64::from(max.max(1)));
+        Ramp {
+            next: first,
+            first,
+            max,
+        }
+    }
+
+    /// A round claimed `claimed` of the `next` it asked for.
+    fn after(&mut self, claimed: usize) {
+        self.next = match claimed as i64 {
+            0 => self.first,
+            n if n >= self.next => (self.next * 2).min(self.max),
+            _ => self.next,
+        };
+    }
 }
 
 /// A round: the sends claimed go out as one batch (finished even when `stop` fires meanwhile),
@@ -44,17 +76,11 @@ async fn round(
     worker: &str,
     stop: &CancellationToken,
     mut polls: Option<&mut tokio::task::JoinSet<()>>,
+    limit: i64,
 ) -> Result<Round> {
     let now = core.now();
     let lease_ms = core.settings.dispatch.lease.as_millis() as i64;
-    let claimed = jobs::claim(
-        &core.store,
-        worker,
-        now,
-        lease_ms,
-        core.settings.dispatch.batch as i64,
-    )
-    .await?;
+    let claimed = jobs::claim(&core.store, worker, now, lease_ms, limit).await?;
     if claimed.is_empty() {
         return Ok(Round::Idle);
     }
@@ -210,12 +236,19 @@ pub async fn drain(core: &Arc<Core>, worker: &str) -> Result<usize> {
 /// sends and before its commit is what used to send people the same call-out twice.
 pub async fn worker(core: Arc<Core>, name: String, stop: CancellationToken) {
     let mut polls = tokio::task::JoinSet::new();
+    let d = &core.settings.dispatch;
+    let mut ramp = Ramp::new(d.first_batch, d.batch);
     while !stop.is_cancelled() {
         while polls.try_join_next().is_some() {}
         let woken = core.wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let sleep = match round(&core, &name, &stop, Some(&mut polls)).await {
+        let result = round(&core, &name, &stop, Some(&mut polls), ramp.next).await;
+        ramp.after(match &result {
+            Ok(Round::Worked(n)) => *n,
+            _ => 0,
+        });
+        let sleep = match result {
             Ok(Round::Worked(_)) => continue,
             Ok(Round::Idle) => {
                 let next = jobs::next_due(core.store.pool()).await.ok().flatten();
@@ -242,4 +275,26 @@ pub async fn worker(core: Arc<Core>, name: String, stop: CancellationToken) {
         tracing::warn!(worker = %name, error = %e, "releasing claims failed; they expire with their lease");
     }
     tracing::info!(worker = %name, "worker stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ramp;
+
+    #[test]
+    fn a_worker_starts_small_after_idling_and_doubles_while_rounds_are_full() {
+        let mut r = Ramp::new(16, 512);
+        let mut asked = Vec::new();
+        for _ in 0..7 {
+            asked.push(r.next);
+            r.after(r.next as usize);
+        }
+        assert_eq!(asked, [16, 32, 64, 128, 256, 512, 512]);
+        r.after(100);
+        assert_eq!(r.next, 512, "a round that was not full keeps the size");
+        r.after(0);
+        assert_eq!(r.next, 16, "an idle round starts again small");
+        assert_eq!(Ramp::new(64, 10).next, 10, "never more than the batch");
+        assert_eq!(Ramp::new(0, 10).next, 1, "never nothing");
+    }
 }

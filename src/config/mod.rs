@@ -196,6 +196,11 @@ impl Role {
 #[serde(deny_unknown_fields)]
 pub struct Dispatch {
     pub batch: u32,
+    /// Jobs the first round after an idle spell claims; each full round doubles it up to
+    /// `batch` (the daemon's workers, `app::worker`), so that the first people of a warning
+    /// are sent while the next are still being loaded.
+    #[serde(default = "first_batch")]
+    pub first_batch: u32,
     pub workers: u32,
     #[serde(deserialize_with = "duration")]
     pub poll: Duration,
@@ -213,6 +218,10 @@ pub struct Dispatch {
     pub plan_first: u32,
     #[serde(default = "plan_slice")]
     pub plan_slice: u32,
+}
+
+fn first_batch() -> u32 {
+    16
 }
 
 fn max_tries() -> u32 {

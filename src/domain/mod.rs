@@ -132,9 +132,16 @@ impl fmt::Display for Level {
 
 /// A 12-digit statistical division code, stored without trailing zero groups so that a prefix
 /// test is a containment test: `4509` (Yulin) contains `450921104` (六王镇).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Held inline (its digits and their count, no heap): a roster holds a code for every region,
+/// parent, contact and call-out, and matching a province copies tens of thousands of them, so
+/// a clone is a copy of 13 bytes, not an allocation.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct RegionCode(String);
+pub struct RegionCode {
+    len: u8,
+    digits: [u8; 12],
+}
 
 impl RegionCode {
     /// Accepts 2 to 12 digits; trailing zero groups of a full code are dropped
@@ -145,26 +152,43 @@ impl RegionCode {
             return Err(format!("division code {s:?} must be 2 to 12 digits"));
         }
         // Group boundaries: province 2, city 4, county 6, township 9, village 12.
-        let mut code = s.to_string();
+        let mut code = s;
         for cut in [9usize, 6, 4, 2] {
             if code.len() > cut && code[cut..].bytes().all(|b| b == b'0') {
-                code.truncate(cut);
+                code = &code[..cut];
             }
         }
-        Ok(RegionCode(code))
+        Ok(RegionCode::of_digits(code))
+    }
+
+    /// `s` is 12 ASCII digits or fewer (checked by the callers).
+    fn of_digits(s: &str) -> RegionCode {
+        let mut digits = [0u8; 12];
+        digits[..s.len()].copy_from_slice(s.as_bytes());
+        RegionCode {
+            len: s.len() as u8,
+            digits,
+        }
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only ASCII digits are ever stored (`parse`, `of_digits`).
+        std::str::from_utf8(self.bytes()).expect("ASCII digits")
+    }
+
+    /// The digits; comparing them is comparing the codes as strings (ASCII), without
+    /// `as_str`'s check (codes are compared millions of times in matching a province).
+    fn bytes(&self) -> &[u8] {
+        &self.digits[..self.len as usize]
     }
 
     /// True when `self` is `other` or one of its ancestors.
     pub fn contains(&self, other: &RegionCode) -> bool {
-        other.0.starts_with(&self.0)
+        other.bytes().starts_with(self.bytes())
     }
 
     pub fn level(&self) -> RegionLevel {
-        match self.0.len() {
+        match self.len {
             0..=2 => RegionLevel::Province,
             3..=4 => RegionLevel::City,
             5..=6 => RegionLevel::County,
@@ -175,25 +199,51 @@ impl RegionCode {
 
     /// The first `len` digits of a code at least that long (a county at 6, a township at 9).
     pub fn prefix(code: &RegionCode, len: usize) -> RegionCode {
-        RegionCode(code.0[..len].to_string())
+        RegionCode::of_digits(&code.as_str()[..len])
     }
 
     /// The county-level prefix (6 digits) when the code is at least that deep.
     pub fn county(&self) -> Option<RegionCode> {
-        (self.0.len() >= 6).then(|| RegionCode(self.0[..6].to_string()))
+        (self.len >= 6).then(|| RegionCode::prefix(self, 6))
     }
 
     /// The township-level prefix (9 digits) when the code is at least that deep.
     pub fn township(&self) -> Option<RegionCode> {
-        (self.0.len() >= 9).then(|| RegionCode(self.0[..9].to_string()))
+        (self.len >= 9).then(|| RegionCode::prefix(self, 9))
     }
 }
 
 /// A code compares, orders and hashes as its digits (maps keyed by codes are looked up by a
-/// prefix's `&str`).
+/// prefix's `&str`, which `Borrow` requires to hash alike).
+impl PartialEq for RegionCode {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for RegionCode {}
+
+impl PartialOrd for RegionCode {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RegionCode {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.bytes().cmp(other.bytes())
+    }
+}
+
+impl std::hash::Hash for RegionCode {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
 impl std::borrow::Borrow<str> for RegionCode {
     fn borrow(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
@@ -206,19 +256,19 @@ impl TryFrom<String> for RegionCode {
 
 impl From<RegionCode> for String {
     fn from(c: RegionCode) -> String {
-        c.0
+        c.as_str().to_string()
     }
 }
 
 impl fmt::Debug for RegionCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RegionCode({})", self.0)
+        write!(f, "RegionCode({})", self.as_str())
     }
 }
 
 impl fmt::Display for RegionCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -411,6 +461,43 @@ mod tests {
         assert_eq!(Level::parse("V"), None);
         assert!(Level::I < Level::IV, "I is the highest and sorts first");
         assert_eq!(Level::III.zh(), "Ⅲ级");
+    }
+
+    /// Held inline, a code must still order, compare and hash as its digits: maps keyed by
+    /// codes are looked up by `&str`, and plans are sorted by code.
+    #[test]
+    fn region_codes_order_and_hash_as_their_digits() {
+        use std::collections::{BTreeMap, HashMap};
+        let codes = [
+            "45",
+            "4509",
+            "450921",
+            "450921104",
+            "450921104201",
+            "450922",
+            "46",
+        ];
+        let parsed: Vec<RegionCode> = codes.iter().map(|c| RegionCode::parse(c).unwrap()).collect();
+        let mut shuffled = parsed.clone();
+        shuffled.reverse();
+        shuffled.sort();
+        assert_eq!(shuffled, parsed, "sorted as strings sort");
+        let hashed: HashMap<RegionCode, usize> = parsed.iter().cloned().zip(0..).collect();
+        let ordered: BTreeMap<RegionCode, usize> = parsed.iter().cloned().zip(0..).collect();
+        for (i, c) in codes.iter().enumerate() {
+            assert_eq!(hashed.get(*c), Some(&i), "{c} found by &str in a HashMap");
+            assert_eq!(ordered.get(*c), Some(&i), "{c} found by &str in a BTreeMap");
+        }
+        assert_ne!(parsed[1], parsed[2]);
+        assert_eq!(RegionCode::prefix(&parsed[4], 9), parsed[3]);
+        assert_eq!(String::from(parsed[4].clone()), "450921104201");
+        let json = serde_json::to_string(&parsed[2]).unwrap();
+        assert_eq!(json, "\"450921\"");
+        assert_eq!(
+            serde_json::from_str::<RegionCode>("\"450921000000\"").unwrap(),
+            parsed[2]
+        );
+        assert!(serde_json::from_str::<RegionCode>("\"4509211042011\"").is_err());
     }
 
     #[test]

@@ -342,8 +342,9 @@ pub async fn raise(
     let Some(info) = info.filter(|_| !active.is_empty()) else {
         return Ok((colour, None));
     };
-    let regions = roster::load_regions(&core.store).await?;
-    let threatened = crate::target::targeting::threatened(info, &regions);
+    // The daemon's held index, not the regions read and indexed again for every warning
+    // while a response is active (a province's roster: a second per warning).
+    let threatened = core.roster().await?.index.threatened(info);
     let raised = effective_colour(&active, &threatened, colour, hazard, now);
     if raised == colour {
         return Ok((colour, None));

@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{anyhow, Context, Result};
+use futures::TryStreamExt;
 use sqlx::{AnyConnection, Row};
 
 use super::{Store, Tx, Val};
@@ -211,12 +212,14 @@ pub async fn contact_keys(store: &Store) -> Result<HashSet<String>> {
 }
 
 pub async fn load_regions(store: &Store) -> Result<Vec<Region>> {
-    let rows = sqlx::query("SELECT code, name, level, parent, lat, lon, boundary FROM regions ORDER BY code")
-        .fetch_all(&mut *store.conn().await?)
-        .await
-        .context("loading regions")?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
+    let mut conn = store.conn().await?;
+    // Row by row, not all rows first: a province's rows as read would hold more memory than
+    // the regions made of them, and the daemon's peak is at start.
+    let mut rows =
+        sqlx::query("SELECT code, name, level, parent, lat, lon, boundary FROM regions ORDER BY code")
+            .fetch(&mut *conn);
+    let mut out = Vec::new();
+    while let Some(r) = rows.try_next().await.context("loading regions")? {
         let code: String = r.try_get(0)?;
         let bad = |what: String| anyhow!("region {code}: {what}");
         let level: String = r.try_get(2)?;
@@ -290,11 +293,15 @@ fn contact_at(r: &sqlx::any::AnyRow, at: usize) -> Result<Contact> {
 }
 
 pub async fn load_contacts(store: &Store) -> Result<Vec<Contact>> {
-    let rows = sqlx::query(&format!("SELECT {CONTACT_COLUMNS} FROM contacts ORDER BY id"))
-        .fetch_all(&mut *store.conn().await?)
-        .await
-        .context("loading contacts")?;
-    rows.iter().map(contact_of).collect()
+    let mut conn = store.conn().await?;
+    let sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts ORDER BY id");
+    // Row by row, as `load_regions`.
+    let mut rows = sqlx::query(&sql).fetch(&mut *conn);
+    let mut out = Vec::new();
+    while let Some(r) = rows.try_next().await.context("loading contacts")? {
+        out.push(contact_of(&r)?);
+    }
+    Ok(out)
 }
 
 // TODO(issue 8): deliver/escalate.rs calls this with its transaction as a bare connection.
@@ -655,7 +662,7 @@ pub async fn load_snapshot(store: &Store) -> Result<Snapshot> {
     let points = load_risk_points(store).await?;
     let contacts = load_contacts(store).await?;
     let shifts = load_duty(store).await?;
-    Ok(Snapshot::new(Index::build(&regions, &points), contacts, shifts))
+    Ok(Snapshot::new(Index::build(regions, points), contacts, shifts))
 }
 
 /// How many rows of each roster table are stored.

@@ -2,16 +2,16 @@
 //! the call-outs to make, each with its reason (which area, which rule, which shift).
 //! One call-out per person per incident, whatever the number of regions they answer for.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
 use crate::cap::{Classification, Info};
 use crate::config::{Level, Policy, Settings, Subject};
-use crate::domain::RegionCode;
+use crate::domain::{RegionCode, RegionLevel};
 use crate::target::duty::Duty;
 use crate::target::roster::{role_label, Contact, DutyShift, RiskPoint};
-use crate::target::targeting::{direct_levels, place_name, Index, Threatened, Via};
+use crate::target::targeting::{direct_levels, place_name, Index, Names, Threatened, Via};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Planned {
@@ -40,57 +40,68 @@ pub struct Call {
 /// The roster as loaded for planning: the matching index, contacts and duty shifts, and the
 /// contacts looked up by (role, region) and by key. Built once per roster version and held
 /// by the daemon (`Core::roster`), so a warning pays only for the regions it threatens.
+/// The lookups are indexes into `contacts` sorted by what is looked up, not maps of copied
+/// keys: at 50,000 contacts the maps held as much as the contacts themselves.
 pub struct Snapshot {
     pub index: Index,
     pub contacts: Vec<Contact>,
     pub shifts: Vec<DutyShift>,
-    pub names: BTreeMap<RegionCode, String>,
-    /// Indexes into `contacts`, by (role, region), in roster order.
-    holders: HashMap<(String, RegionCode), Vec<usize>>,
-    by_key: HashMap<String, usize>,
+    /// Into `contacts`, by (role, region), each pair's holders in roster order.
+    holders: Vec<u32>,
+    /// Into `contacts`, by key.
+    by_key: Vec<u32>,
 }
 
 impl Snapshot {
     pub fn new(index: Index, contacts: Vec<Contact>, shifts: Vec<DutyShift>) -> Snapshot {
-        let names = index
-            .regions()
-            .iter()
-            .map(|r| (r.code.clone(), r.name.clone()))
-            .collect();
-        let mut holders: HashMap<(String, RegionCode), Vec<usize>> = HashMap::new();
-        for (i, c) in contacts.iter().enumerate() {
-            holders
-                .entry((c.role.clone(), c.region.clone()))
-                .or_default()
-                .push(i);
-        }
-        let by_key = contacts
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.key.clone(), i))
-            .collect();
+        assert!(
+            contacts.len() <= u32::MAX as usize,
+            "a roster of fewer than 4 billion contacts"
+        );
+        let mut holders: Vec<u32> = (0..contacts.len() as u32).collect();
+        let at = |i: &u32| &contacts[*i as usize];
+        holders.sort_by(|a, b| {
+            let (x, y) = (at(a), at(b));
+            (x.role.as_str(), &x.region, a).cmp(&(y.role.as_str(), &y.region, b))
+        });
+        let mut by_key = holders.clone();
+        by_key.sort_by(|a, b| at(a).key.cmp(&at(b).key));
         Snapshot {
             index,
             contacts,
             shifts,
-            names,
             holders,
             by_key,
         }
     }
 
-    /// The contacts holding `role` in `region`.
+    /// The contacts holding `role` in `region`, in roster order.
     pub fn holders(&self, role: &str, region: &RegionCode) -> Vec<&Contact> {
-        // A borrowed key cannot be looked up in a map of owned pairs without allocating; the
-        // role is short and this runs once per threatened region and role.
-        self.holders
-            .get(&(role.to_string(), region.clone()))
-            .map_or_else(Vec::new, |is| is.iter().map(|i| &self.contacts[*i]).collect())
+        let key = |i: &u32| {
+            let c = &self.contacts[*i as usize];
+            (c.role.as_str(), &c.region)
+        };
+        let want = (role, region);
+        let from = self.holders.partition_point(|i| key(i) < want);
+        self.holders[from..]
+            .iter()
+            .take_while(|i| key(i) == want)
+            .map(|i| &self.contacts[*i as usize])
+            .collect()
     }
 
     /// The contact with this key.
     pub fn contact(&self, key: &str) -> Option<&Contact> {
-        self.by_key.get(key).map(|i| &self.contacts[*i])
+        let i = self
+            .by_key
+            .partition_point(|i| self.contacts[*i as usize].key.as_str() < key);
+        let c = &self.contacts[*self.by_key.get(i)? as usize];
+        (c.key == key).then_some(c)
+    }
+
+    /// The name of a region of the roster.
+    pub fn name(&self, code: &RegionCode) -> Option<&str> {
+        self.index.name(code)
     }
 }
 
@@ -135,14 +146,66 @@ pub fn decide_up_to(
     now_ms: i64,
     limit: usize,
 ) -> Decision {
-    let threatened = roster.index.threatened(info);
-    let levels = direct_levels(&threatened);
+    let whole = |threatened: Threatened| {
+        let levels = direct_levels(&threatened);
+        let points = roster.index.threatened_points(info, &class.hazard);
+        decide_in(
+            settings, info, class, level, roster, now_ms, limit, threatened, &levels, &points,
+        )
+    };
+    // A warning given by division codes: the first people come from its first regions, so a
+    // province-wide warning's first slice looks at a few hundred of its regions, not at all of
+    // them (more when those few hold fewer people than the slice). Risk points come after
+    // every region in the plan's order, so a slice filled from regions needs none.
+    let mut regions = (limit < usize::MAX).then_some(limit.max(64));
+    while let Some(n) = regions {
+        let Some(first) = roster.index.threatened_first(info, n) else {
+            break;
+        };
+        if first.whole {
+            return whole(first.threatened);
+        }
+        let d = decide_in(
+            settings,
+            info,
+            class,
+            level,
+            roster,
+            now_ms,
+            limit,
+            first.threatened,
+            &first.levels,
+            &[],
+        );
+        if d.calls.len() >= limit || d.policy.is_none() {
+            return d;
+        }
+        regions = Some(n.saturating_mul(8));
+    }
+    whole(roster.index.threatened(info))
+}
+
+/// [`decide_up_to`] over a threatened set (whole, or its first regions with the whole set's
+/// `levels` and no risk points).
+#[allow(clippy::too_many_arguments)]
+fn decide_in(
+    settings: &Settings,
+    info: &Info,
+    class: &Classification,
+    level: Option<Level>,
+    roster: &Snapshot,
+    now_ms: i64,
+    limit: usize,
+    threatened: Threatened,
+    levels: &[RegionLevel],
+    points: &[(&RiskPoint, Via)],
+) -> Decision {
     let subject = Subject {
         colour: class.colour,
         hazard: &class.hazard,
         event: &info.event,
         level,
-        region_levels: &levels,
+        region_levels: levels,
     };
     let Some(base) = settings.policy_matching(&subject) else {
         return Decision {
@@ -158,8 +221,7 @@ pub fn decide_up_to(
         };
     };
     let (policy, quiet) = base.at(class.colour, now_ms);
-    let points = roster.index.threatened_points(info, &class.hazard);
-    let mut calls = plan_calls(&threatened, &points, roster, &policy, now_ms, limit);
+    let mut calls = plan_calls(&threatened, points, roster, &roster.index, &policy, now_ms, limit);
     let complete = calls.len() < limit;
     if let Some(q) = quiet {
         for c in &mut calls {
@@ -186,9 +248,12 @@ pub fn plan(
     policy: &Policy,
     names: &BTreeMap<RegionCode, String>,
 ) -> Vec<Planned> {
-    let mut snapshot = Snapshot::new(Index::build(&[], &[]), contacts.to_vec(), Vec::new());
-    snapshot.names = names.clone();
-    plan_calls(threatened, &[], &snapshot, policy, 0, usize::MAX)
+    let snapshot = Snapshot::new(
+        Index::build(Vec::new(), Vec::new()),
+        contacts.to_vec(),
+        Vec::new(),
+    );
+    plan_calls(threatened, &[], &snapshot, names, policy, 0, usize::MAX)
         .into_iter()
         .map(|c| c.planned)
         .collect()
@@ -202,6 +267,7 @@ pub fn plan_calls(
     threatened: &Threatened,
     points: &[(&RiskPoint, Via)],
     roster: &Snapshot,
+    names: &dyn Names,
     policy: &Policy,
     now_ms: i64,
     limit: usize,
@@ -232,7 +298,7 @@ pub fn plan_calls(
                 contact_key: c.key.clone(),
                 region: region.clone(),
                 role: role.to_string(),
-                place: place_name(region, &roster.names),
+                place: place_name(region, names),
                 reason,
             },
             area,
@@ -403,7 +469,7 @@ mod tests {
             region("450921104201", 22.91, 110.61),
             region("450921104202", 22.70, 110.40),
         ];
-        Snapshot::new(Index::build(&regions, &points), contacts, shifts)
+        Snapshot::new(Index::build(regions, points), contacts, shifts)
     }
 
     #[test]
@@ -517,6 +583,76 @@ mod tests {
         assert_eq!(heat.policy.as_ref().unwrap().name, "heat-cold");
         assert_eq!(heat.risk_points, 0);
         assert_eq!(ids(&heat), [6, 7]);
+    }
+
+    /// A warning by division code over more regions than a first slice looks at: the first
+    /// people come from its first regions (`threatened_first`), and are the whole plan's
+    /// first, with the same reasons, whatever the slice (some regions hold nobody, some two).
+    #[test]
+    fn the_first_people_of_a_warning_by_code_come_from_its_first_regions() {
+        let s = Settings::from_toml("").unwrap();
+        let mut regions = vec![region("450921", 22.86, 110.56)];
+        let mut contacts = Vec::new();
+        let mut id = 0;
+        for t in 101..=103 {
+            let town = format!("450921{t}");
+            regions.push(region(&town, 22.9, 110.6));
+            id += 1;
+            contacts.push(contact(id, "township_leader", &town));
+            for v in 201..=260 {
+                let village = format!("{town}{v}");
+                regions.push(region(&village, 22.9, 110.6));
+                for _ in 0..(v % 3) {
+                    id += 1;
+                    contacts.push(contact(id, "village_leader", &village));
+                }
+            }
+        }
+        let points = vec![point(1, "geohazard", 22.91, 110.61, "450921102201", &["m1"])];
+        id += 1;
+        contacts.push(contact(id, "risk_monitor", "450921102201"));
+        contacts.last_mut().unwrap().key = "m1".into();
+        let roster = Snapshot::new(Index::build(regions, points), contacts, Vec::new());
+        let class = Classification {
+            colour: Some(Colour::Red),
+            hazard: "rainstorm".into(),
+        };
+        let mut info = info(
+            "暴雨红色预警",
+            Circle {
+                lat: 0.0,
+                lon: 0.0,
+                radius_km: 1.0,
+            },
+        );
+        info.areas[0].circles.clear();
+        info.areas[0].geocodes = vec![("GB2260".into(), "450921".into())];
+        let whole = decide(&s, &info, &class, None, &roster, 500);
+        assert!(whole.calls.len() > 150, "{}", whole.calls.len());
+        assert!(whole.risk_points > 0, "the point is in the plan");
+        for limit in [
+            1,
+            2,
+            63,
+            64,
+            65,
+            100,
+            180,
+            whole.calls.len() - 1,
+            whole.calls.len(),
+            whole.calls.len() + 1,
+        ] {
+            let first = decide_up_to(&s, &info, &class, None, &roster, 500, limit);
+            assert_eq!(first.calls.len(), limit.min(whole.calls.len()), "limit {limit}");
+            assert_eq!(first.complete, limit > whole.calls.len(), "limit {limit}");
+            let found: Vec<_> = first.calls.iter().map(|c| &c.planned).collect();
+            let mut want: Vec<_> = whole.calls.iter().map(|c| &c.planned).collect();
+            // The whole plan in the order people are found: regions by code, then points.
+            want.sort_by_key(|p| (p.role == "risk_monitor", p.region.clone(), p.contact_id));
+            want.truncate(limit);
+            want.sort_by(|a, b| (&a.region, &a.role, a.contact_id).cmp(&(&b.region, &b.role, b.contact_id)));
+            assert_eq!(found, want, "limit {limit}");
+        }
     }
 
     /// The first slice of a large plan is decided alone (`decide_up_to`), the rest after it is

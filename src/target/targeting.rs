@@ -97,6 +97,16 @@ impl Via {
 /// Threatened region codes, each with its first reason.
 pub type Threatened = BTreeMap<RegionCode, Via>;
 
+/// The first regions of a threatened set ([`Index::threatened_first`]).
+#[derive(Debug)]
+pub struct First {
+    pub threatened: Threatened,
+    /// Nothing was left out.
+    pub whole: bool,
+    /// [`direct_levels`] of the whole set.
+    pub levels: Vec<RegionLevel>,
+}
+
 /// The levels of the regions a warning names or covers itself (for `policy.region_levels`).
 pub fn direct_levels(t: &Threatened) -> Vec<RegionLevel> {
     let mut out: Vec<RegionLevel> = t
@@ -124,8 +134,8 @@ pub struct Index {
 }
 
 impl Index {
-    pub fn build(regions: &[Region], risk_points: &[RiskPoint]) -> Index {
-        let mut regions = regions.to_vec();
+    /// Takes the roster's rows (a daemon's roster is tens of thousands: not copied).
+    pub fn build(mut regions: Vec<Region>, mut points: Vec<RiskPoint>) -> Index {
         regions.sort_by(|a, b| a.code.cmp(&b.code));
         // A region has children when it is the parent, or a code prefix, of another (linear:
         // every region names its ancestors).
@@ -157,7 +167,6 @@ impl Index {
                 Some(GeomWithData::new(Rectangle::from_corners(rect.0, rect.1), i))
             })
             .collect();
-        let mut points = risk_points.to_vec();
         points.sort_by(|a, b| (&a.region, a.id).cmp(&(&b.region, b.id)));
         let point_tree = RTree::bulk_load(
             points
@@ -182,9 +191,15 @@ impl Index {
         &self.points
     }
 
+    /// The name of a region of the index.
+    pub fn name(&self, code: &RegionCode) -> Option<&str> {
+        let i = self.regions.binary_search_by(|r| r.code.cmp(code)).ok()?;
+        Some(&self.regions[i].name)
+    }
+
     /// Regions whose code starts with `code` (the region itself and everything under it).
     fn subtree(&self, code: &RegionCode) -> &[Region] {
-        let from = self.regions.partition_point(|r| r.code.as_str() < code.as_str());
+        let from = self.regions.partition_point(|r| r.code < *code);
         let n = self.regions[from..]
             .iter()
             .take_while(|r| code.contains(&r.code))
@@ -195,17 +210,7 @@ impl Index {
     pub fn threatened(&self, info: &Info) -> Threatened {
         let mut out = Threatened::new();
         for (i, area) in info.areas.iter().enumerate() {
-            for (code, scheme, value) in division_codes(area) {
-                out.entry(code.clone()).or_insert_with(|| Via::Geocode {
-                    area: i,
-                    scheme: scheme.to_string(),
-                    value: value.to_string(),
-                });
-                for r in self.subtree(&code).iter().filter(|r| r.code != code) {
-                    out.entry(r.code.clone())
-                        .or_insert_with(|| Via::Within { code: code.clone() });
-                }
-            }
+            self.named(&mut out, i, area, usize::MAX);
             for (shape, via) in shapes(i, area) {
                 let Some(env) = envelope(&shape) else { continue };
                 let edges: Vec<geo::Rect<f64>> =
@@ -230,28 +235,80 @@ impl Index {
                 }
             }
         }
-        // Ancestors from county level down, each with the first code (in code order) it is
-        // above. The codes come in order, so a township's villages follow one another: each
-        // county and township prefix is looked at once, not once for each village under it
-        // (50,000 villages: two allocations and two lookups each, a third of the matching).
-        let mut above: Vec<(RegionCode, RegionCode)> = Vec::new();
-        let mut last = ["", ""];
-        for code in out.keys() {
-            let s = code.as_str();
-            for (i, len) in [6usize, 9].into_iter().enumerate() {
-                if s.len() <= len || last[i] == &s[..len] {
-                    continue;
+        add_ancestors(&mut out);
+        out
+    }
+
+    /// The first `n` entries of [`Index::threatened`] (in code order), for a warning whose
+    /// areas are given by division codes only, with whether that is the whole set: the first
+    /// people of a province-wide warning are decided from a few hundred regions, not from the
+    /// tens of thousands under it. `None` when an area has a polygon or a circle (the tree finds
+    /// their regions in no order: the whole set is built).
+    ///
+    /// Why it is the same: the set is the union of the named codes and their subtrees (each a
+    /// sorted range of the index). A code among the union's first `n` is among the first `n`
+    /// of every range holding it, so it is taken, and by the same area and code as when the
+    /// ranges are taken whole; an ancestor among the first `n` sorts just before the first
+    /// code under it, which is then among its range's first `n` too.
+    pub fn threatened_first(&self, info: &Info, n: usize) -> Option<First> {
+        if (info.areas.iter().enumerate()).any(|(i, a)| !shapes(i, a).is_empty()) {
+            return None;
+        }
+        let mut out = Threatened::new();
+        let mut cut = false;
+        for (i, area) in info.areas.iter().enumerate() {
+            cut |= self.named(&mut out, i, area, n);
+        }
+        add_ancestors(&mut out);
+        let whole = !cut && out.len() <= n;
+        while out.len() > n {
+            out.pop_last();
+        }
+        Some(First {
+            threatened: out,
+            whole,
+            levels: self.named_levels(info),
+        })
+    }
+
+    /// [`direct_levels`] of the whole set, from the named codes alone: a code is named
+    /// directly unless an earlier named code holds it and the roster has it (then it is
+    /// taken as under that code).
+    fn named_levels(&self, info: &Info) -> Vec<RegionLevel> {
+        let mut named: Vec<RegionCode> = Vec::new();
+        let mut out = Vec::new();
+        for area in &info.areas {
+            for (code, _, _) in division_codes(area) {
+                let under = named.iter().any(|c| *c != code && c.contains(&code));
+                if !(under && self.name(&code).is_some()) {
+                    out.push(code.level());
                 }
-                last[i] = &s[..len];
-                if !out.contains_key(&s[..len]) {
-                    above.push((RegionCode::prefix(code, len), code.clone()));
-                }
+                named.push(code);
             }
         }
-        for (anc, code) in above {
-            out.entry(anc).or_insert(Via::Above { code });
-        }
+        out.sort();
+        out.dedup();
         out
+    }
+
+    /// Adds the regions area `i` names by division code and the first `per_code` regions
+    /// under each (in code order); true when a subtree was cut short.
+    fn named(&self, out: &mut Threatened, i: usize, area: &Area, per_code: usize) -> bool {
+        let mut cut = false;
+        for (code, scheme, value) in division_codes(area) {
+            out.entry(code.clone()).or_insert_with(|| Via::Geocode {
+                area: i,
+                scheme: scheme.to_string(),
+                value: value.to_string(),
+            });
+            let mut under = self.subtree(&code).iter().filter(|r| r.code != code);
+            for r in under.by_ref().take(per_code) {
+                out.entry(r.code.clone())
+                    .or_insert_with(|| Via::Within { code: code.clone() });
+            }
+            cut |= under.next().is_some();
+        }
+        cut
     }
 
     /// Risk points of the kinds `hazard` threatens inside the warning's polygons and circles,
@@ -272,7 +329,7 @@ impl Index {
             let shapes = shapes(a, area);
             if shapes.is_empty() {
                 for (code, _, _) in division_codes(area) {
-                    let from = self.points.partition_point(|p| p.region.as_str() < code.as_str());
+                    let from = self.points.partition_point(|p| p.region < code);
                     let via = Via::Within { code: code.clone() };
                     for i in (from..self.points.len()).take_while(|&i| code.contains(&self.points[i].region))
                     {
@@ -299,7 +356,31 @@ impl Index {
 /// The regions a warning threatens (builds an index for this one call; ingest and preview
 /// build one per roster load).
 pub fn threatened(info: &Info, regions: &[Region]) -> Threatened {
-    Index::build(regions, &[]).threatened(info)
+    Index::build(regions.to_vec(), Vec::new()).threatened(info)
+}
+
+/// Ancestors from county level down, each with the first code (in code order) it is above.
+/// The codes come in order, so a township's villages follow one another: each county and
+/// township prefix is looked at once, not once for each village under it (50,000 villages:
+/// two allocations and two lookups each, a third of the matching).
+fn add_ancestors(out: &mut Threatened) {
+    let mut above: Vec<(RegionCode, RegionCode)> = Vec::new();
+    let mut last = ["", ""];
+    for code in out.keys() {
+        let s = code.as_str();
+        for (i, len) in [6usize, 9].into_iter().enumerate() {
+            if s.len() <= len || last[i] == &s[..len] {
+                continue;
+            }
+            last[i] = &s[..len];
+            if !out.contains_key(&s[..len]) {
+                above.push((RegionCode::prefix(code, len), code.clone()));
+            }
+        }
+    }
+    for (anc, code) in above {
+        out.entry(anc).or_insert(Via::Above { code });
+    }
 }
 
 /// Does any edge's bounding box overlap the boundary's? (CAP polygons and circles are single
@@ -374,16 +455,33 @@ pub fn circle(lat: f64, lon: f64, radius_km: f64) -> Polygon<f64> {
     Polygon::new(LineString::new(ring), vec![])
 }
 
+/// Names of regions by code: the roster's index, or a map of its names (`respond`).
+pub trait Names {
+    fn name(&self, code: &RegionCode) -> Option<&str>;
+}
+
+impl Names for Index {
+    fn name(&self, code: &RegionCode) -> Option<&str> {
+        Index::name(self, code)
+    }
+}
+
+impl Names for BTreeMap<RegionCode, String> {
+    fn name(&self, code: &RegionCode) -> Option<&str> {
+        self.get(code).map(String::as_str)
+    }
+}
+
 /// "容县六王镇东村": the names from county down, for messages.
-pub fn place_name(code: &RegionCode, names: &BTreeMap<RegionCode, String>) -> String {
+pub fn place_name(code: &RegionCode, names: &dyn Names) -> String {
     let mut parts = Vec::new();
     for prefix in [code.county(), code.township(), Some(code.clone())]
         .into_iter()
         .flatten()
     {
-        if let Some(n) = names.get(&prefix) {
-            if parts.last() != Some(n) {
-                parts.push(n.clone());
+        if let Some(n) = names.name(&prefix) {
+            if parts.last() != Some(&n) {
+                parts.push(n);
             }
         }
     }
@@ -444,6 +542,77 @@ mod tests {
             region("450922", 22.32, 110.26),
             region("450922101", 22.3, 110.2),
         ]
+    }
+
+    /// Counties 450921 and 450922 with their townships and villages, a township without
+    /// villages, no province or city rows (a real roster often lacks them).
+    fn big_roster() -> Vec<Region> {
+        let mut out = Vec::new();
+        for county in ["450921", "450922"] {
+            out.push(region(county, 22.0, 110.0));
+            for t in 101..=106 {
+                let town = format!("{county}{t}");
+                out.push(region(&town, 22.0, 110.0));
+                if t == 103 {
+                    continue;
+                }
+                for v in 201..=(200 + t % 7 * 9) {
+                    out.push(region(&format!("{town}{v}"), 22.0, 110.0));
+                }
+            }
+        }
+        out
+    }
+
+    fn geocodes(codes: &[&str]) -> Area {
+        let mut a = area();
+        a.geocodes = codes
+            .iter()
+            .map(|c| ("GB2260".to_string(), c.to_string()))
+            .collect();
+        a
+    }
+
+    /// The first regions of a warning by division codes are exactly the whole set's first,
+    /// with the same reasons and the whole set's levels, however the codes nest and repeat.
+    #[test]
+    fn the_first_regions_of_a_warning_by_codes_are_the_whole_sets_first() {
+        let index = Index::build(big_roster(), Vec::new());
+        let infos = [
+            vec![geocodes(&["450921"])],
+            vec![geocodes(&["45"]), geocodes(&["450921104"])],
+            vec![geocodes(&["450921105202"]), geocodes(&["450921", "450999"])],
+            vec![geocodes(&["450922103", "450921102"]), geocodes(&["4509"])],
+            vec![
+                geocodes(&["450921104", "450921"]),
+                geocodes(&["450922106201", "450922"]),
+            ],
+            // A code under an earlier one but not in the roster is still named directly.
+            vec![geocodes(&["450921"]), geocodes(&["450921109"])],
+        ];
+        for areas in infos {
+            let info = info(areas);
+            let full = index.threatened(&info);
+            assert!(full.len() > 20, "{}", full.len());
+            for n in (1..12).chain([17, 40, full.len() - 1, full.len(), full.len() + 5]) {
+                let first = index.threatened_first(&info, n).expect("codes only");
+                let want: Vec<_> = full.iter().take(n).collect();
+                let got: Vec<_> = first.threatened.iter().collect();
+                assert_eq!(got, want, "n {n}, {:?}", info.areas);
+                assert_eq!(first.whole, n >= full.len(), "n {n}");
+                assert_eq!(first.levels, direct_levels(&full), "{:?}", info.areas);
+            }
+        }
+        let mut shaped = geocodes(&["450921"]);
+        shaped.circles = vec![Circle {
+            lat: 22.0,
+            lon: 110.0,
+            radius_km: 1.0,
+        }];
+        assert!(
+            index.threatened_first(&info(vec![shaped]), 5).is_none(),
+            "a shape: whole set"
+        );
     }
 
     #[test]
@@ -520,13 +689,13 @@ mod tests {
             (22.85, 110.45),
             (22.75, 110.45),
         ]];
-        let t = Index::build(&regions, &[]).threatened(&info(vec![a.clone()]));
+        let t = Index::build(regions.clone(), Vec::new()).threatened(&info(vec![a.clone()]));
         assert!(
             t.contains_key(&RegionCode::parse("450921104202").unwrap()),
             "{t:?}"
         );
         regions[3].boundary = Some(square(22.80, 110.40, 0.02));
-        let t = Index::build(&regions, &[]).threatened(&info(vec![a]));
+        let t = Index::build(regions.clone(), Vec::new()).threatened(&info(vec![a]));
         assert!(t.is_empty(), "{t:?}");
         // A small circle wholly inside a large village: no vertex of the village is inside the
         // circle, yet they meet.
@@ -538,7 +707,7 @@ mod tests {
             lon: 110.40,
             radius_km: 1.0,
         }];
-        let t = Index::build(&regions, &[]).threatened(&info(vec![c]));
+        let t = Index::build(regions.clone(), Vec::new()).threatened(&info(vec![c]));
         assert!(
             t.contains_key(&RegionCode::parse("450921104202").unwrap()),
             "{t:?}"
@@ -556,7 +725,7 @@ mod tests {
         ] {
             let mut a = area();
             a.geocodes = vec![("GB2260".into(), code.into())];
-            let t = Index::build(&roster(), &[]).threatened(&info(vec![a]));
+            let t = Index::build(roster(), Vec::new()).threatened(&info(vec![a]));
             // The named code itself counts, plus the roster regions under it and their ancestors.
             let roster_hits = t
                 .keys()
@@ -584,7 +753,7 @@ mod tests {
             p(2, "geohazard", 22.915, 110.615, "450921104201"),
             p(3, "flash_flood", 22.32, 110.26, "450922101"),
         ];
-        let index = Index::build(&roster(), &points);
+        let index = Index::build(roster(), points.clone());
         let mut a = area();
         a.circles = vec![Circle {
             lat: 22.91,

@@ -69,7 +69,7 @@ pub fn preview_with(
     let d = decide(settings, info, &class, level, roster, now_ms);
     let contacts: HashMap<i64, &Contact> = roster.contacts.iter().map(|c| (c.id, c)).collect();
     let name_of = |code: Option<RegionCode>| {
-        code.map(|c| roster.names.get(&c).cloned().unwrap_or_else(|| c.to_string()))
+        code.map(|c| roster.name(&c).map_or_else(|| c.to_string(), str::to_string))
             .unwrap_or_default()
     };
     let mut calls: Vec<Line> = d

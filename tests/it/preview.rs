@@ -92,7 +92,7 @@ async fn preview_names_people_reasons_and_channels_and_writes_nothing() {
             monitors: vec!["city-duty".into()],
         };
         let snap = Snapshot::new(
-            Index::build(snap.index.regions(), &[point]),
+            Index::build(snap.index.regions().to_vec(), vec![point]),
             snap.contacts,
             shifts,
         );
