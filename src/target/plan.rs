@@ -146,12 +146,15 @@ pub fn decide_up_to(
     now_ms: i64,
     limit: usize,
 ) -> Decision {
+    let decide_with = |threatened, levels: &[RegionLevel], points: &[(&RiskPoint, Via)]| {
+        decide_in(
+            settings, info, class, level, roster, now_ms, limit, threatened, levels, points,
+        )
+    };
     let whole = |threatened: Threatened| {
         let levels = direct_levels(&threatened);
         let points = roster.index.threatened_points(info, &class.hazard);
-        decide_in(
-            settings, info, class, level, roster, now_ms, limit, threatened, &levels, &points,
-        )
+        decide_with(threatened, &levels, &points)
     };
     // A warning given by division codes: the first people come from its first regions, so a
     // province-wide warning's first slice looks at a few hundred of its regions, not at all of
@@ -165,18 +168,7 @@ pub fn decide_up_to(
         if first.whole {
             return whole(first.threatened);
         }
-        let d = decide_in(
-            settings,
-            info,
-            class,
-            level,
-            roster,
-            now_ms,
-            limit,
-            first.threatened,
-            &first.levels,
-            &[],
-        );
+        let d = decide_with(first.threatened, &first.levels, &[]);
         if d.calls.len() >= limit || d.policy.is_none() {
             return d;
         }
