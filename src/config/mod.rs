@@ -221,7 +221,7 @@ pub struct Dispatch {
 }
 
 fn first_batch() -> u32 {
-    16
+    512
 }
 
 fn max_tries() -> u32 {
