@@ -221,7 +221,7 @@ pub struct Dispatch {
 }
 
 fn first_batch() -> u32 {
-    512
+    16
 }
 
 fn max_tries() -> u32 {

@@ -294,6 +294,12 @@ async fn apply(core: &Core, worker: &str, chunk: &[Job]) -> Result<Option<usize>
     let started = std::time::Instant::now();
     let now = core.now();
     let mut tx = core.store.begin().await?;
+    // The chunk's incidents first (the store's lock order): another instance's chunk in the
+    // same incident waits here, and then reads the call-outs this one made (a township
+    // leader whom both would call is called once, and joined by the other).
+    let ids: Vec<i64> = chunk.iter().filter_map(|j| j.callout_id).collect();
+    let backend = tx.backend();
+    incidents::lock_of_callouts(&mut tx, backend, &ids).await?;
     let mut loaded: HashMap<i64, Callout> = HashMap::new();
     let mut seen = Seen::default();
     let mut held = Held::default();

@@ -243,17 +243,6 @@ async fn open(tx: &mut Tx, msg: &Prepared, now: i64) -> anyhow::Result<Applied> 
 async fn update(tx: &mut Tx, msg: &Prepared, inc: Incident, now: i64) -> anyhow::Result<Applied> {
     let old_colour = inc.colour;
     let step = Step::between(old_colour, msg.class.colour);
-    let callouts = tx.callouts_of_incident(inc.id).await?;
-    let existing: Vec<Existing> = callouts
-        .iter()
-        .map(|c| Existing {
-            callout_id: c.id,
-            contact_id: c.contact_id,
-            state: c.state,
-            sent: c.sent_at.is_some(),
-        })
-        .collect();
-    let rev = revise(&existing, msg.planned.clone(), step);
     // A colour without a policy of its own (or no colour) keeps the incident's policy.
     let policy = msg.policy.clone().unwrap_or_else(|| inc.policy.clone());
     let title = match title_of(msg) {
@@ -265,6 +254,19 @@ async fn update(tx: &mut Tx, msg: &Prepared, inc: Incident, now: i64) -> anyhow:
         fields.event = &inc.event;
     }
     tx.revise_incident(inc.id, &fields).await?;
+    // Read once the incident is locked (by the update above): a chunk of deadlines in this
+    // incident that called someone meanwhile has committed, and they are not called again.
+    let callouts = tx.callouts_of_incident(inc.id).await?;
+    let existing: Vec<Existing> = callouts
+        .iter()
+        .map(|c| Existing {
+            callout_id: c.id,
+            contact_id: c.contact_id,
+            state: c.state,
+            sent: c.sent_at.is_some(),
+        })
+        .collect();
+    let rev = revise(&existing, msg.planned.clone(), step);
     let label = change_label(
         &inc.event,
         old_colour,

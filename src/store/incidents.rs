@@ -206,6 +206,29 @@ pub async fn incident(conn: &mut AnyConnection, id: i64) -> Result<Option<Incide
     r.as_ref().map(incident_of).transpose()
 }
 
+/// Locks the incidents of these call-outs until the unit of work ends, in ascending id order
+/// (PostgreSQL; SQLite has one writer). Whoever decides from what it reads whether a person
+/// already has an open call-out in an incident, and writes one if not (a chunk of deadlines,
+/// a slice of a plan), takes this first: two instances reading "not yet" for the same
+/// township leader at once both called them (`FOR NO KEY UPDATE`, so that the foreign-key
+/// checks of other writers' call-outs do not wait on it).
+pub async fn lock_of_callouts(conn: &mut AnyConnection, backend: Backend, callout_ids: &[i64]) -> Result<()> {
+    if backend != Backend::Postgres || callout_ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT id FROM incidents WHERE id IN (SELECT incident_id FROM callouts WHERE id IN ({}))
+         ORDER BY id FOR NO KEY UPDATE",
+        super::placeholders(1, callout_ids.len())
+    );
+    let mut q = sqlx::query_scalar::<_, i64>(&sql);
+    for id in callout_ids {
+        q = q.bind(*id);
+    }
+    q.fetch_all(&mut *conn).await?;
+    Ok(())
+}
+
 // TODO(issue 8): deliver/dispatch.rs calls this with a bare connection.
 pub async fn incidents_by_id(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<Incident>> {
     if ids.is_empty() {

@@ -13,9 +13,10 @@
 //!
 //! **Lock order** (PostgreSQL; SQLite has one writer and cannot deadlock). Every writer
 //! takes its row locks in one order, so that two units of work never wait on each other in a
-//! circle: (0) `attempts` rows (a send's outcome, a receipt), (1) `incidents` and `callouts`
-//! rows, the call-outs in ascending id order (`callouts::lock`, taken before a multi-row
-//! change), (2) `jobs` rows, (3) the ledger head
+//! circle: (0) `attempts` rows (a send's outcome, a receipt), (1) `incidents` rows, then
+//! `callouts` rows, each in ascending id order (`incidents::lock_of_callouts`, taken by
+//! whoever decides from what it reads who is called already; `callouts::lock`, taken before
+//! a multi-row change), (2) `jobs` rows, (3) the ledger head
 //! (`ledger_head`, `SELECT … FOR UPDATE`) **last**, just before commit. A [`Tx`] keeps the
 //! ledger records it is handed (`Tx::append`, `Tx::record`, and the store's own methods that
 //! write an entry) and writes them in [`Tx::commit`], so the head is taken last whatever order

@@ -96,7 +96,9 @@ impl Tx {
     /// writer), with the incident's state: the slice about to be written checks both.
     pub async fn lock_planning(&mut self, incident_id: i64) -> Result<Option<(Planning, IncidentState)>> {
         let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE OF p",
+            // The incident too: a chunk of deadlines reading who is called already, and this
+            // slice reading the same, must not both call one person (`lock_of_callouts`).
+            Backend::Postgres => " FOR UPDATE OF p FOR NO KEY UPDATE OF i",
             Backend::Sqlite => "",
         };
         let sql = format!(

@@ -281,3 +281,76 @@ async fn poison(db: Db) {
     .await;
     app.stop().await;
 }
+
+/// The race two instances ran into: each reads that a township leader has no open call-out,
+/// and each calls them. Here the other writer is the test: it holds the incident (as a chunk
+/// of deadlines, a plan slice or an Update does while it decides) and has made the leader's
+/// call-out, not yet committed. Township 0's ten deputies fall due: the daemon's chunk must
+/// wait for it (seen in `pg_stat_activity`, not by sleeping), then join that call-out. Without
+/// the lock it does not wait: it calls the leader a second time, and the wait below fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_waits_for_another_writer_of_its_incident_and_joins_its_call_out_postgres() {
+    let Some((app, _dir)) = planned(Db::Postgres).await else {
+        eprintln!("JIAOYING_PG_URL not set: PostgreSQL storm test skipped");
+        return;
+    };
+    let n = N as i64;
+    app.expire_deadlines().await;
+    let escalated = "SELECT COUNT(*) FROM ledger WHERE kind = 'callout.escalated'";
+    until(&app, "500 escalations", 120, escalated, n).await;
+    let deputies = "SELECT COUNT(*) FROM jobs j JOIN callouts c ON c.id = j.callout_id
+                    WHERE j.kind = 'deadline' AND c.role = 'village_deputy'";
+    until(&app, "the deputies' deadlines", 60, deputies, n).await;
+
+    let mut other = app.db().begin().await.unwrap();
+    sqlx::query("SELECT id FROM incidents FOR NO KEY UPDATE")
+        .fetch_all(&mut *other)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO callouts (id, incident_id, contact_id, region_code, place, role, reason, state,
+            deadline_at, created_at, updated_at)
+         SELECT 9000000, (SELECT MIN(id) FROM incidents), id, region_code, '风暴镇0', role, '别的实例', 'sent',
+            0, 0, 0 FROM contacts WHERE key = 't-0'",
+    )
+    .execute(&mut *other)
+    .await
+    .unwrap();
+    app.execute(
+        "UPDATE jobs SET due_at = 0 WHERE kind = 'deadline' AND callout_id IN
+           (SELECT id FROM callouts WHERE role = 'village_deputy' AND region_code LIKE '450921101%')",
+    )
+    .await;
+    app.core.wake.notify_waiters();
+    let waiting = "SELECT LEAST(COUNT(*), 1) FROM pg_stat_activity
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    until(
+        &app,
+        "the daemon's chunk waiting for the incident",
+        30,
+        waiting,
+        1,
+    )
+    .await;
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM callouts WHERE role = 'township_leader'")
+            .await,
+        0,
+        "nothing written while it waits"
+    );
+    other.commit().await.unwrap();
+
+    until(&app, "township 0's ten escalations", 60, escalated, n + 10).await;
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM callouts WHERE role = 'township_leader'")
+            .await,
+        1,
+        "the leader is called once: the daemon joined the call-out the other writer made"
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM callout_joins WHERE host_id = 9000000 AND joined_id IS NOT NULL")
+            .await,
+        10
+    );
+    app.stop().await;
+}
