@@ -391,10 +391,31 @@ async fn sms_reply(
         };
         tx.set_inbound_outcome(inbound_id, result.as_str()).await?;
     }
+    note_reply(tx, inbound_id, gateway, phone.as_ref(), result, callout_id, now).await?;
+    Ok(Outcome {
+        outcome: result.as_str(),
+        callout_id,
+        incident_code: chosen.map(|c| c.1.clone()),
+        late,
+    })
+}
+
+/// The ledger entry of a reply as it was read (`inbound.sms`: its outcome, the call-out it
+/// answered, the number masked), and a warning in the log when nobody has that number. One
+/// reply at a time (`sms_reply`) and a group of them (`together`) note theirs alike.
+pub(super) async fn note_reply(
+    tx: &mut Tx,
+    inbound_id: i64,
+    gateway: &str,
+    phone: Option<&Phone>,
+    result: SmsResult,
+    callout_id: Option<i64>,
+    now: i64,
+) -> Result<()> {
     tx.record(
         "inbound.sms",
         format!("inbound:{inbound_id}"),
-        serde_json::json!({"gateway": gateway, "from": phone.as_ref().map(|p| p.masked()),
+        serde_json::json!({"gateway": gateway, "from": phone.map(|p| p.masked()),
             "outcome": result.as_str(), "callout": callout_id}),
         now,
     )
@@ -402,12 +423,7 @@ async fn sms_reply(
     if result == SmsResult::UnknownNumber {
         tracing::warn!(gateway, from = %phone.map(|p| p.masked()).unwrap_or_else(|| "?".into()), "reply from an unknown number kept, nothing changed");
     }
-    Ok(Outcome {
-        outcome: result.as_str(),
-        callout_id,
-        incident_code: chosen.map(|c| c.1.clone()),
-        late,
-    })
+    Ok(())
 }
 
 /// A delivery receipt or a voice result: delivered is never an answer; a key press of 1 is;

@@ -229,17 +229,7 @@ impl<'a> Group<'a> {
             callout_id,
             event_id,
         );
-        tx.record(
-            "inbound.sms",
-            format!("inbound:{id}"),
-            serde_json::json!({"gateway": gateway, "from": phone.as_ref().map(|p| p.masked()),
-                "outcome": result.as_str(), "callout": callout_id}),
-            now,
-        )
-        .await?;
-        if result == SmsResult::UnknownNumber {
-            tracing::warn!(gateway, from = %phone.map(|p| p.masked()).unwrap_or_else(|| "?".into()), "reply from an unknown number kept, nothing changed");
-        }
+        inbound::note_reply(tx, id, gateway, phone.as_ref(), result, callout_id, now).await?;
         Ok(Some(Outcome {
             outcome: result.as_str(),
             callout_id,
