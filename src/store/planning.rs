@@ -92,8 +92,9 @@ impl Tx {
         Ok(())
     }
 
-    /// The plan's record, locked until this unit of work ends (PostgreSQL; SQLite has one
-    /// writer), with the incident's state: the slice about to be written checks both.
+    /// The plan's record and its incident's row, locked until this unit of work ends
+    /// (PostgreSQL; SQLite has one writer), with the incident's state: the slice about to be
+    /// written checks both.
     pub async fn lock_planning(&mut self, incident_id: i64) -> Result<Option<(Planning, IncidentState)>> {
         let lock = match self.backend {
             // The incident too: a chunk of deadlines reading who is called already, and this
