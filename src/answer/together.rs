@@ -158,7 +158,15 @@ impl<'a> Group<'a> {
         let key = event_id.map(|id| (gateway.to_string(), id.to_string()));
         if key.as_ref().is_some_and(|k| self.seen.contains(k)) {
             let id = self.next_id()?;
-            self.keep(id, gateway, None, text, REPLAYED, None, None);
+            self.inbound.push(Kept {
+                id,
+                gateway,
+                sender: None,
+                body: text,
+                outcome: REPLAYED,
+                callout_id: None,
+                event_id: None,
+            });
             tracing::warn!(gateway, "a report seen before came again: kept, nothing changed");
             return Ok(Some(Outcome {
                 outcome: REPLAYED,
@@ -220,15 +228,15 @@ impl<'a> Group<'a> {
             .as_ref()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| from.chars().take(32).collect());
-        self.keep(
+        self.inbound.push(Kept {
             id,
             gateway,
-            Some(sender),
-            text,
-            result.as_str(),
+            sender: Some(sender),
+            body: text,
+            outcome: result.as_str(),
             callout_id,
             event_id,
-        );
+        });
         inbound::note_reply(tx, id, gateway, phone.as_ref(), result, callout_id, now).await?;
         Ok(Some(Outcome {
             outcome: result.as_str(),
@@ -242,28 +250,6 @@ impl<'a> Group<'a> {
         self.ids
             .pop_front()
             .ok_or_else(|| anyhow::anyhow!("more replies than the group read"))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn keep(
-        &mut self,
-        id: i64,
-        gateway: &'a str,
-        sender: Option<String>,
-        body: &'a str,
-        outcome: &'static str,
-        callout_id: Option<i64>,
-        event_id: Option<&'a str>,
-    ) {
-        self.inbound.push(Kept {
-            id,
-            gateway,
-            sender,
-            body,
-            outcome,
-            callout_id,
-            event_id,
-        });
     }
 
     /// Writes what is held: the inbound rows first (the answers name them).
