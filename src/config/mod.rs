@@ -229,7 +229,7 @@ fn max_tries() -> u32 {
 }
 
 fn plan_first() -> u32 {
-    256
+    64
 }
 
 fn plan_slice() -> u32 {

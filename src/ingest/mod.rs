@@ -167,7 +167,7 @@ fn is_drill(s: Status) -> bool {
     matches!(s, Status::Exercise | Status::Test)
 }
 
-type Roster = std::sync::Arc<crate::target::plan::Snapshot>;
+pub(crate) type Roster = std::sync::Arc<crate::target::plan::Snapshot>;
 
 async fn prepare(
     core: &Core,
@@ -323,20 +323,15 @@ pub async fn ingest(core: &Core, raw: &[u8], source: &str) -> Result<Outcome, In
         // The first people's messages are on their way: now the whole plan, and its writing
         // by the daemon's planner task, so that the POST does not wait for tens of
         // thousands of rows (and SQLite's one writer is shared with the senders meanwhile).
-        let planned = match later {
-            // Off the runtime's threads: deciding 200,000 people takes a second of CPU, and
-            // the senders of the first slice must not wait for it (on 2 cores the runtime has
-            // 2 threads; the first message at 200,000 came 2 s after the first commit).
-            Some(later) => {
-                let settings = core.settings.clone();
-                tokio::task::spawn_blocking(move || later.decide(&settings))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("deciding the rest of the plan stopped: {e}"))?
+        let (total, planned) = match later {
+            Some(l) => slices::decide_rest(core, l.alert, l.class, l.roster, l.now, l.first).await?,
+            None => {
+                let n = s.done as usize + rest.len();
+                (n, slices::handed(core, rest))
             }
-            None => rest,
         };
         if let Some(t) = touched.iter_mut().find(|t| t.0 == s.incident) {
-            t.2 = t.2.max(s.done as usize + planned.len());
+            t.2 = t.2.max(total);
         }
         let rest = PlanRest { started: s, planned };
         if let Err(rest) = core.detach(rest) {
@@ -441,19 +436,6 @@ impl Later {
                 .map(|p| p.contact_id)
                 .collect(),
         })
-    }
-
-    /// The whole plan but the first slice, in plan order.
-    fn decide(self, settings: &crate::config::Settings) -> Vec<Planned> {
-        let Some(info) = self.alert.preferred_info() else {
-            return Vec::new();
-        };
-        let d = decide(settings, info, &self.class, None, &self.roster, self.now);
-        d.calls
-            .into_iter()
-            .map(|c| c.planned)
-            .filter(|p| !self.first.contains(&p.contact_id))
-            .collect()
     }
 }
 

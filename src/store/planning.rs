@@ -46,9 +46,20 @@ pub struct Started {
 #[derive(Debug)]
 pub struct PlanRest {
     pub started: Started,
-    /// The plan after its first slice, in plan order (a slice still skips whoever the
-    /// incident has a call-out for by then).
-    pub planned: Vec<crate::target::plan::Planned>,
+    /// The plan after its first slice, as it is decided (`ingest::slices::decide_rest`).
+    pub planned: Pieces,
+}
+
+/// A plan's slices as they are decided, in plan order, then [`Piece::End`]; a slice still
+/// skips whoever the incident has a call-out for by the time it is written. At most one
+/// slice waits, so a plan of any size holds a few slices, not itself (issue 11 §3).
+pub type Pieces = tokio::sync::mpsc::Receiver<Piece>;
+
+#[derive(Debug)]
+pub enum Piece {
+    Slice(Vec<crate::target::plan::Planned>),
+    /// Every slice was handed over: a channel closed without it means deciding stopped.
+    End,
 }
 
 fn planning_of(r: &sqlx::any::AnyRow) -> Result<Planning> {

@@ -177,6 +177,34 @@ pub fn decide_up_to(
     whole(roster.index.threatened(info))
 }
 
+/// The policy for a warning as it applies at `now_ms` (quiet hours) and its quiet-hours note,
+/// or why there is none.
+fn policy_for(
+    settings: &Settings,
+    info: &Info,
+    class: &Classification,
+    level: Option<Level>,
+    levels: &[RegionLevel],
+    now_ms: i64,
+) -> Result<(Policy, Option<String>), String> {
+    let subject = Subject {
+        colour: class.colour,
+        hazard: &class.hazard,
+        event: &info.event,
+        level,
+        region_levels: levels,
+    };
+    match settings.policy_matching(&subject) {
+        Some(base) => Ok(base.at(class.colour, now_ms)),
+        None => Err(format!(
+            "no policy for colour {:?} and hazard {}",
+            class.colour, class.hazard
+        )),
+    }
+}
+
+const NOBODY: &str = "no region of the roster is in the warning's area";
+
 /// [`decide_up_to`] over a threatened set (whole, or its first regions with the whole set's
 /// `levels` and no risk points).
 #[allow(clippy::too_many_arguments)]
@@ -192,37 +220,31 @@ fn decide_in(
     levels: &[RegionLevel],
     points: &[(&RiskPoint, Via)],
 ) -> Decision {
-    let subject = Subject {
-        colour: class.colour,
-        hazard: &class.hazard,
-        event: &info.event,
-        level,
-        region_levels: levels,
-    };
-    let Some(base) = settings.policy_matching(&subject) else {
-        return Decision {
-            policy: None,
-            threatened,
-            risk_points: 0,
-            calls: Vec::new(),
-            complete: true,
-            note: Some(format!(
-                "no policy for colour {:?} and hazard {}",
-                class.colour, class.hazard
-            )),
-        };
-    };
-    let (policy, quiet) = base.at(class.colour, now_ms);
-    let mut calls = plan_calls(&threatened, points, roster, &roster.index, &policy, now_ms, limit);
-    let complete = calls.len() < limit;
-    if let Some(q) = quiet {
-        for c in &mut calls {
-            c.planned.reason = format!("{}；{q}", c.planned.reason);
+    let (policy, quiet) = match policy_for(settings, info, class, level, levels, now_ms) {
+        Ok(p) => p,
+        Err(note) => {
+            return Decision {
+                policy: None,
+                threatened,
+                risk_points: 0,
+                calls: Vec::new(),
+                complete: true,
+                note: Some(note),
+            }
         }
-    }
-    let note = calls
-        .is_empty()
-        .then(|| "no region of the roster is in the warning's area".to_string());
+    };
+    let calls = plan_calls(
+        &threatened,
+        points,
+        roster,
+        &roster.index,
+        &policy,
+        quiet.as_deref(),
+        now_ms,
+        limit,
+    );
+    let complete = calls.len() < limit;
+    let note = calls.is_empty().then(|| NOBODY.to_string());
     Decision {
         policy: Some(policy),
         threatened,
@@ -230,6 +252,89 @@ fn decide_in(
         calls,
         complete,
         note,
+    }
+}
+
+/// A warning matched whole against the roster and its policy chosen, for a plan too large to
+/// hold at once (issue 11 §3): [`Matched::count`]ed first, then handed over a slice at a time
+/// ([`Matched::each`]). It calls whom [`decide`] calls, for the same reasons.
+pub struct Matched<'r> {
+    roster: &'r Snapshot,
+    threatened: Threatened,
+    points: Vec<(&'r RiskPoint, Via)>,
+    policy: Option<(Policy, Option<String>)>,
+    now_ms: i64,
+}
+
+/// [`decide`]'s matching and policy, without deciding whom to call yet.
+pub fn matched<'r>(
+    settings: &Settings,
+    info: &Info,
+    class: &Classification,
+    level: Option<Level>,
+    roster: &'r Snapshot,
+    now_ms: i64,
+) -> Matched<'r> {
+    let threatened = roster.index.threatened(info);
+    let levels = direct_levels(&threatened);
+    let policy = policy_for(settings, info, class, level, &levels, now_ms).ok();
+    Matched {
+        roster,
+        points: roster.index.threatened_points(info, &class.hazard),
+        threatened,
+        policy,
+        now_ms,
+    }
+}
+
+impl Matched<'_> {
+    /// How many people the plan calls, without writing out anyone's call.
+    pub fn count(&self) -> usize {
+        let mut n = 0;
+        self.walk(|_, _| {
+            n += 1;
+            true
+        });
+        n
+    }
+
+    /// [`walk`] under the chosen policy (nobody without one), handing `found` the policy's
+    /// quiet-hours note with each person.
+    fn walk<'m>(&'m self, mut found: impl FnMut(Found<'m>, (&'m Policy, Option<&'m str>)) -> bool) {
+        if let Some((policy, quiet)) = &self.policy {
+            let with = (policy, quiet.as_deref());
+            walk(
+                &self.threatened,
+                &self.points,
+                self.roster,
+                policy,
+                self.now_ms,
+                |f| found(f, with),
+            );
+        }
+    }
+
+    /// The plan handed to `each` in slices of at most `size` people, in the order they are
+    /// found (each slice in plan order), so that only a slice is ever held; `each` returns
+    /// false to stop. True when every slice was handed over.
+    pub fn each(&self, size: usize, mut each: impl FnMut(Vec<Planned>) -> bool) -> bool {
+        let size = size.max(1);
+        let mut slice = Vec::with_capacity(size);
+        let mut go = true;
+        let names = &self.roster.index;
+        self.walk(|f, (policy, quiet)| {
+            slice.push(f.call(policy, names, quiet).planned);
+            if slice.len() == size {
+                slice.sort_by(plan_order);
+                go = each(std::mem::replace(&mut slice, Vec::with_capacity(size)));
+            }
+            go
+        });
+        if go && !slice.is_empty() {
+            slice.sort_by(plan_order);
+            go = each(slice);
+        }
+        go
     }
 }
 
@@ -245,7 +350,7 @@ pub fn plan(
         contacts.to_vec(),
         Vec::new(),
     );
-    plan_calls(threatened, &[], &snapshot, names, policy, 0, usize::MAX)
+    plan_calls(threatened, &[], &snapshot, names, policy, None, 0, usize::MAX)
         .into_iter()
         .map(|c| c.planned)
         .collect()
@@ -254,95 +359,170 @@ pub fn plan(
 /// Every threatened region calls the policy's `roles` held there; every threatened risk point
 /// calls its `risk_point_roles` (`monitor`, and roles of its village and township). Roles with
 /// a duty roster call whoever is on shift at `now_ms`. The first reason found for a person wins.
-/// At most `limit` people (the first found).
+/// At most `limit` people (the first found), in plan order; `quiet` is the policy's
+/// quiet-hours note, added to each reason when it applies.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_calls(
     threatened: &Threatened,
     points: &[(&RiskPoint, Via)],
     roster: &Snapshot,
     names: &dyn Names,
     policy: &Policy,
+    quiet: Option<&str>,
     now_ms: i64,
     limit: usize,
 ) -> Vec<Call> {
-    let by_key = |k: &str| roster.contact(k);
-    let duty = Duty::new(&roster.shifts);
-    let mut seen = HashSet::new();
     let mut out = Vec::new();
-    // How many are found, readable while `call` holds `out`: the loops stop at `limit`.
-    let found = std::cell::Cell::new(0usize);
-    let mut call = |c: &Contact,
-                    role: &str,
-                    region: &RegionCode,
-                    area: String,
-                    shift: Option<String>,
-                    point: Option<&RiskPoint>| {
-        if found.get() >= limit || !seen.insert(c.id) {
-            return;
-        }
-        found.set(found.get() + 1);
-        let mut reason = format!("{area}；规则 {}；职责 {}", policy.name, role_label(role));
-        if let Some(s) = &shift {
+    if limit == 0 {
+        return out;
+    }
+    walk(threatened, points, roster, policy, now_ms, |f| {
+        out.push(f.call(policy, names, quiet));
+        out.len() < limit
+    });
+    in_plan_order(&mut out);
+    out
+}
+
+/// The plan's order: region, role, person (`plan_calls`, and each slice of `Matched::each`).
+fn in_plan_order(calls: &mut [Call]) {
+    calls.sort_by(|a, b| plan_order(&a.planned, &b.planned));
+}
+
+fn plan_order(a: &Planned, b: &Planned) -> std::cmp::Ordering {
+    (&a.region, &a.role, a.contact_id).cmp(&(&b.region, &b.role, b.contact_id))
+}
+
+/// A person the plan's walk finds, before their call is written out: what `Call` says of
+/// them, borrowed, so that counting a plan formats no reason.
+struct Found<'a> {
+    contact: &'a Contact,
+    role: &'a str,
+    region: RegionCode,
+    shift: Option<String>,
+    from: From<'a>,
+}
+
+/// What brings a person into the plan.
+enum From<'a> {
+    Region(&'a Via),
+    Point(&'a RiskPoint, &'a Via),
+}
+
+impl Found<'_> {
+    /// The call, its reason in the words the message and the preview use; `quiet` is the
+    /// policy's quiet-hours note, when it applies.
+    fn call(self, policy: &Policy, names: &dyn Names, quiet: Option<&str>) -> Call {
+        let (area, risk_point) = match self.from {
+            From::Region(via) => (via.describe(), None),
+            From::Point(p, via) => (
+                format!(
+                    "风险点 {}（{}，威胁{}人）{}",
+                    p.name,
+                    kind_label(&p.kind),
+                    p.people,
+                    via.describe()
+                ),
+                Some(format!("{} {}", p.key, p.name)),
+            ),
+        };
+        let mut reason = format!("{area}；规则 {}；职责 {}", policy.name, role_label(self.role));
+        if let Some(s) = &self.shift {
             reason = format!("{reason}；{s}");
         }
-        out.push(Call {
+        if let Some(q) = quiet {
+            reason = format!("{reason}；{q}");
+        }
+        Call {
             planned: Planned {
-                contact_id: c.id,
-                contact_key: c.key.clone(),
-                region: region.clone(),
-                role: role.to_string(),
-                place: place_name(region, names),
+                contact_id: self.contact.id,
+                contact_key: self.contact.key.clone(),
+                place: place_name(&self.region, names),
+                region: self.region,
+                role: self.role.to_string(),
                 reason,
             },
             area,
             rule: policy.name.clone(),
-            shift,
-            risk_point: point.map(|p| format!("{} {}", p.key, p.name)),
-        });
+            shift: self.shift,
+            risk_point,
+        }
+    }
+}
+
+/// Walks the plan in the order people are found (regions by code, each region's roles in the
+/// policy's order, then risk points), handing each person to `found` once, for the first
+/// reason found; `found` returns false to stop the walk.
+fn walk<'a>(
+    threatened: &'a Threatened,
+    points: &'a [(&'a RiskPoint, Via)],
+    roster: &'a Snapshot,
+    policy: &'a Policy,
+    now_ms: i64,
+    mut found: impl FnMut(Found<'a>) -> bool,
+) {
+    let by_key = |k: &str| roster.contact(k);
+    let duty = Duty::new(&roster.shifts);
+    let mut seen = HashSet::new();
+    let mut go = true;
+    let mut call = |f: Found<'a>| {
+        if go && seen.insert(f.contact.id) {
+            go = found(f);
+        }
+        go
     };
     for (code, via) in threatened {
-        if found.get() >= limit {
-            break;
-        }
         for role in &policy.roles {
             let hs = roster.holders(role, code);
             for h in duty.resolve(role, code, now_ms, &hs, &by_key) {
-                call(h.contact, role, code, via.describe(), h.shift, None);
+                let f = Found {
+                    contact: h.contact,
+                    role,
+                    region: code.clone(),
+                    shift: h.shift,
+                    from: From::Region(via),
+                };
+                if !call(f) {
+                    return;
+                }
             }
         }
     }
     for (p, via) in points {
-        if found.get() >= limit {
-            break;
-        }
-        let area = format!(
-            "风险点 {}（{}，威胁{}人）{}",
-            p.name,
-            kind_label(&p.kind),
-            p.people,
-            via.describe()
-        );
         for role in &policy.risk_point_roles {
             if role == "monitor" {
                 for c in p.monitors.iter().filter_map(|k| roster.contact(k)) {
-                    call(c, "risk_monitor", &p.region, area.clone(), None, Some(p));
+                    let f = Found {
+                        contact: c,
+                        role: "risk_monitor",
+                        region: p.region.clone(),
+                        shift: None,
+                        from: From::Point(p, via),
+                    };
+                    if !call(f) {
+                        return;
+                    }
                 }
                 continue;
             }
-            let mut regions = vec![p.region.clone()];
-            regions.extend(p.region.township().filter(|t| *t != p.region));
-            for code in &regions {
+            let township = p.region.township().filter(|t| *t != p.region);
+            for code in std::iter::once(&p.region).chain(township.as_ref()) {
                 let hs = roster.holders(role, code);
                 for h in duty.resolve(role, code, now_ms, &hs, &by_key) {
-                    call(h.contact, role, code, area.clone(), h.shift, Some(p));
+                    let f = Found {
+                        contact: h.contact,
+                        role,
+                        region: code.clone(),
+                        shift: h.shift,
+                        from: From::Point(p, via),
+                    };
+                    if !call(f) {
+                        return;
+                    }
                 }
             }
         }
     }
-    out.sort_by(|a, b| {
-        let (a, b) = (&a.planned, &b.planned);
-        (&a.region, &a.role, a.contact_id).cmp(&(&b.region, &b.role, b.contact_id))
-    });
-    out
 }
 
 /// The Chinese name of a risk-point kind.
@@ -645,6 +825,73 @@ mod tests {
             want.sort_by(|a, b| (&a.region, &a.role, a.contact_id).cmp(&(&b.region, &b.role, b.contact_id)));
             assert_eq!(found, want, "limit {limit}");
         }
+    }
+
+    /// A plan handed over slice by slice (`Matched`) calls whom the whole plan calls, for the
+    /// same reasons, each once, in slices no larger than asked; `count` says how many; a
+    /// receiver that stops gets no further slice.
+    #[test]
+    fn a_plan_in_slices_is_the_whole_plan() {
+        let s = Settings::from_toml("").unwrap();
+        let points = vec![point(1, "geohazard", 22.91, 110.61, "450921104202", &["m1"])];
+        let mut regions = vec![region("450921", 22.86, 110.56), region("450921104", 22.9, 110.6)];
+        let mut contacts = vec![contact(2, "township_leader", "450921104")];
+        for (i, v) in (201..=240).enumerate() {
+            regions.push(region(&format!("450921104{v}"), 22.91, 110.61));
+            contacts.push(contact(10 + i as i64, "village_leader", &format!("450921104{v}")));
+        }
+        contacts.push(contact(3, "risk_monitor", "450921104202"));
+        contacts.last_mut().unwrap().key = "m1".into();
+        // The monitor also leads a village: one call, for the first reason found.
+        contacts.push(contact(3, "village_leader", "450921104239"));
+        let roster = Snapshot::new(Index::build(regions, points), contacts, Vec::new());
+        let class = Classification {
+            colour: Some(Colour::Red),
+            hazard: "rainstorm".into(),
+        };
+        let circle = Circle {
+            lat: 22.91,
+            lon: 110.61,
+            radius_km: 30.0,
+        };
+        let info = info("暴雨红色预警", circle);
+        let whole = decide(&s, &info, &class, None, &roster, 500);
+        let mut want: Vec<Planned> = whole.calls.into_iter().map(|c| c.planned).collect();
+        want.sort_by_key(|p| p.contact_id);
+        assert!(want.len() > 40, "{}", want.len());
+        let m = matched(&s, &info, &class, None, &roster, 500);
+        assert_eq!(m.count(), want.len());
+        for size in [1, 7, 40, want.len(), want.len() + 1] {
+            let mut got = Vec::new();
+            let mut slices = 0;
+            assert!(m.each(size, |slice| {
+                assert!(
+                    !slice.is_empty() && slice.len() <= size,
+                    "size {size}: {}",
+                    slice.len()
+                );
+                slices += 1;
+                got.extend(slice);
+                true
+            }));
+            assert_eq!(slices, want.len().div_ceil(size), "size {size}");
+            got.sort_by_key(|p| p.contact_id);
+            assert_eq!(got, want, "size {size}");
+        }
+        let mut slices = 0;
+        assert!(!m.each(5, |_| {
+            slices += 1;
+            slices < 2
+        }));
+        assert_eq!(slices, 2, "no slice after the receiver stopped");
+        // No policy for the colour: nothing, and nothing to count.
+        let none = Classification {
+            colour: None,
+            hazard: "nothing-known".into(),
+        };
+        let m = matched(&s, &info, &none, None, &roster, 500);
+        assert_eq!(m.count(), 0);
+        assert!(m.each(5, |_| panic!("no slice without a policy")));
     }
 
     /// The first slice of a large plan is decided alone (`decide_up_to`), the rest after it is
