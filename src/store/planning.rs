@@ -55,6 +55,7 @@ pub struct PlanRest {
 /// slice waits, so a plan of any size holds a few slices, not itself (issue 11 §3).
 pub type Pieces = tokio::sync::mpsc::Receiver<Piece>;
 
+/// What a plan's decider hands its writer.
 #[derive(Debug)]
 pub enum Piece {
     Slice(Vec<crate::target::plan::Planned>),
