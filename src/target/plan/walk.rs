@@ -120,6 +120,10 @@ pub(super) fn walk<'a>(
 ) {
     let by_key = |k: &str| roster.contact(k);
     let duty = Duty::new(&roster.shifts);
+    // Who holds `role` in `region` and is called for it now (on shift, or every holder).
+    let on_duty = |role: &str, region: &RegionCode| {
+        duty.resolve(role, region, now_ms, &roster.holders(role, region), &by_key)
+    };
     let mut seen = HashSet::new();
     let mut go = true;
     let mut call = |f: Found<'a>| {
@@ -130,8 +134,7 @@ pub(super) fn walk<'a>(
     };
     for (code, via) in threatened {
         for role in &policy.roles {
-            let hs = roster.holders(role, code);
-            for h in duty.resolve(role, code, now_ms, &hs, &by_key) {
+            for h in on_duty(role, code) {
                 let f = Found {
                     contact: h.contact,
                     role,
@@ -164,8 +167,7 @@ pub(super) fn walk<'a>(
             }
             let township = p.region.township().filter(|t| *t != p.region);
             for code in std::iter::once(&p.region).chain(township.as_ref()) {
-                let hs = roster.holders(role, code);
-                for h in duty.resolve(role, code, now_ms, &hs, &by_key) {
+                for h in on_duty(role, code) {
                     let f = Found {
                         contact: h.contact,
                         role,
