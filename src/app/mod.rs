@@ -65,6 +65,10 @@ impl App {
             ));
         }
         workers.spawn(clock_watch(self.core.clone(), stop.clone()));
+        workers.spawn(crate::store::wal::checkpoints(
+            self.core.store.clone(),
+            stop.clone(),
+        ));
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         self.core.set_planner(Some(tx));
         workers.spawn(planner(self.core.clone(), rx, stop.clone()));

@@ -45,6 +45,7 @@ pub mod schema;
 pub mod stats;
 pub mod tamper;
 pub mod users;
+pub mod wal;
 pub mod warnings;
 
 use std::ops::{Deref, DerefMut};
@@ -78,6 +79,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The SQLite database's URL, for connections of its own outside the pool (`wal`).
+    sqlite_url: Option<String>,
 }
 
 /// A unit of work: one transaction, committed or rolled back as a whole. Every read and write
@@ -253,6 +256,10 @@ impl Store {
                             ] {
                                 sqlx::query(pragma).execute(&mut *conn).await?;
                             }
+                            // The daemon checkpoints on a connection of its own (`wal`): a
+                            // commit past 1,000 pages no longer syncs the file itself.
+                            let backstop = format!("PRAGMA wal_autocheckpoint = {}", wal::BACKSTOP_PAGES);
+                            sqlx::query(&backstop).execute(&mut *conn).await?;
                             Ok(())
                         })
                     })
@@ -281,7 +288,12 @@ impl Store {
             }
         }
         .with_context(|| format!("connecting to the database ({})", redact(&url)))?;
-        Ok(Store { pool, backend })
+        let sqlite_url = (backend == Backend::Sqlite).then_some(url);
+        Ok(Store {
+            pool,
+            backend,
+            sqlite_url,
+        })
     }
 
     /// Before serving, on SQLite: writes back the WAL a roster import (or the last run) left,
