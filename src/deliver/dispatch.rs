@@ -236,16 +236,12 @@ async fn load(core: &Core, jobs: Vec<Job>) -> Result<Batch> {
                 one_by_one
             }
         };
+    // The attempts' ids on the same connection: on SQLite every acquire waits behind the
+    // other workers' and the planner's transactions.
+    let ids = alloc_ids(&mut conn, core.store.backend(), "attempts", jobs.len()).await?;
     drop(conn);
 
     let mut b = Batch::default();
-    let ids = alloc_ids(
-        &mut *core.store.pool().acquire().await?,
-        core.store.backend(),
-        "attempts",
-        jobs.len(),
-    )
-    .await?;
     let ttl = core.settings.answer.link_ttl.as_secs() as i64;
     let mut unreadable: HashMap<i64, String> = HashMap::new();
     for (job, attempt_id) in jobs.into_iter().zip(ids) {
