@@ -120,10 +120,10 @@ mod tests {
             .execute(tx.conn())
             .await
             .unwrap();
-        // About 8 MiB: past SQLite's own 1,000-page threshold, so without the backstop setting
-        // the commit would have checkpointed by itself and left nothing to copy.
+        // A page a row, 1,200 pages: past SQLite's own 1,000-page threshold, so without the
+        // backstop setting the commit would have checkpointed by itself and left nothing to copy.
         sqlx::query(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200)
              INSERT INTO filler SELECT randomblob(4000) FROM n",
         )
         .execute(tx.conn())
@@ -138,6 +138,6 @@ mod tests {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-        assert_eq!(rows, 2000);
+        assert_eq!(rows, 1200);
     }
 }
