@@ -65,7 +65,12 @@ pub fn bind_all(vals: Vec<Val>) -> Result<AnyArguments<'static>> {
             Val::T(s) => args.add(s),
             Val::B(b) => args.add(b),
             Val::NullI => args.add(None::<i64>),
-            Val::NullF => args.add(None::<f64>),
+            // sqlx 0.8 hands a NULL `f64` to PostgreSQL as `float4` (its Any driver swaps
+            // `Real` and `Double` for NULLs only) and a number as `float8`. A statement kept
+            // prepared from a chunk whose value was NULL then refuses the next chunk's number
+            // ("incorrect binary data format"). A NULL `f32` arrives as `float8`, like the
+            // numbers. Tested by `import::regions_with_and_without_coordinates_postgres`.
+            Val::NullF => args.add(None::<f32>),
             Val::NullT => args.add(None::<String>),
         };
         r.map_err(|e| anyhow::anyhow!("binding a value: {e}"))?;

@@ -213,3 +213,56 @@ async fn sheets(db: Db) {
     assert_eq!(acked, 1);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_with_and_without_coordinates_sqlite() {
+    coordinates_after_none(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_with_and_without_coordinates_postgres() {
+    coordinates_after_none(Db::Postgres).await;
+}
+
+/// A sheet whose first thousand regions have no coordinates and the rest have: on PostgreSQL
+/// the first statement is kept prepared with its coordinates typed by those NULLs, and the next
+/// statement of the same shape binds numbers into it. sqlx 0.8 types a NULL `f64` as `float4`
+/// and a number as `float8`, so this failed ("incorrect binary data format in bind parameter")
+/// until `rows::bind_all` typed the NULL itself; `bench/big postgres` found it.
+async fn coordinates_after_none(db: Db) {
+    let Some(app) = spawn_with_roster(db, POLICY, &fixture("")).await else {
+        eprintln!("JIAOYING_PG_URL not set: PostgreSQL import test skipped");
+        return;
+    };
+    let mut csv = String::from("code,name,level,parent,lat,lon\n");
+    let mut rows = Vec::new();
+    for t in 101..=103 {
+        rows.push(format!("450921{t},镇{t},township,450921"));
+        let villages = if t == 103 { 201..=602 } else { 201..=999 };
+        for v in villages {
+            rows.push(format!("450921{t}{v},村{t}{v},village,450921{t}"));
+        }
+    }
+    for (i, row) in rows.iter().enumerate() {
+        let at = if i < 1000 {
+            ",".to_string()
+        } else {
+            format!("22.{i:04},110.{i:04}")
+        };
+        csv.push_str(&format!("{row},{at}\n"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("regions.csv");
+    std::fs::write(&path, csv).unwrap();
+    let store = &app.core.store;
+    let r = import(store, Kind::Regions, &path, false, false, app.core.now())
+        .await
+        .unwrap();
+    assert!(r.written && r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.rows, 2003);
+    let new = "substr(code, 1, 9) IN ('450921101', '450921102', '450921103')";
+    let placed = format!("SELECT COUNT(*) FROM regions WHERE {new} AND lat IS NOT NULL");
+    assert_eq!(app.scalar(&placed).await, 1003);
+    let unplaced = format!("SELECT COUNT(*) FROM regions WHERE {new} AND lat IS NULL");
+    assert_eq!(app.scalar(&unplaced).await, 1000);
+}
