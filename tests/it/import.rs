@@ -265,4 +265,5 @@ async fn coordinates_after_none(db: Db) {
     assert_eq!(app.scalar(&placed).await, 1003);
     let unplaced = format!("SELECT COUNT(*) FROM regions WHERE {new} AND lat IS NULL");
     assert_eq!(app.scalar(&unplaced).await, 1000);
+    app.stop().await;
 }
