@@ -664,7 +664,7 @@ async fn record_some(core: &Core, worker: &str, mut b: Batch, results: &[Sent]) 
     b.records.extend(callouts::state_record(&marked, State::Sent));
     b.records.extend(callouts::state_record(&failed, State::Failed));
     // The jobs last, and only those still ours: see `jobs::finish_mine`.
-    let ended = jobs::finish_mine(&mut tx, worker, &b.finished).await?.len();
+    let ended = jobs::finish_mine_count(&mut tx, worker, &b.finished).await?;
     let mut kept = 0;
     for (id, due, attempts, task, err) in &reschedules {
         kept += usize::from(

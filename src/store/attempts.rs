@@ -103,12 +103,18 @@ pub async fn finish(conn: &mut AnyConnection, done: &[(Attempt, Outcome)]) -> Re
 /// gateway); returns the jobs they belonged to.
 pub async fn lose_in_flight(conn: &mut AnyConnection, job_ids: &[i64], now: i64) -> Result<Vec<i64>> {
     let mut lost = Vec::new();
+    let sqlite = conn.backend_name() == "SQLite";
     for chunk in job_ids.chunks(1000) {
+        // On SQLite every parameter anonymous (see `store::anonymous`).
+        let list = match sqlite {
+            true => super::anonymous(chunk.len()),
+            false => placeholders(2, chunk.len()),
+        };
+        let first = if sqlite { "?" } else { "$1" };
         let sql = format!(
-            "UPDATE attempts SET result = 'lost', finished_at = $1,
+            "UPDATE attempts SET result = 'lost', finished_at = {first},
                     detail = 'the gateway''s answer was lost (the daemon stopped mid-send); sent again under the same ref'
-             WHERE result = 'sending' AND job_id IN ({}) RETURNING job_id",
-            placeholders(2, chunk.len())
+             WHERE result = 'sending' AND job_id IN ({list}) RETURNING job_id"
         );
         let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(now);
         for id in chunk {

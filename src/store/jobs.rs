@@ -522,36 +522,21 @@ pub async fn claim(store: &Store, worker: &str, now: i64, lease_ms: i64, limit: 
         .map(|k| format!("'{}'", k.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
-        "UPDATE jobs SET claimed_by = $1, claimed_until = $2
-         WHERE id IN (SELECT id FROM jobs WHERE kind IN ({kinds}) AND due_at <= $3
-                      AND (claimed_until IS NULL OR claimed_until < $3)
-                      ORDER BY due_at, id LIMIT $4 {lock})
-         RETURNING id, kind, callout_id, payload, attempts"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(worker)
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&store.pool)
+    let rows = claim_rows(store, &kinds, lock, worker, now, lease_ms, limit)
         .await
         .context("claiming jobs")?;
     let mut out = Vec::with_capacity(rows.len());
     let mut broken = Vec::new();
-    for r in &rows {
-        let id: i64 = r.try_get(0)?;
-        let kind: String = r.try_get(1)?;
-        let payload: String = r.try_get(3)?;
+    for (id, kind, callout_id, payload, attempts) in rows {
         let read = Kind::parse(&kind)
             .ok_or_else(|| format!("unknown kind {kind:?}"))
             .and_then(|k| Task::read(k, &payload));
         match read {
             Ok(task) => out.push(Ok(Job {
                 id,
-                callout_id: r.try_get(2)?,
+                callout_id,
                 task,
-                attempts: r.try_get(4)?,
+                attempts,
             })),
             Err(e) => broken.push((id, e)),
         }
@@ -572,6 +557,81 @@ pub async fn claim(store: &Store, worker: &str, now: i64, lease_ms: i64, limit: 
         Err((id, _)) => *id,
     });
     Ok(out)
+}
+
+/// A claimed job's columns: id, kind, call-out, payload, attempts.
+type ClaimedRow = (i64, String, Option<i64>, String, i64);
+
+/// The claim itself. The claimed rows come back as one JSON text made by the database: as
+/// 512 rows they cost about 10 ms on SQLite's one connection, most of it converting each
+/// value of each row on its way through sqlx, against about 2 ms for the statement itself.
+/// SQLite cannot aggregate what an UPDATE returns, so there the rows are chosen, read and
+/// then marked in one transaction (one writer: nobody claims between the two).
+async fn claim_rows(
+    store: &Store,
+    kinds: &str,
+    lock: &str,
+    worker: &str,
+    now: i64,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<ClaimedRow>> {
+    let json: Option<String> = match store.backend {
+        Backend::Postgres => {
+            let sql = format!(
+                "WITH c AS (UPDATE jobs SET claimed_by = $1, claimed_until = $2
+                            WHERE id IN (SELECT id FROM jobs WHERE kind IN ({kinds}) AND due_at <= $3
+                                         AND (claimed_until IS NULL OR claimed_until < $3)
+                                         ORDER BY due_at, id LIMIT $4 {lock})
+                            RETURNING id, kind, callout_id, payload, attempts)
+                 SELECT json_agg(json_build_array(id, kind, callout_id, payload, attempts))::text FROM c"
+            );
+            sqlx::query_scalar(&sql)
+                .bind(worker)
+                .bind(now + lease_ms)
+                .bind(now)
+                .bind(limit)
+                .fetch_one(&store.pool)
+                .await?
+        }
+        Backend::Sqlite => {
+            // IMMEDIATE: the write lock first, so that a write by another process between
+            // the read and the update waits (busy_timeout) instead of failing the claim.
+            let mut tx = store.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let sql = format!(
+                "SELECT json_group_array(json_array(id, kind, callout_id, payload, attempts)) FROM
+                   (SELECT id, kind, callout_id, payload, attempts FROM jobs WHERE kind IN ({kinds}) AND due_at <= ?
+                    AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY due_at, id LIMIT ?)"
+            );
+            let json: Option<String> = sqlx::query_scalar(&sql)
+                .bind(now)
+                .bind(now)
+                .bind(limit)
+                .fetch_one(&mut *tx)
+                .await?;
+            let rows: Vec<ClaimedRow> = match &json {
+                Some(j) => serde_json::from_str(j).context("reading the claimed jobs")?,
+                None => Vec::new(),
+            };
+            if !rows.is_empty() {
+                let sql = format!(
+                    "UPDATE jobs SET claimed_by = ?, claimed_until = ? WHERE id IN ({})",
+                    super::anonymous(rows.len())
+                );
+                let mut q = sqlx::query(&sql).bind(worker).bind(now + lease_ms);
+                for r in &rows {
+                    q = q.bind(r.0);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            return Ok(rows);
+        }
+    };
+    Ok(match json {
+        Some(j) => serde_json::from_str(&j).context("reading the claimed jobs")?,
+        None => Vec::new(),
+    })
 }
 
 /// Extends `worker`'s claim on `ids` to `until` (while their work runs); returns the ids
@@ -611,6 +671,31 @@ pub async fn finish_mine(conn: &mut AnyConnection, worker: &str, ids: &[i64]) ->
         out.extend(q.fetch_all(&mut *conn).await?);
     }
     Ok(out)
+}
+
+/// As [`finish_mine`], counting the jobs deleted instead of returning them: a send batch
+/// needs only the count, and on SQLite 512 returned ids are 512 rows through sqlx.
+pub async fn finish_mine_count(conn: &mut AnyConnection, worker: &str, ids: &[i64]) -> Result<usize> {
+    let sqlite = conn.backend_name() == "SQLite";
+    let mut n = 0;
+    for chunk in ids.chunks(1000) {
+        let sql = match sqlite {
+            true => format!(
+                "DELETE FROM jobs WHERE claimed_by = ? AND id IN ({})",
+                super::anonymous(chunk.len())
+            ),
+            false => format!(
+                "DELETE FROM jobs WHERE claimed_by = $1 AND id IN ({})",
+                placeholders(2, chunk.len())
+            ),
+        };
+        let mut q = sqlx::query(&sql).bind(worker);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        n += q.execute(&mut *conn).await?.rows_affected() as usize;
+    }
+    Ok(n)
 }
 
 /// Puts a job back for later (a retry, the next hop, the next poll), releasing its claim,

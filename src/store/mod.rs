@@ -49,7 +49,7 @@ pub mod users;
 pub mod wal;
 pub mod warnings;
 
-pub use rows::{alloc_ids, bind_all, insert_rows, insert_rows_with_suffix, placeholders, Val};
+pub use rows::{alloc_ids, anonymous, bind_all, insert_rows, insert_rows_with_suffix, placeholders, Val};
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
@@ -170,6 +170,10 @@ impl Store {
                 AnyPoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(SQLITE_ACQUIRE)
+                    // No ping before each acquire: the one connection is to a local file and
+                    // cannot have gone away, and every ping was a round trip through SQLite's
+                    // worker thread in front of every claim, read and unit of work.
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             for pragma in [

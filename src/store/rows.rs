@@ -195,6 +195,18 @@ pub async fn insert_rows_with_suffix(
     Ok(())
 }
 
+/// `?, ?, …`: `n` anonymous parameters, for SQLite only, and only in a statement whose
+/// parameters are all anonymous (sqlx binds them in order, counted apart from any `$N`).
+/// SQLite finds a named parameter by scanning its list of names, so a statement of 512 `$N`
+/// costs it 512 × 256 steps to bind; `?` costs none.
+pub fn anonymous(n: usize) -> String {
+    let mut s = String::with_capacity(n * 3);
+    for i in 0..n {
+        s.push_str(if i == 0 { "?" } else { ", ?" });
+    }
+    s
+}
+
 /// `$first, $first+1, …` for an `IN (…)` list of `n` values (callers keep `n` in the
 /// thousands: see the note on SQLite in [`insert_rows_with_suffix`]).
 pub fn placeholders(first: usize, n: usize) -> String {

@@ -240,6 +240,32 @@ impl TestApp {
         &self.db
     }
 
+    /// Every call-out of `incident` read as a send batch or a deadline reads it (one JSON
+    /// text made by the database, `callouts_by_id`) is the call-out read row by row (as the
+    /// report reads it): the same columns, nulls and types on either backend.
+    pub async fn assert_callout_reads_agree(&self, incident: i64) {
+        use jiaoying::store::{callouts, Backend};
+        // Both reads in one snapshot: the daemon may still be escalating meanwhile.
+        let mut tx = self.core.store.begin().await.unwrap();
+        if tx.backend() == Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        let mut by_rows = tx.callouts_of_incident(incident).await.unwrap();
+        assert!(!by_rows.is_empty(), "incident {incident} has no call-outs");
+        let ids: Vec<i64> = by_rows.iter().map(|c| c.id).collect();
+        let mut by_json = callouts::callouts_by_id(&mut tx, &ids).await.unwrap();
+        tx.rollback().await.unwrap();
+        by_rows.sort_by_key(|c| c.id);
+        by_json.sort_by_key(|c| c.id);
+        assert_eq!(by_json.len(), by_rows.len());
+        for (j, r) in by_json.iter().zip(&by_rows) {
+            assert_eq!(format!("{j:?}"), format!("{r:?}"));
+        }
+    }
+
     /// Waits until `n` call-outs are recorded as sent, as the test's own connection sees
     /// them (so committed, not only written), failing with `what` after `secs` seconds.
     pub async fn wait_sent(&self, n: i64, secs: u64, what: &str) {

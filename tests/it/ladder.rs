@@ -268,5 +268,7 @@ async fn a_door_knock_task_is_the_last_rung_and_its_result_is_recorded() {
     assert_eq!(result(t0), Some("moved".into()));
     assert_eq!(result(t1), Some("not-home".into()));
     assert_eq!(result(t2), Some("reached".into()));
+    // Knock tasks, their parents, answers by door: read alike by both paths.
+    app.assert_callout_reads_agree(1).await;
     app.stop().await;
 }

@@ -206,6 +206,10 @@ async fn storm(db: Db, two: bool) {
     )
     .await;
     assert_ledger_verifies(&app).await;
+    // Escalated call-outs, their deputies' and the joined township leaders': read alike by
+    // the JSON path the deadlines use and row by row.
+    let incident = app.scalar("SELECT MIN(id) FROM incidents").await;
+    app.assert_callout_reads_agree(incident).await;
     if let Some(second) = second {
         second.stop().await;
     }
