@@ -49,7 +49,9 @@ pub mod users;
 pub mod wal;
 pub mod warnings;
 
-pub use rows::{alloc_ids, anonymous, bind_all, insert_rows, insert_rows_with_suffix, placeholders, Val};
+pub use rows::{
+    alloc_ids, anonymous, bind_all, insert_rows, insert_rows_with_suffix, placeholders, update_rows, Val,
+};
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;

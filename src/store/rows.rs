@@ -160,24 +160,7 @@ pub async fn insert_rows_with_suffix(
     while rows.peek().is_some() {
         let chunk: Vec<Vec<Val>> = rows.by_ref().take(per_chunk).collect();
         let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
-        let mut n = 0;
-        for (i, row) in chunk.iter().enumerate() {
-            debug_assert_eq!(row.len(), columns.len());
-            sql.push_str(if i == 0 { "(" } else { ", (" });
-            for j in 0..row.len() {
-                n += 1;
-                if j > 0 {
-                    sql.push_str(", ");
-                }
-                if anonymous {
-                    sql.push('?');
-                } else {
-                    sql.push('$');
-                    sql.push_str(&n.to_string());
-                }
-            }
-            sql.push(')');
-        }
+        let n = values(&mut sql, &chunk, columns.len(), anonymous);
         sql.push_str(suffix);
         let full = chunk.len() == per_chunk;
         let args = bind_all(chunk.into_iter().flatten().collect())?;
@@ -193,6 +176,71 @@ pub async fn insert_rows_with_suffix(
             .with_context(|| format!("inserting into {table}"))?;
     }
     Ok(())
+}
+
+/// Appends `(…), (…)`, one parameter per value, to `sql`; returns the parameters written.
+fn values(sql: &mut String, rows: &[Vec<Val>], width: usize, anonymous: bool) -> usize {
+    let mut n = 0;
+    for (i, row) in rows.iter().enumerate() {
+        debug_assert_eq!(row.len(), width);
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        for j in 0..row.len() {
+            n += 1;
+            if j > 0 {
+                sql.push_str(", ");
+            }
+            if anonymous {
+                sql.push('?');
+            } else {
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            }
+        }
+        sql.push(')');
+    }
+    n
+}
+
+/// Multi-row `UPDATE`: each row is `key` then the values of `columns`, set on the row of
+/// `table` with that key when `condition` (SQL over `table`'s own columns) holds. Returns
+/// the rows changed. Only what changes is sent, where an upsert of the whole row sent every
+/// column again (an attempt's whole message text, for four columns that change).
+pub async fn update_rows(
+    conn: &mut AnyConnection,
+    table: &str,
+    key: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Val>>,
+    condition: &str,
+) -> Result<u64> {
+    let anonymous = conn.backend_name() == "SQLite";
+    let width = columns.len() + 1;
+    let max = if anonymous { MAX_PARAMS } else { MAX_PARAMS_PG };
+    let per_chunk = (max / width).max(1);
+    let set = columns
+        .iter()
+        .map(|c| format!("{c} = v.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut changed = 0;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Val>> = rows.by_ref().take(per_chunk).collect();
+        let mut sql = format!("WITH v ({key}, {}) AS (VALUES ", columns.join(", "));
+        let n = values(&mut sql, &chunk, width, anonymous);
+        sql.push_str(&format!(
+            ") UPDATE {table} SET {set} FROM v WHERE {table}.{key} = v.{key} AND ({condition})"
+        ));
+        let full = chunk.len() == per_chunk;
+        let args = bind_all(chunk.into_iter().flatten().collect())?;
+        changed += sqlx::query_with(&sql, args)
+            .persistent(n < LARGE || (full && !anonymous))
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("updating {table}"))?
+            .rows_affected();
+    }
+    Ok(changed)
 }
 
 /// `?, ?, …`: `n` anonymous parameters, for SQLite only, and only in a statement whose
