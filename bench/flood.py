@@ -36,7 +36,7 @@ OUT = os.path.join(ROOT, "bench", "out")
 # BENCH_BIN_DIR=target/debug (with BENCH_NO_BUILD=1) tries the script itself on debug builds:
 # its figures are then not figures.
 BINS = os.path.join(ROOT, os.environ.get("BENCH_BIN_DIR", "target/release"))
-BIN = os.path.join(BINS, "jiaoying")
+BIN = os.environ.get("BENCH_BIN") or os.path.join(BINS, "jiaoying")  # a before/after pair (bench/README.md)
 SINK = os.path.join(BINS, "jiaoying-bench-sink")
 LOAD = os.path.join(BINS, "jiaoying-bench-replies")
 CONFIG = "bench/jiaoying.bench.toml"
