@@ -116,10 +116,7 @@ pub async fn lose_in_flight(conn: &mut AnyConnection, job_ids: &[i64], now: i64)
     let sqlite = conn.backend_name() == "SQLite";
     for chunk in job_ids.chunks(1000) {
         // On SQLite every parameter anonymous (see `store::anonymous`).
-        let list = match sqlite {
-            true => super::anonymous(chunk.len()),
-            false => placeholders(2, chunk.len()),
-        };
+        let list = super::in_list(sqlite, 2, chunk.len());
         let first = if sqlite { "?" } else { "$1" };
         let sql = format!(
             "UPDATE attempts SET result = 'lost', finished_at = {first},

@@ -388,22 +388,15 @@ pub async fn transition(
         .join(", ");
     // On SQLite every parameter anonymous (see `anonymous`): the stamp binds `now` again.
     let sqlite = conn.backend_name() == "SQLite";
-    let stamp = match (stamp_column, sqlite) {
-        (Some(c), true) => format!(", {c} = ?"),
-        (Some(c), false) => format!(", {c} = $2"),
-        (None, _) => String::new(),
-    };
+    let (to_p, now_p) = if sqlite { ("?", "?") } else { ("$1", "$2") };
+    let stamp = stamp_column
+        .map(|c| format!(", {c} = {now_p}"))
+        .unwrap_or_default();
     for chunk in ids.chunks(1000) {
-        let sql = match sqlite {
-            true => format!(
-                "UPDATE callouts SET state = ?, updated_at = ?{stamp} WHERE state IN ({from_sql}) AND id IN ({}) RETURNING id",
-                super::anonymous(chunk.len())
-            ),
-            false => format!(
-                "UPDATE callouts SET state = $1, updated_at = $2{stamp} WHERE state IN ({from_sql}) AND id IN ({}) RETURNING id",
-                super::placeholders(3, chunk.len())
-            ),
-        };
+        let sql = format!(
+            "UPDATE callouts SET state = {to_p}, updated_at = {now_p}{stamp} WHERE state IN ({from_sql}) AND id IN ({}) RETURNING id",
+            super::in_list(sqlite, 3, chunk.len())
+        );
         let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(to.as_str()).bind(now);
         if sqlite && stamp_column.is_some() {
             q = q.bind(now);
@@ -581,8 +574,7 @@ pub(super) fn channel_list(s: &str) -> Result<Vec<ChannelKind>, String> {
 }
 
 // TODO(issue 8): deliver/dispatch.rs calls this with a bare connection.
-///
-/// The rows come back as one JSON text made by the database: a batch of 512 call-outs read
+/// The call-outs of `ids` that exist, in no particular order. The rows come back as one JSON text made by the database: a batch of 512 call-outs read
 /// as 512 rows of 26 columns cost 7-15 ms on SQLite, nearly all of it in converting each
 /// value of each row on its way through sqlx (SQLite's row, then `AnyRow`, then ours), with
 /// the one connection held meanwhile; as one value it is parsed once, here.
@@ -590,16 +582,15 @@ pub async fn callouts_by_id(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec
     let sqlite = conn.backend_name() == "SQLite";
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(1000) {
-        let sql = match sqlite {
-            true => format!(
-                "{CALLOUTS_JSON_SQLITE} WHERE c.id IN ({})",
-                super::anonymous(chunk.len())
-            ),
-            false => format!(
-                "{CALLOUTS_JSON_POSTGRES} WHERE c.id IN ({})",
-                super::placeholders(1, chunk.len())
-            ),
+        let select = if sqlite {
+            CALLOUTS_JSON_SQLITE
+        } else {
+            CALLOUTS_JSON_POSTGRES
         };
+        let sql = format!(
+            "{select} WHERE c.id IN ({})",
+            super::in_list(sqlite, 1, chunk.len())
+        );
         let mut q = sqlx::query_scalar::<_, Option<String>>(&sql);
         for id in chunk {
             q = q.bind(*id);

@@ -679,16 +679,11 @@ pub async fn finish_mine_count(conn: &mut AnyConnection, worker: &str, ids: &[i6
     let sqlite = conn.backend_name() == "SQLite";
     let mut n = 0;
     for chunk in ids.chunks(1000) {
-        let sql = match sqlite {
-            true => format!(
-                "DELETE FROM jobs WHERE claimed_by = ? AND id IN ({})",
-                super::anonymous(chunk.len())
-            ),
-            false => format!(
-                "DELETE FROM jobs WHERE claimed_by = $1 AND id IN ({})",
-                placeholders(2, chunk.len())
-            ),
-        };
+        let sql = format!(
+            "DELETE FROM jobs WHERE claimed_by = {} AND id IN ({})",
+            if sqlite { "?" } else { "$1" },
+            super::in_list(sqlite, 2, chunk.len())
+        );
         let mut q = sqlx::query(&sql).bind(worker);
         for id in chunk {
             q = q.bind(*id);

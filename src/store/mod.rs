@@ -50,7 +50,8 @@ pub mod wal;
 pub mod warnings;
 
 pub use rows::{
-    alloc_ids, anonymous, bind_all, insert_rows, insert_rows_with_suffix, placeholders, update_rows, Val,
+    alloc_ids, anonymous, bind_all, in_list, insert_rows, insert_rows_with_suffix, placeholders, update_rows,
+    Val,
 };
 
 use std::ops::{Deref, DerefMut};

@@ -255,6 +255,15 @@ pub fn anonymous(n: usize) -> String {
     s
 }
 
+/// An `IN (…)` list of `n` parameters: `?, …` on SQLite (see [`anonymous`]: every other
+/// parameter of the statement must then be `?` too), `$first, …` on PostgreSQL.
+pub fn in_list(sqlite: bool, first: usize, n: usize) -> String {
+    match sqlite {
+        true => anonymous(n),
+        false => placeholders(first, n),
+    }
+}
+
 /// `$first, $first+1, …` for an `IN (…)` list of `n` values (callers keep `n` in the
 /// thousands: see the note on SQLite in [`insert_rows_with_suffix`]).
 pub fn placeholders(first: usize, n: usize) -> String {
