@@ -50,7 +50,8 @@ const COLUMNS: [&str; 13] = [
     "finished_at",
 ];
 
-fn row(a: &Attempt, o: Option<&Outcome>) -> Vec<Val> {
+/// An attempt as written before its network call: `sending`, nothing answered yet.
+fn row(a: &Attempt) -> Vec<Val> {
     vec![
         Val::I(a.id),
         Val::I(a.callout_id),
@@ -60,23 +61,17 @@ fn row(a: &Attempt, o: Option<&Outcome>) -> Vec<Val> {
         Val::from(a.gateway.as_str()),
         Val::from(a.address.as_str()),
         Val::from(a.body.as_str()),
-        Val::from(o.and_then(|o| o.gateway_ref.clone())),
-        Val::from(o.map_or("sending", |o| o.result)),
-        Val::from(o.and_then(|o| o.detail.clone())),
+        Val::NullT,
+        Val::from("sending"),
+        Val::NullT,
         Val::I(a.started_at),
-        Val::from(o.map(|o| o.finished_at)),
+        Val::NullI,
     ]
 }
 
 /// Writes attempts as `sending` (before their network calls).
 pub async fn start(conn: &mut AnyConnection, attempts: &[Attempt]) -> Result<()> {
-    insert_rows(
-        conn,
-        "attempts",
-        &COLUMNS,
-        attempts.iter().map(|a| row(a, None)).collect(),
-    )
-    .await
+    insert_rows(conn, "attempts", &COLUMNS, attempts.iter().map(row).collect()).await
 }
 
 /// Completes attempts written by [`start`]: the `sending` row is updated in place to the

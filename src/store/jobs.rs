@@ -609,10 +609,7 @@ async fn claim_rows(
                 .bind(limit)
                 .fetch_one(&mut *tx)
                 .await?;
-            let rows: Vec<ClaimedRow> = match &json {
-                Some(j) => serde_json::from_str(j).context("reading the claimed jobs")?,
-                None => Vec::new(),
-            };
+            let rows = claimed_rows(json)?;
             if !rows.is_empty() {
                 let sql = format!(
                     "UPDATE jobs SET claimed_by = ?, claimed_until = ? WHERE id IN ({})",
@@ -628,10 +625,15 @@ async fn claim_rows(
             return Ok(rows);
         }
     };
-    Ok(match json {
-        Some(j) => serde_json::from_str(&j).context("reading the claimed jobs")?,
-        None => Vec::new(),
-    })
+    claimed_rows(json)
+}
+
+/// The claimed rows out of their JSON array (none: PostgreSQL's `json_agg` of no rows).
+fn claimed_rows(json: Option<String>) -> Result<Vec<ClaimedRow>> {
+    match json {
+        Some(j) => serde_json::from_str(&j).context("reading the claimed jobs"),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Extends `worker`'s claim on `ids` to `until` (while their work runs); returns the ids

@@ -31,6 +31,7 @@
 
 pub mod answers;
 pub mod attempts;
+mod callout_row;
 pub mod callouts;
 pub mod feeds;
 pub mod inbound;

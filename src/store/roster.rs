@@ -287,7 +287,7 @@ fn contact_at(r: &sqlx::any::AnyRow, at: usize) -> Result<Contact> {
         region: RegionCode::parse(&region).map_err(bad)?,
         backup: r.try_get(at + 7)?,
         superior: r.try_get(at + 8)?,
-        channels: super::callouts::channel_list(&channels).map_err(bad)?,
+        channels: super::callout_row::channel_list(&channels).map_err(bad)?,
         key,
     })
 }
