@@ -251,8 +251,9 @@ pub async fn worker(core: Arc<Core>, name: String, stop: CancellationToken) {
         let sleep = match result {
             Ok(Round::Worked(_)) => continue,
             Ok(Round::Idle) => {
-                let next = jobs::next_due(core.store.pool()).await.ok().flatten();
                 let poll = core.settings.dispatch.poll;
+                let horizon = core.now() + poll.as_millis() as i64;
+                let next = jobs::next_due(core.store.pool(), horizon).await.ok().flatten();
                 next.map(|due| {
                     Duration::from_millis((due - core.now()).clamp(0, poll.as_millis() as i64) as u64)
                 })

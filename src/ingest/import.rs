@@ -111,6 +111,10 @@ pub async fn import_data(
         .await?;
         tx.commit().await?;
         bar.finish_and_clear();
+        // The rows are in: stale statistics only make later reads slower, so a failure warns.
+        if let Err(e) = db::refresh_statistics(store).await {
+            tracing::warn!(error = %format!("{e:#}"), "the roster is imported; refreshing the planner's statistics failed");
+        }
     }
     Ok(Imported {
         rows: n,

@@ -774,13 +774,18 @@ pub async fn delete_once(conn: &mut AnyConnection, dedupe_key: &str) -> Result<(
     Ok(())
 }
 
-/// When the next job falls due (a sleeping worker wakes then).
-pub async fn next_due(pool: &AnyPool) -> Result<Option<i64>> {
-    // A claimed job is due again when its lease runs out.
+/// When the next job falls due, of those due before `before` (a sleeping worker wakes then;
+/// it sleeps at most its poll, so it asks only about that window).
+pub async fn next_due(pool: &AnyPool, before: i64) -> Result<Option<i64>> {
+    // A claimed job is due again when its lease runs out; no job is claimed before its due
+    // time whatever its lease, so one due after `before` needs no wake before it. The bound lets the
+    // `jobs_due` index skip the answer deadlines of a big warning: without it, every idle worker
+    // read the whole table (1.1 ms a time with 10,000 deadlines waiting on PostgreSQL, on
+    // SQLite holding its one connection).
     Ok(sqlx::query_scalar(
         "SELECT MIN(CASE WHEN claimed_until IS NULL THEN due_at ELSE claimed_until END) FROM jobs WHERE due_at < $1",
     )
-    .bind(PARKED)
+    .bind(before.min(PARKED))
     .fetch_one(pool)
     .await?)
 }
