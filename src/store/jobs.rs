@@ -450,7 +450,7 @@ pub async fn insert_once(conn: &mut AnyConnection, job: NewJob, now: i64) -> Res
         "jobs",
         &COLUMNS,
         vec![row_of(job, now)],
-        " ON CONFLICT (dedupe_key) DO NOTHING",
+        " ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
     )
     .await
 }

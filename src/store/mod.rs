@@ -222,22 +222,6 @@ impl Store {
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(max_connections.max(2))
-                    // A plan made for every execution, never one cached for the statement: a
-                    // cached ("generic") plan is made after a statement's fifth run and kept
-                    // until the table's statistics change, so a big warning's writes ran on
-                    // plans made while its tables were nearly empty (a seq scan of all
-                    // attempts to complete 512 of them, of all jobs to delete a batch's).
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            for set in [
-                                "SET plan_cache_mode = force_custom_plan",
-                                "SET random_page_cost = 1.1",
-                            ] {
-                                sqlx::query(set).execute(&mut *conn).await?;
-                            }
-                            Ok(())
-                        })
-                    })
                     .connect_with(opts)
                     .await
             }
