@@ -46,6 +46,7 @@ mod rows;
 pub mod schema;
 pub mod stats;
 pub mod tamper;
+mod task;
 pub mod users;
 pub mod wal;
 pub mod warnings;
