@@ -1,7 +1,7 @@
 //! Per-recipient caps (Aliyun 50 SMS a day to a number, voice 1/min, 5/h, 20/24 h, Tencent 2 a
 //! day …): counted in the database from the attempts themselves, so every instance and every
 //! restart sees the same count, a batch's own sends included. Owns the counting and the rule
-//! (`breaks_cap`, pure); what a capped send does next is `dispatch::next_step`.
+//! (`breaks_cap`, pure); what a capped send does next is `route::next_step`.
 
 use std::collections::HashMap;
 
