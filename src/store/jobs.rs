@@ -545,3 +545,71 @@ pub async fn unknown_kinds(pool: &AnyPool) -> Result<Vec<(String, i64)>> {
     .await?;
     rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle worker asks when the next job falls due within its poll: a job due later is
+    /// not its concern, a claimed one counts at the end of its lease, and a singleton job
+    /// inserted twice (the partial `jobs_dedupe` index of 0014) is there once.
+    #[tokio::test]
+    async fn next_due_looks_only_within_the_horizon_and_claims_count_at_their_lease() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/t.db", d.path().display()), 1)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let mut conn = store.pool().acquire().await.unwrap();
+        insert_once(&mut conn, NewJob::feed_poll("cma", 10_000), 0)
+            .await
+            .unwrap();
+        insert_once(&mut conn, NewJob::feed_poll("cma", 12_000), 0)
+            .await
+            .unwrap();
+        insert(
+            &mut conn,
+            vec![
+                NewJob::deadline(1, 0, 1_000_000),
+                NewJob::deadline(2, 0, 1_000_000),
+            ],
+            0,
+        )
+        .await
+        .unwrap();
+        drop(conn);
+        assert_eq!(
+            pending(store.pool(), Kind::FeedPoll).await.unwrap(),
+            1,
+            "a singleton twice"
+        );
+        assert_eq!(
+            pending(store.pool(), Kind::Deadline).await.unwrap(),
+            2,
+            "keyless jobs"
+        );
+
+        assert_eq!(next_due(store.pool(), 20_000).await.unwrap(), Some(10_000));
+        assert_eq!(
+            next_due(store.pool(), 5_000).await.unwrap(),
+            None,
+            "due after the horizon"
+        );
+        let claimed = claim(&store, "w", 10_000, 30_000, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(
+            next_due(store.pool(), 20_000).await.unwrap(),
+            Some(40_000),
+            "its lease's end"
+        );
+        assert_eq!(next_due(store.pool(), PARKED).await.unwrap(), Some(40_000));
+        finish_mine(
+            &mut store.pool().acquire().await.unwrap(),
+            "w",
+            &[claimed[0].as_ref().unwrap().id],
+        )
+        .await
+        .unwrap();
+        assert_eq!(next_due(store.pool(), PARKED).await.unwrap(), Some(1_000_000));
+    }
+}
