@@ -11,7 +11,8 @@
 //! already, in three queries; incidents, duty holders and the duty roster are read once per
 //! chunk. What the deadlines write is held ([`Held`]) and made together: one UPDATE per state
 //! change and per rung, one INSERT of the new call-outs and one of their jobs, one ledger
-//! append, one delete of the jobs (about ten statements per deadline before, 1,800 a second).
+//! append, one delete of the jobs (about ten statements per deadline before, 1,800 a second);
+//! those shared reads and held writes are `chunk`.
 //! A join (the person called already has an open call-out) writes what is held first and is
 //! made at once. A chunk that fails is rolled back and its deadlines are applied one by one,
 //! so that one row that cannot be applied (a poison row) is rescheduled with its error, and
@@ -21,11 +22,13 @@
 //! deadline of the same rung already ran), it does nothing, so a deadline that runs twice
 //! never climbs two rungs. It must not send anything itself: it writes the jobs that do.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use anyhow::Result;
 use sqlx::AnyConnection;
 use tokio_util::sync::CancellationToken;
+
+mod chunk;
 
 use crate::config::Rung;
 use crate::core::Core;
@@ -33,13 +36,14 @@ use crate::deliver::message;
 use crate::domain::callout::{on_deadline, Deadline, State};
 use crate::domain::{IncidentState, RegionCode};
 use crate::store::callouts::{self, Callout};
-use crate::store::incidents::{self, Incident};
+use crate::store::incidents;
 use crate::store::jobs::{self, Job, NewJob, Task};
 use crate::store::ledger::Record;
 use crate::store::roster;
 use crate::store::Tx;
 use crate::target::duty::Duty;
-use crate::target::roster::{role_label, Contact, DutyShift};
+use crate::target::roster::{role_label, Contact};
+use chunk::{Held, Pending, Reads, Seen};
 
 /// Whoever a `duty:ROLE` step would call, with the shift that puts them on duty.
 type OnDuty = HashMap<String, Vec<(Contact, Option<String>)>>;
@@ -105,184 +109,6 @@ pub async fn run_batch(core: &Core, worker: &str, jobs: Vec<Job>, stop: &Cancell
     }
     core.wake.notify_waiters();
     Ok(())
-}
-
-/// What a chunk reads once and every deadline in it shares.
-#[derive(Default)]
-struct Seen {
-    incidents: HashMap<i64, std::result::Result<Option<Incident>, String>>,
-    reads: Reads,
-    shifts: Option<Vec<DutyShift>>,
-    /// Call-outs written in this chunk: read again if another deadline of the chunk names them.
-    touched: HashSet<i64>,
-}
-
-/// Contacts read for a chunk: by key (backups, superiors, people on shift), by role and
-/// region (duty holders), and who of them has an open call-out in which incident.
-#[derive(Default)]
-struct Reads {
-    contacts: HashMap<String, Option<Contact>>,
-    holders: HashMap<(String, RegionCode), Vec<Contact>>,
-    /// `(incident, contact)` pairs with an open call-out (read up front, or made by this
-    /// chunk), of the pairs in `checked`.
-    open: HashSet<(i64, i64)>,
-    checked: HashSet<(i64, i64)>,
-}
-
-impl Reads {
-    async fn contact(&mut self, conn: &mut AnyConnection, key: &Option<String>) -> Result<Option<Contact>> {
-        let Some(key) = key else { return Ok(None) };
-        if let Some(c) = self.contacts.get(key) {
-            return Ok(c.clone());
-        }
-        let c = roster::contact_by_key(conn, key).await?;
-        self.contacts.insert(key.clone(), c.clone());
-        Ok(c)
-    }
-
-    async fn holders(
-        &mut self,
-        conn: &mut AnyConnection,
-        role: &str,
-        code: &RegionCode,
-    ) -> Result<&[Contact]> {
-        let k = (role.to_string(), code.clone());
-        if !self.holders.contains_key(&k) {
-            let hs = roster::contacts_with_role(conn, role, code).await?;
-            self.holders.insert(k.clone(), hs);
-        }
-        Ok(&self.holders[&k])
-    }
-
-    /// The backups and superiors of these call-outs, and which of them are called already in
-    /// these call-outs' incidents: three queries for a piece of a chunk, not two per deadline.
-    async fn ahead(&mut self, conn: &mut AnyConnection, piece: &[Callout]) -> Result<()> {
-        let mut keys: Vec<&str> = piece
-            .iter()
-            .flat_map(|c| [c.backup_key.as_deref(), c.superior_key.as_deref()])
-            .flatten()
-            .filter(|k| !self.contacts.contains_key(*k))
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        for k in &keys {
-            self.contacts.insert(k.to_string(), None);
-        }
-        let found = roster::contacts_by_keys(conn, &keys).await?;
-        let ids: Vec<i64> = found.iter().map(|c| c.id).collect();
-        for c in found {
-            self.contacts.insert(c.key.clone(), Some(c));
-        }
-        let mut incidents: Vec<i64> = piece.iter().map(|c| c.incident_id).collect();
-        incidents.sort_unstable();
-        incidents.dedup();
-        self.open
-            .extend(callouts::open_pairs(conn, &incidents, &ids).await?);
-        // Asked for every pair of these incidents and contacts (a contact read by an earlier
-        // piece is not asked again, and is read one by one if a deadline calls them).
-        self.checked
-            .extend(incidents.iter().flat_map(|i| ids.iter().map(move |c| (*i, *c))));
-        Ok(())
-    }
-
-    /// Whether this person may have an open call-out in this incident (then it is read, to
-    /// join it); false only when the chunk knows they have none.
-    fn may_be_open(&self, incident: i64, contact: i64) -> bool {
-        !self.checked.contains(&(incident, contact)) || self.open.contains(&(incident, contact))
-    }
-}
-
-/// Writes of a chunk's deadlines held back and made together (a few statements for the
-/// chunk, not ten for each deadline): state changes, rungs, jobs, new call-outs, and the
-/// ledger records in the order the deadlines were decided. [`Held::flush`] makes them before
-/// anything that must read what they wrote (a join, a call-out touched twice) and at the end.
-#[derive(Default)]
-struct Held {
-    /// (call-out, the state it was decided in, the state it goes to)
-    moves: Vec<(i64, State, State)>,
-    rungs: Vec<(i64, i64, Option<i64>)>,
-    jobs: Vec<NewJob>,
-    children: Vec<callouts::NewChild>,
-    /// With the state change, if any, whose `callout.state` entry follows the record (one
-    /// per deadline, as if each were applied alone: the ledger does not depend on how the
-    /// deadlines were chunked).
-    records: Vec<(Pending, Option<(i64, State)>)>,
-}
-
-/// A ledger record of a held write: an escalation's names the call-outs it made, whose ids
-/// are known only once they are inserted.
-enum Pending {
-    Ready(Record),
-    Escalated {
-        callout: i64,
-        incident: i64,
-        to: Rung,
-        contacts: Vec<String>,
-        joined: Vec<i64>,
-        rung: i64,
-        /// Its children: `Held::children[from..to]`.
-        children: std::ops::Range<usize>,
-    },
-}
-
-impl Held {
-    async fn flush(&mut self, tx: &mut Tx, records: &mut Vec<Record>, now: i64) -> Result<()> {
-        let held = std::mem::take(self);
-        let backend = tx.backend();
-        let conn: &mut AnyConnection = tx;
-        // Rows in id order first (PostgreSQL): the store's lock order.
-        let mut ids: Vec<i64> = held
-            .moves
-            .iter()
-            .map(|m| m.0)
-            .chain(held.rungs.iter().map(|r| r.0))
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        callouts::lock(conn, backend, &ids).await?;
-        let mut changed: HashSet<(i64, State)> = HashSet::new();
-        let mut groups: Vec<((State, State), Vec<i64>)> = Vec::new();
-        for (id, from, to) in &held.moves {
-            match groups.iter_mut().find(|g| g.0 == (*from, *to)) {
-                Some(g) => g.1.push(*id),
-                None => groups.push(((*from, *to), vec![*id])),
-            }
-        }
-        for ((from, to), ids) in groups {
-            let moved = callouts::transition(conn, &ids, &[from], to, None, now).await?;
-            changed.extend(moved.into_iter().map(|id| (id, to)));
-        }
-        callouts::set_rungs(conn, &held.rungs, now).await?;
-        let children = callouts::add_children(conn, backend, &held.children, now).await?;
-        jobs::insert(conn, held.jobs, now).await?;
-        for (r, state) in held.records {
-            records.push(match r {
-                Pending::Ready(r) => r,
-                Pending::Escalated {
-                    callout,
-                    incident,
-                    to,
-                    contacts,
-                    joined,
-                    rung,
-                    children: range,
-                } => {
-                    let made = &children[range];
-                    Record::new(
-                        "callout.escalated",
-                        format!("callout:{callout}"),
-                        serde_json::json!({"to": to, "contact": contacts.first(), "contacts": contacts,
-                            "new_callout": made.first(), "new_callouts": made, "joined": joined, "rung": rung,
-                            "incident": incident}),
-                    )
-                }
-            });
-            if let Some((id, to)) = state.filter(|s| changed.contains(s)) {
-                records.extend(callouts::state_record(&[id], to));
-            }
-        }
-        Ok(())
-    }
 }
 
 /// One transaction for a prefix of `chunk`, ended when [`BUDGET`] has run out: how many
