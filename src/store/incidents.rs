@@ -315,11 +315,7 @@ mod tests {
         policy: &str,
         channels: &str,
     ) -> (Store, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display()), 1)
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let (store, dir) = crate::store::temp_sqlite().await;
         let mut conn = store.conn().await.unwrap();
         for (sql, binds) in [
             (

@@ -555,11 +555,7 @@ mod tests {
     /// inserted twice (the partial `jobs_dedupe` index of 0014) is there once.
     #[tokio::test]
     async fn next_due_looks_only_within_the_horizon_and_claims_count_at_their_lease() {
-        let d = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}/t.db", d.path().display()), 1)
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let (store, _dir) = crate::store::temp_sqlite().await;
         let mut conn = store.pool().acquire().await.unwrap();
         insert_once(&mut conn, NewJob::feed_poll("cma", 10_000), 0)
             .await

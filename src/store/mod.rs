@@ -379,6 +379,18 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// A migrated SQLite store in a fresh temporary folder, for unit tests (the folder is removed
+/// when the returned guard is dropped).
+#[cfg(test)]
+pub(crate) async fn temp_sqlite() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display()), 1)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    (store, dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,11 +410,7 @@ mod tests {
     /// holds it is a mistake that must fail at once with a reason, not hang.
     #[tokio::test]
     async fn a_read_through_the_store_inside_a_unit_of_work_is_an_error_not_a_hang() {
-        let d = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}/t.db", d.path().display()), 1)
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let (store, _dir) = temp_sqlite().await;
         let tx = store.begin().await.unwrap();
         let started = std::time::Instant::now();
         let e = incidents::list(&store, 1).await.unwrap_err();

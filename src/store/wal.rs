@@ -99,11 +99,7 @@ mod tests {
     /// pool committed stays readable.
     #[tokio::test]
     async fn a_pass_writes_back_what_the_commits_left_in_the_log() {
-        let d = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}/t.db", d.path().display()), 1)
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let (store, _dir) = crate::store::temp_sqlite().await;
         let mut conn = connect(&store)
             .await
             .unwrap()
